@@ -1,0 +1,145 @@
+// Package stream owns herd's JetStream topology: the events stream, its
+// subjects and message ids, the durable consumers, the sources KV bucket, and
+// an embedded server for single-node installs. Collector and writer agree on
+// the wire through this package alone.
+package stream
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config names the stream and sets its limits. The zero value, after
+// Defaults, is a single-replica file stream.
+type Config struct {
+	Name        string        // stream name; default HERD_EVENTS
+	Prefix      string        // subject prefix; default "herd"
+	Replicas    int           // 1 on a single node, 3 on a cluster
+	MaxBytes    int64         // stream size limit; publishes are refused past it (default 10 GiB)
+	MaxAge      time.Duration // 0: keep until consumed and acked by every consumer's retention
+	DupeWindow  time.Duration // Nats-Msg-Id deduplication window; default 2 minutes
+	SourcesKV   string        // KV bucket mirroring herd.sources; default herd_sources
+	MemoryStore bool          // for tests and benchmarks only: not durable across restarts
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if c.Name == "" {
+		c.Name = "HERD_EVENTS"
+	}
+	if c.Prefix == "" {
+		c.Prefix = "herd"
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = 10 << 30
+	}
+	if c.DupeWindow == 0 {
+		c.DupeWindow = 2 * time.Minute
+	}
+	if c.SourcesKV == "" {
+		c.SourcesKV = "herd_sources"
+	}
+}
+
+// EventSubject is the subject an accepted event of the source is published on.
+func (c Config) EventSubject(sourceID int64) string {
+	return c.Prefix + ".events." + strconv.FormatInt(sourceID, 10)
+}
+
+// RejectSubject is the subject a refused event or body is published on.
+func (c Config) RejectSubject(sourceID int64) string {
+	return c.Prefix + ".rejects." + strconv.FormatInt(sourceID, 10)
+}
+
+// EventsFilter matches every event subject (for consumers that want events only).
+func (c Config) EventsFilter() string { return c.Prefix + ".events.>" }
+
+// RejectsFilter matches every reject subject.
+func (c Config) RejectsFilter() string { return c.Prefix + ".rejects.>" }
+
+// MsgID is the Nats-Msg-Id of an event: JetStream drops a second publish of
+// the same id within the duplicate window.
+func MsgID(sourceID int64, messageID string) string {
+	return strconv.FormatInt(sourceID, 10) + "/" + messageID
+}
+
+// Ensure creates or updates the stream and the sources bucket.
+func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.Stream, error) {
+	c.Defaults()
+	storage := jetstream.FileStorage
+	if c.MemoryStore {
+		storage = jetstream.MemoryStorage
+	}
+	sc := jetstream.StreamConfig{
+		Name:       c.Name,
+		Subjects:   []string{c.EventsFilter(), c.RejectsFilter()},
+		Storage:    storage,
+		Replicas:   c.Replicas,
+		MaxBytes:   c.MaxBytes,
+		MaxAge:     c.MaxAge,
+		Discard:    jetstream.DiscardNew,
+		Duplicates: c.DupeWindow,
+		Retention:  jetstream.LimitsPolicy,
+	}
+	s, err := js.CreateOrUpdateStream(ctx, sc)
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", c.Name, err)
+	}
+	if _, err := SourcesKV(ctx, js, c); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// SourcesKV opens (creating if needed) the bucket that mirrors herd.sources,
+// keyed by write key.
+func SourcesKV(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.KeyValue, error) {
+	c.Defaults()
+	kv, err := js.KeyValue(ctx, c.SourcesKV)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		storage := jetstream.FileStorage
+		if c.MemoryStore {
+			storage = jetstream.MemoryStorage
+		}
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: c.SourcesKV, History: 1, Storage: storage, Replicas: c.Replicas,
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open key-value bucket %s: %w", c.SourcesKV, err)
+	}
+	return kv, nil
+}
+
+// Connect dials url with options suited to a long-running component: it
+// retries forever and reports connection changes to the callbacks' logger.
+func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
+	base := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectBufSize(64 << 20),
+	}
+	nc, err := nats.Connect(url, append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// SourceKey is the key of a write key in the sources bucket. Keys may hold
+// only a few characters, so the write key is base64url-encoded.
+func SourceKey(writeKey string) string {
+	return "k." + base64.RawURLEncoding.EncodeToString([]byte(writeKey))
+}
