@@ -61,6 +61,10 @@ func (c Config) RejectSubject(sourceID int64) string {
 	return c.Prefix + ".rejects." + strconv.FormatInt(sourceID, 10)
 }
 
+// WebhookSubject is the subject a verified third-party webhook body is
+// published on (name: "stripe", ...). Loaders consume their own subject.
+func (c Config) WebhookSubject(name string) string { return c.Prefix + ".webhooks." + name }
+
 // EventsFilter matches every event subject (for consumers that want events only).
 func (c Config) EventsFilter() string { return c.Prefix + ".events.>" }
 
@@ -82,7 +86,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.St
 	}
 	sc := jetstream.StreamConfig{
 		Name:       c.Name,
-		Subjects:   []string{c.EventsFilter(), c.RejectsFilter()},
+		Subjects:   []string{c.EventsFilter(), c.RejectsFilter(), c.Prefix + ".webhooks.>"},
 		Storage:    storage,
 		Replicas:   c.Replicas,
 		MaxBytes:   c.MaxBytes,
