@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/herdhq/herd/collector"
+	"github.com/herdhq/herd/stream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// streamFlags configure the JetStream stream every component agrees on.
+type streamFlags struct {
+	cfg        stream.Config
+	maxBytes   int64
+	replicas   int
+	dupeWindow time.Duration
+}
+
+func (s *streamFlags) bind(fs *flag.FlagSet) {
+	fs.StringVar(&s.cfg.Name, "stream", "HERD_EVENTS", "JetStream stream name")
+	fs.Int64Var(&s.maxBytes, "stream-max-bytes", 10<<30, "stream size limit in bytes; the collector answers 503 once it is full")
+	fs.IntVar(&s.replicas, "stream-replicas", 1, "stream replicas (3 on a 3-node JetStream cluster)")
+	fs.DurationVar(&s.dupeWindow, "dupe-window", 2*time.Minute, "JetStream duplicate window for Nats-Msg-Id")
+}
+
+func (s *streamFlags) config() stream.Config {
+	c := s.cfg
+	c.MaxBytes, c.Replicas, c.DupeWindow = s.maxBytes, s.replicas, s.dupeWindow
+	c.Defaults()
+	return c
+}
+
+// collectorFlags configure the HTTP collector.
+type collectorFlags struct {
+	listen         string
+	publicURL      string
+	trustedProxies string
+	anonymizeIP    bool
+	publishTimeout time.Duration
+}
+
+func (c *collectorFlags) bind(fs *flag.FlagSet) {
+	fs.StringVar(&c.listen, "listen", ":8080", "address of the tracking API, the SDK and the demo page")
+	fs.StringVar(&c.publicURL, "public-url", "", "URL clients use to reach the collector (default: from each request's Host)")
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
+	fs.BoolVar(&c.anonymizeIP, "anonymize-ip", false, "zero the last octet (IPv4) or 80 bits (IPv6) of every client IP")
+	fs.DurationVar(&c.publishTimeout, "publish-timeout", 3*time.Second, "longest wait for JetStream's acknowledgement before answering 503")
+}
+
+func (c *collectorFlags) config(sc stream.Config) (collector.Config, error) {
+	cfg := collector.Config{Stream: sc, PublicURL: c.publicURL, AnonymizeIP: c.anonymizeIP, PublishTimeout: c.publishTimeout}
+	for _, s := range strings.Split(c.trustedProxies, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, err2 := netip.ParseAddr(s)
+			if err2 != nil {
+				return cfg, usagef("--trusted-proxies: %q is not a CIDR or address", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, p)
+	}
+	return cfg, nil
+}
+
+// admin is the operators' listener: metrics, health, pprof and pages that
+// other packages mount.
+type admin struct {
+	reg    *prometheus.Registry
+	mux    *http.ServeMux
+	mu     sync.Mutex
+	checks map[string]func(context.Context) error
+}
+
+func newAdmin() *admin {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a := &admin{reg: reg, mux: http.NewServeMux(), checks: map[string]func(context.Context) error{}}
+	a.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	a.mux.HandleFunc("GET /readyz", a.ready)
+	a.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	a.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	a.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	a.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	a.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return a
+}
+
+// check adds a readiness condition.
+func (a *admin) check(name string, f func(context.Context) error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.checks[name] = f
+}
+
+func (a *admin) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	a.mu.Lock()
+	checks := make(map[string]func(context.Context) error, len(a.checks))
+	for k, v := range a.checks {
+		checks[k] = v
+	}
+	a.mu.Unlock()
+	var failed []string
+	for name, f := range checks {
+		if err := f(ctx); err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+		}
+	}
+	if len(failed) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, strings.Join(failed, "\n"))
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// group runs functions until the first returns or ctx ends, then cancels the
+// rest and waits for them: every goroutine has an owner.
+type group struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+	log    *slog.Logger
+}
+
+func newGroup(ctx context.Context, log *slog.Logger) *group {
+	ctx, cancel := context.WithCancel(ctx)
+	return &group{ctx: ctx, cancel: cancel, log: log}
+}
+
+func (g *group) Go(name string, f func(ctx context.Context) error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		err := f(g.ctx)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			g.log.Error(name+" stopped", "err", err)
+			g.once.Do(func() { g.err = fmt.Errorf("%s: %w", name, err) })
+		}
+		g.cancel()
+	}()
+}
+
+func (g *group) Wait() error {
+	g.wg.Wait()
+	return g.err
+}
+
+// serveHTTP runs srv on addr until ctx ends, then shuts it down gracefully.
+func serveHTTP(ctx context.Context, addr string, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// serveCollector runs the collector on addr until ctx ends, then answers the
+// requests in flight and returns.
+func serveCollector(ctx context.Context, c *collector.Collector, ln net.Listener, log *slog.Logger) error {
+	errc := make(chan error, 1)
+	go func() { errc <- c.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	log.Info("collector draining")
+	return c.Shutdown(sctx)
+}

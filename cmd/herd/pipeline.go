@@ -1,0 +1,401 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herdhq/herd"
+	"github.com/herdhq/herd/collector"
+	"github.com/herdhq/herd/internal/pgcluster"
+	"github.com/herdhq/herd/schemas"
+	"github.com/herdhq/herd/stream"
+	"github.com/herdhq/herd/warehouse"
+	"github.com/herdhq/herd/writer"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+type writerFlags struct {
+	batchEvents  int
+	batchWait    time.Duration
+	parallel     int
+	retention    time.Duration
+	partsAhead   int
+	consumerName string
+}
+
+func (w *writerFlags) bind(fs *flag.FlagSet) {
+	fs.IntVar(&w.batchEvents, "batch-events", 2000, "most events in one COPY transaction")
+	fs.DurationVar(&w.batchWait, "batch-wait", 25*time.Millisecond, "longest a batch waits to fill after its first event")
+	fs.IntVar(&w.parallel, "writers", 2, "batches written in parallel, each on its own connection")
+	fs.DurationVar(&w.retention, "retention", 0, "drop event partitions older than this (e.g. 2160h for 90 days); 0 keeps everything")
+	fs.IntVar(&w.partsAhead, "partitions-ahead", 7, "days of partitions created ahead")
+	fs.StringVar(&w.consumerName, "consumer", "herd-writer", "durable JetStream consumer name (writers sharing it split the work)")
+}
+
+func (w *writerFlags) config(sc stream.Config) writer.Config {
+	return writer.Config{
+		Stream: sc, Consumer: w.consumerName, Parallel: w.parallel,
+		Batch: writer.BatchPolicy{MaxEvents: w.batchEvents, MaxWait: w.batchWait},
+	}
+}
+
+// upFlags is everything herd up takes.
+type upFlags struct {
+	dbFlags
+	streamFlags
+	collectorFlags
+	writerFlags
+	adminListen string
+	dataDir     string
+	writeKey    string
+	natsListen  string
+}
+
+type collectFlags struct {
+	streamFlags
+	collectorFlags
+	natsURL     string
+	adminListen string
+}
+
+type writeFlags struct {
+	dbFlags
+	streamFlags
+	writerFlags
+	natsURL     string
+	adminListen string
+}
+
+func init() {
+	register(&command{
+		name:    "up",
+		summary: "run everything on one machine: embedded NATS, collector, writer, Postgres",
+		help: `herd up starts JetStream in-process (stored under DATA-DIR/nats), the collector
+on --listen and the writer. Postgres comes from --database-url / DATABASE_URL, or
+else a private cluster is created from the system's PostgreSQL binaries under
+DATA-DIR/pg and started on a free port. Migrations are applied and a source named
+"default" is created; its write key, the demo page URL and the psql command that
+shows the events are printed. Ctrl-C answers requests in flight, commits what the
+writer holds and stops.`,
+		flags: func(fs *flag.FlagSet) any {
+			var f upFlags
+			f.dbFlags.bind(fs)
+			f.streamFlags.bind(fs)
+			f.collectorFlags.bind(fs)
+			f.writerFlags.bind(fs)
+			fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:8081", "address of /metrics, /healthz, /readyz and pprof")
+			fs.StringVar(&f.dataDir, "data-dir", "./data", "where embedded NATS and the private Postgres keep their files")
+			fs.StringVar(&f.writeKey, "write-key", "", "write key of the default source (default: generated once and kept)")
+			fs.StringVar(&f.natsListen, "nats-listen", "", "also accept NATS clients on this host:port (default: in-process only)")
+			return &f
+		},
+		run: runUp,
+	})
+	register(&command{
+		name:    "collect",
+		summary: "run the collector alone against an external NATS",
+		flags: func(fs *flag.FlagSet) any {
+			var f collectFlags
+			f.streamFlags.bind(fs)
+			f.collectorFlags.bind(fs)
+			fs.StringVar(&f.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
+			fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:8081", "address of /metrics, /healthz, /readyz and pprof")
+			return &f
+		},
+		run: runCollect,
+	})
+	register(&command{
+		name:    "write",
+		summary: "run the writer alone: external NATS into Postgres",
+		flags: func(fs *flag.FlagSet) any {
+			var f writeFlags
+			f.dbFlags.bind(fs)
+			f.streamFlags.bind(fs)
+			f.writerFlags.bind(fs)
+			fs.StringVar(&f.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
+			fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:8082", "address of /metrics, /healthz, /readyz and pprof")
+			return &f
+		},
+		run: runWrite,
+	})
+}
+
+// startCollector builds a collector, loads sources and serves it in g.
+func startCollector(ctx context.Context, e *env, g *group, a *admin, nc *nats.Conn, cf *collectorFlags, sc stream.Config) error {
+	cfg, err := cf.config(sc)
+	if err != nil {
+		return err
+	}
+	addStatic(&cfg)
+	addWebhooks(&cfg)
+	c, err := collector.New(cfg, nc, e.log.With("component", "collector"), a.reg)
+	if err != nil {
+		return err
+	}
+	if err := c.Start(g.ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cf.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cf.listen, err)
+	}
+	a.check("nats", func(context.Context) error {
+		if !c.Ready() {
+			return errors.New("not connected or sources not loaded")
+		}
+		return nil
+	})
+	g.Go("collector", func(ctx context.Context) error { return serveCollector(ctx, c, ln, e.log) })
+	return nil
+}
+
+// startWriter runs the writer, the source mirror and partition upkeep in g.
+func startWriter(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetStream, wf *writerFlags, sc stream.Config) error {
+	kv, err := stream.SourcesKV(g.ctx, js, sc)
+	if err != nil {
+		return err
+	}
+	if err := warehouse.SyncSources(g.ctx, db, kv); err != nil {
+		return err
+	}
+	w := writer.New(wf.config(sc), db, js, e.log.With("component", "writer"), a.reg)
+	a.check("postgres", func(ctx context.Context) error { return db.Ping(ctx) })
+	g.Go("writer", w.Run)
+	g.Go("sources mirror", func(ctx context.Context) error {
+		return warehouse.MirrorSources(ctx, db, kv, 30*time.Second, e.log)
+	})
+	g.Go("partitions", func(ctx context.Context) error {
+		return warehouse.Maintain(ctx, db, wf.partsAhead, wf.retention, e.log, w.Store().ForgetPartitions)
+	})
+	return nil
+}
+
+func runCollect(ctx context.Context, e *env, args []string) error {
+	f := config[*collectFlags]("collect")
+	nc, err := stream.Connect(f.natsURL, "herd-collector")
+	if err != nil {
+		return err
+	}
+	defer nc.Drain() //nolint:errcheck
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	sc := f.streamFlags.config()
+	if err := ensureStream(ctx, js, sc); err != nil {
+		return err
+	}
+	g := newGroup(ctx, e.log)
+	a := newAdmin()
+	if err := startCollector(ctx, e, g, a, nc, &f.collectorFlags, sc); err != nil {
+		g.cancel()
+		return err
+	}
+	g.Go("admin", func(ctx context.Context) error { return serveHTTP(ctx, f.adminListen, a.mux) })
+	e.log.Info("collector listening", "addr", f.collectorFlags.listen, "nats", f.natsURL)
+	return g.Wait()
+}
+
+func runWrite(ctx context.Context, e *env, args []string) error {
+	f := config[*writeFlags]("write")
+	db, err := f.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := schemas.Migrate(ctx, db); err != nil {
+		return err
+	}
+	nc, err := stream.Connect(f.natsURL, "herd-writer")
+	if err != nil {
+		return err
+	}
+	defer nc.Drain() //nolint:errcheck
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	sc := f.streamFlags.config()
+	if err := ensureStream(ctx, js, sc); err != nil {
+		return err
+	}
+	g := newGroup(ctx, e.log)
+	a := newAdmin()
+	if err := startWriter(e, g, a, db, js, &f.writerFlags, sc); err != nil {
+		g.cancel()
+		return err
+	}
+	g.Go("admin", func(ctx context.Context) error { return serveHTTP(ctx, f.adminListen, a.mux) })
+	e.log.Info("writer running", "nats", f.natsURL, "stream", sc.Name)
+	return g.Wait()
+}
+
+// ensureStream creates the stream, waiting for NATS to come up.
+func ensureStream(ctx context.Context, js jetstream.JetStream, sc stream.Config) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := stream.Ensure(cctx, js, sc)
+		cancel()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func runUp(ctx context.Context, e *env, args []string) error {
+	f := config[*upFlags]("up")
+	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
+		return fmt.Errorf("create data directory %s: %w", f.dataDir, err)
+	}
+	dbURL := f.url
+	var cluster *pgcluster.Cluster
+	if dbURL == "" {
+		var err error
+		cluster, dbURL, err = privatePostgres(ctx, e, filepath.Join(f.dataDir, "pg"))
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := cluster.Stop(sctx, "fast"); err != nil {
+				e.log.Warn("stop private Postgres", "err", err)
+			}
+		}()
+	}
+	db, err := warehouse.Open(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := schemas.Migrate(ctx, db); err != nil {
+		return err
+	}
+	src, err := defaultSource(ctx, db, f.writeKey)
+	if err != nil {
+		return err
+	}
+
+	ns, err := stream.StartEmbedded(filepath.Join(f.dataDir, "nats"), f.natsListen)
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+	nc, err := ns.Connect("herd-up")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	sc := f.streamFlags.config()
+	if _, err := stream.Ensure(ctx, js, sc); err != nil {
+		return err
+	}
+
+	g := newGroup(ctx, e.log)
+	a := newAdmin()
+	if err := startWriter(e, g, a, db, js, &f.writerFlags, sc); err != nil {
+		g.cancel()
+		g.Wait() //nolint:errcheck
+		return err
+	}
+	if err := startCollector(ctx, e, g, a, nc, &f.collectorFlags, sc); err != nil {
+		g.cancel()
+		g.Wait() //nolint:errcheck
+		return err
+	}
+	startExtras(e, g, a, db, js, sc)
+	g.Go("admin", func(ctx context.Context) error { return serveHTTP(ctx, f.adminListen, a.mux) })
+
+	host := f.collectorFlags.listen
+	if strings.HasPrefix(host, ":") {
+		host = "localhost" + host
+	}
+	fmt.Fprintf(e.stdout, `
+herd is running.
+
+  write key   %s
+  demo page   http://%s/demo
+  send        curl -u %s: -H 'Content-Type: application/json' http://%s/v1/track -d '{"userId":"u1","event":"Signed Up"}'
+  see events  psql %q -c 'select received_at, type, event, path from herd.events order by received_at desc limit 20'
+  metrics     http://%s/metrics
+
+Ctrl-C stops (requests in flight are answered, the writer commits what it holds).
+`, src.WriteKey, host, src.WriteKey, host, dbURL, f.adminListen)
+	<-g.ctx.Done()
+	e.log.Info("stopping")
+	return g.Wait()
+}
+
+// defaultSource returns the source named "default", creating it (with key,
+// when given) or updating its key to key.
+func defaultSource(ctx context.Context, db *pgxpool.Pool, key string) (herd.Source, error) {
+	src, _, err := warehouse.EnsureSource(ctx, db, herd.Source{Name: "default", Kind: herd.KindBrowser, WriteKey: key})
+	if err != nil {
+		return src, err
+	}
+	if key != "" && src.WriteKey != key {
+		if _, err := db.Exec(ctx, "UPDATE herd.sources SET write_key = $1, revoked_at = NULL WHERE id = $2", key, src.ID); err != nil {
+			return src, fmt.Errorf("set the default source's write key: %w", err)
+		}
+		src.WriteKey = key
+	}
+	return src, nil
+}
+
+// privatePostgres starts (creating on first use) a cluster under dir and
+// returns the URL of its herd database.
+func privatePostgres(ctx context.Context, e *env, dir string) (*pgcluster.Cluster, string, error) {
+	portFile := filepath.Join(filepath.Dir(dir), "pg.port")
+	port := 0
+	if b, err := os.ReadFile(portFile); err == nil {
+		port, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	c, err := pgcluster.New(dir, port)
+	if err != nil {
+		return nil, "", err
+	}
+	if !c.Initialized() {
+		e.log.Info("creating a private Postgres cluster", "dir", c.Dir)
+		if err := c.Init(ctx); err != nil {
+			return nil, "", err
+		}
+	}
+	if c.Running(ctx) {
+		_ = c.Stop(ctx, "fast")
+	}
+	if err := c.Start(ctx); err != nil {
+		return nil, "", err
+	}
+	_ = os.WriteFile(portFile, []byte(strconv.Itoa(c.Port)), 0o644)
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		return nil, "", err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	_ = conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'herd')").Scan(&exists)
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE herd"); err != nil {
+			return nil, "", fmt.Errorf("create database herd: %w", err)
+		}
+	}
+	e.log.Info("private Postgres running", "dir", c.Dir, "port", c.Port)
+	return c, c.URL("herd"), nil
+}

@@ -1,0 +1,220 @@
+// Package collector is herd's HTTP front door: it speaks the Segment and
+// RudderStack tracking API over fasthttp, authenticates write keys, validates
+// and enriches events, and answers 200 only once JetStream has stored them.
+package collector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/herdhq/herd"
+	"github.com/herdhq/herd/stream"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+)
+
+// Config configures a Collector. The zero value, after defaults, is usable.
+type Config struct {
+	Stream stream.Config
+	// PublishTimeout bounds the wait for JetStream's acknowledgement; past it
+	// the client gets 503 with Retry-After and retries.
+	PublishTimeout time.Duration
+	// MaxPending bounds asynchronous publishes awaiting acknowledgement.
+	MaxPending int
+	// TrustedProxies are the peers whose forwarding headers are believed.
+	TrustedProxies []netip.Prefix
+	// AnonymizeIP zeroes the host part of every client IP.
+	AnonymizeIP bool
+	// PublicURL is how clients reach this collector (for the settings
+	// endpoint); default: the request's own scheme and Host.
+	PublicURL string
+	// Static files served as they are (the SDK, the demo page), by path.
+	Static map[string]Static
+	// Webhooks accepted from third parties.
+	Webhooks []Webhook
+	// Enricher adds user agent and geo columns; nil skips them.
+	Enricher Enricher
+	// Now is the clock (tests move it); default time.Now.
+	Now func() time.Time
+	// ReadTimeout and IdleTimeout protect against slow or idle clients.
+	ReadTimeout, IdleTimeout time.Duration
+}
+
+// Static is a file served by the collector.
+type Static struct {
+	ContentType  string
+	CacheControl string
+	Body         []byte
+	// Render, when set, makes the body per request (the demo page needs the
+	// request's host).
+	Render func(host, scheme string) []byte
+}
+
+// Webhook is a third-party callback (Stripe...): verified, then made durable
+// on the stream's webhook subject before the 200.
+type Webhook struct {
+	Path   string
+	Name   string
+	Verify func(body []byte, header func(name string) string, now time.Time) (msgID string, err error)
+}
+
+func (c *Config) defaults() {
+	c.Stream.Defaults()
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 3 * time.Second
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = 16384
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 60 * time.Second
+	}
+}
+
+// Collector serves the tracking API.
+type Collector struct {
+	cfg      Config
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	log      *slog.Logger
+	m        *metrics
+	enricher Enricher
+	server   *fasthttp.Server
+	sources  atomic.Pointer[map[string]*herd.Source]
+	webhooks map[string]Webhook
+	ready    atomic.Bool
+}
+
+// New builds a collector publishing through nc.
+func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer) (*Collector, error) {
+	cfg.defaults()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(cfg.MaxPending))
+	if err != nil {
+		return nil, err
+	}
+	c := &Collector{cfg: cfg, nc: nc, js: js, log: log, m: newMetrics(reg), enricher: cfg.Enricher, webhooks: map[string]Webhook{}}
+	for _, w := range cfg.Webhooks {
+		c.webhooks[w.Path] = w
+	}
+	empty := map[string]*herd.Source{}
+	c.sources.Store(&empty)
+	c.server = &fasthttp.Server{
+		Handler:                       c.Handle,
+		Name:                          "herd",
+		MaxRequestBodySize:            MaxBatchBytes + 64<<10,
+		ReadTimeout:                   cfg.ReadTimeout,
+		WriteTimeout:                  cfg.ReadTimeout,
+		IdleTimeout:                   cfg.IdleTimeout,
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		DisablePreParseMultipartForm:  true,
+		ErrorHandler:                  c.transportError,
+		DisableHeaderNamesNormalizing: false,
+		CloseOnShutdown:               true,
+	}
+	return c, nil
+}
+
+// Start loads the sources bucket and follows its changes until ctx ends. It
+// returns once the current sources are loaded.
+func (c *Collector) Start(ctx context.Context) error {
+	kv, err := stream.SourcesKV(ctx, c.js, c.cfg.Stream)
+	if err != nil {
+		return err
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch sources bucket: %w", err)
+	}
+	loaded := make(chan struct{})
+	go func() {
+		defer w.Stop() //nolint:errcheck
+		once := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					if !once {
+						once = true
+						close(loaded)
+					}
+					continue
+				}
+				c.applySource(e)
+			}
+		}
+	}()
+	select {
+	case <-loaded:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(15 * time.Second):
+		return errors.New("sources bucket did not load within 15s")
+	}
+	c.ready.Store(true)
+	return nil
+}
+
+func (c *Collector) applySource(e jetstream.KeyValueEntry) {
+	old := *c.sources.Load()
+	next := make(map[string]*herd.Source, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		for k, v := range next {
+			if stream.SourceKey(v.WriteKey) == e.Key() {
+				delete(next, k)
+			}
+		}
+	} else {
+		var s herd.Source
+		if err := json.Unmarshal(e.Value(), &s); err != nil {
+			c.log.Warn("bad source in bucket", "key", e.Key(), "err", err)
+			return
+		}
+		next[s.WriteKey] = &s
+	}
+	c.sources.Store(&next)
+}
+
+// Ready reports whether sources are loaded and NATS is connected.
+func (c *Collector) Ready() bool { return c.ready.Load() && c.nc.IsConnected() }
+
+// Serve accepts connections on ln until Shutdown.
+func (c *Collector) Serve(ln net.Listener) error { return c.server.Serve(ln) }
+
+// Shutdown stops accepting connections and waits for in-flight requests to
+// be answered, or for ctx to end.
+func (c *Collector) Shutdown(ctx context.Context) error {
+	return c.server.ShutdownWithContext(ctx)
+}
+
+// lookupSource returns the active source for a write key.
+func (c *Collector) lookupSource(key string) *herd.Source {
+	s := (*c.sources.Load())[key]
+	if s == nil || s.Revoked {
+		return nil
+	}
+	return s
+}

@@ -1,0 +1,295 @@
+package collector
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/herdhq/herd"
+)
+
+// Limits on what a request may carry, applied after decompression.
+const (
+	MaxEventBytes   = 32 << 10
+	MaxBatchBytes   = 500 << 10
+	MaxBatchEvents  = 2500
+	MaxEventNameLen = 1024
+	MaxIDLen        = 512
+	MaxDepth        = 64
+)
+
+// wireEvent is an event as clients send it (Segment's spec). Identifiers are
+// raw because some clients send numbers.
+type wireEvent struct {
+	Type              string          `json:"type"`
+	Event             json.RawMessage `json:"event"`
+	Name              json.RawMessage `json:"name"`
+	MessageID         json.RawMessage `json:"messageId"`
+	AnonymousID       json.RawMessage `json:"anonymousId"`
+	UserID            json.RawMessage `json:"userId"`
+	GroupID           json.RawMessage `json:"groupId"`
+	PreviousID        json.RawMessage `json:"previousId"`
+	Timestamp         json.RawMessage `json:"timestamp"`
+	OriginalTimestamp json.RawMessage `json:"originalTimestamp"`
+	SentAt            json.RawMessage `json:"sentAt"`
+	Context           json.RawMessage `json:"context"`
+	Properties        json.RawMessage `json:"properties"`
+	Traits            json.RawMessage `json:"traits"`
+	Integrations      json.RawMessage `json:"integrations"`
+	WriteKey          string          `json:"writeKey"`
+}
+
+// wireBatch is the body of /v1/batch and /v1/import.
+type wireBatch struct {
+	Batch        []json.RawMessage `json:"batch"`
+	Context      json.RawMessage   `json:"context"`
+	Integrations json.RawMessage   `json:"integrations"`
+	SentAt       json.RawMessage   `json:"sentAt"`
+	WriteKey     string            `json:"writeKey"`
+}
+
+// request is a decoded body: the raw items, with the batch-level fields to
+// merge into each.
+type request struct {
+	items        []json.RawMessage
+	context      json.RawMessage
+	integrations json.RawMessage
+	sentAt       json.RawMessage
+	writeKey     string
+	batch        bool
+}
+
+// decodeBody splits a body into items. Errors are request-level: the whole
+// request is refused.
+func decodeBody(body []byte, batch bool) (*request, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, herd.Errorf(herd.ErrInvalid, "empty body: send a JSON object")
+	}
+	if body[0] != '{' {
+		return nil, herd.Errorf(herd.ErrInvalid, "body must be a JSON object")
+	}
+	if !json.Valid(body) {
+		return nil, herd.Errorf(herd.ErrInvalid, "body is not valid JSON")
+	}
+	if !batch {
+		var probe struct {
+			WriteKey string `json:"writeKey"`
+		}
+		_ = json.Unmarshal(body, &probe)
+		return &request{items: []json.RawMessage{body}, writeKey: probe.WriteKey}, nil
+	}
+	var b wireBatch
+	if err := json.Unmarshal(body, &b); err != nil {
+		return nil, herd.Errorf(herd.ErrInvalid, "batch: %s", jsonErr(err))
+	}
+	if len(b.Batch) == 0 {
+		return nil, herd.Errorf(herd.ErrInvalid, "batch is empty: send {\"batch\": [event, ...]}")
+	}
+	if len(b.Batch) > MaxBatchEvents {
+		return nil, herd.Errorf(herd.ErrTooLarge, "batch holds %d events; the limit is %d", len(b.Batch), MaxBatchEvents)
+	}
+	return &request{items: b.Batch, context: b.Context, integrations: b.Integrations, sentAt: b.SentAt, writeKey: b.WriteKey, batch: true}, nil
+}
+
+func jsonErr(err error) string {
+	var te *json.UnmarshalTypeError
+	if e, ok := err.(*json.UnmarshalTypeError); ok {
+		te = e
+		return fmt.Sprintf("field %q must be %s, not %s", te.Field, te.Type, te.Value)
+	}
+	return err.Error()
+}
+
+// checkRaw refuses an item Postgres could not store or that is unreasonable:
+// over the size limit, invalid UTF-8, a NUL character, nesting too deep.
+func checkRaw(item []byte) error {
+	if len(item) > MaxEventBytes {
+		return fmt.Errorf("event is %d bytes; the limit is %d", len(item), MaxEventBytes)
+	}
+	if !utf8.Valid(item) {
+		return fmt.Errorf("event is not valid UTF-8")
+	}
+	if hasNULEscape(item) {
+		return fmt.Errorf(`event contains \u0000 (NUL), which Postgres text and jsonb cannot store`)
+	}
+	if d := depth(item); d > MaxDepth {
+		return fmt.Errorf("event nests %d levels deep; the limit is %d", d, MaxDepth)
+	}
+	return nil
+}
+
+// hasNULEscape reports whether a JSON text holds the escape \u0000 (not a
+// literal backslash followed by "u0000").
+func hasNULEscape(b []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte(`u0000`))
+		if j < 0 {
+			return false
+		}
+		j += i
+		n := 0
+		for k := j - 1; k >= 0 && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 1 {
+			return true
+		}
+		i = j + 5
+	}
+}
+
+// depth returns the deepest nesting of objects and arrays in valid JSON.
+func depth(b []byte) int {
+	d, max := 0, 0
+	in := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if in {
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				in = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			in = true
+		case '{', '[':
+			d++
+			if d > max {
+				max = d
+			}
+		case '}', ']':
+			d--
+		}
+	}
+	return max
+}
+
+// idString turns a JSON string or number into an identifier.
+func idString(raw json.RawMessage, field string) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	var s string
+	switch raw[0] {
+	case '"':
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", fmt.Errorf("%s: %v", field, err)
+		}
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		s = string(raw)
+	default:
+		return "", fmt.Errorf("%s must be a string or a number", field)
+	}
+	if len(s) > MaxIDLen {
+		return "", fmt.Errorf("%s is %d bytes; the limit is %d", field, len(s), MaxIDLen)
+	}
+	return s, nil
+}
+
+// nameString reads an event or page name.
+func nameString(raw json.RawMessage, field string) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fmt.Errorf("%s must be a string", field)
+	}
+	if len(s) > MaxEventNameLen {
+		return "", fmt.Errorf("%s is %d bytes; the limit is %d", field, len(s), MaxEventNameLen)
+	}
+	return s, nil
+}
+
+// Time bounds: events before 2000 or more than a day past the moment they
+// were received are refused as clock or encoding mistakes.
+var minTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const maxFuture = 24 * time.Hour
+
+// parseTime reads an ISO 8601 timestamp (as every Segment library sends), or
+// a number of milliseconds since the epoch.
+func parseTime(raw json.RawMessage, field string) (*time.Time, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, fmt.Errorf("%s: %v", field, err)
+		}
+		if s == "" {
+			return nil, nil
+		}
+		t, err := ParseTimestamp(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q is not an ISO 8601 timestamp", field, truncate(s, 64))
+		}
+		return &t, nil
+	}
+	ms, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || ms < 0 || ms > 1e15 {
+		return nil, fmt.Errorf("%s must be an ISO 8601 string or epoch milliseconds", field)
+	}
+	t := time.UnixMilli(int64(ms)).UTC()
+	return &t, nil
+}
+
+var timeLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04:05.999999999Z0700",
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999",
+	"2006-01-02",
+}
+
+// ParseTimestamp parses the timestamp forms clients send. A time without a
+// zone is taken as UTC.
+func ParseTimestamp(s string) (time.Time, error) {
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("unrecognised timestamp %q", s)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// mergeObjects returns base's keys overlaid by item's: batch-level context
+// and integrations are defaults for each event.
+func mergeObjects(base, item json.RawMessage) (json.RawMessage, error) {
+	if len(base) == 0 || string(base) == "null" {
+		return item, nil
+	}
+	if len(item) == 0 || string(item) == "null" {
+		return base, nil
+	}
+	var b, i map[string]json.RawMessage
+	if err := json.Unmarshal(base, &b); err != nil {
+		return nil, fmt.Errorf("batch context must be an object")
+	}
+	if err := json.Unmarshal(item, &i); err != nil {
+		return nil, fmt.Errorf("context must be an object")
+	}
+	for k, v := range i {
+		b[k] = v
+	}
+	return json.Marshal(b)
+}

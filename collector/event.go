@@ -1,0 +1,151 @@
+package collector
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/herdhq/herd"
+)
+
+// reqInfo is what the HTTP request tells about every event in it.
+type reqInfo struct {
+	source     *herd.Source
+	receivedAt time.Time
+	pathType   string // type implied by the path, "" for batch
+	ip         string // client IP chosen from the socket and trusted proxies
+	userAgent  string
+}
+
+// buildEvent validates one item and turns it into an Event. Errors are the
+// event's own: in a batch the others still go through.
+func (c *Collector) buildEvent(item json.RawMessage, r *request, info *reqInfo) (herd.Event, error) {
+	var ev herd.Event
+	if err := checkRaw(item); err != nil {
+		return ev, err
+	}
+	if len(item) == 0 || item[0] != '{' {
+		return ev, fmt.Errorf("event must be a JSON object")
+	}
+	var w wireEvent
+	if err := json.Unmarshal(item, &w); err != nil {
+		return ev, fmt.Errorf("event: %s", jsonErr(err))
+	}
+	typ := w.Type
+	if typ == "" {
+		typ = info.pathType
+	}
+	if !herd.ValidType(typ) {
+		if typ == "" {
+			return ev, fmt.Errorf("event has no type: want track, page, screen, identify, group or alias")
+		}
+		return ev, fmt.Errorf("unknown type %q: want track, page, screen, identify, group or alias", truncate(typ, 32))
+	}
+	ev.Type = typ
+	ev.SourceID = info.source.ID
+	ev.ReceivedAt = info.receivedAt
+
+	var err error
+	if ev.MessageID, err = idString(w.MessageID, "messageId"); err != nil {
+		return ev, err
+	}
+	if ev.MessageID == "" {
+		ev.MessageID = uuid.NewString()
+	}
+	if ev.AnonymousID, err = idString(w.AnonymousID, "anonymousId"); err != nil {
+		return ev, err
+	}
+	if ev.UserID, err = idString(w.UserID, "userId"); err != nil {
+		return ev, err
+	}
+	if ev.GroupID, err = idString(w.GroupID, "groupId"); err != nil {
+		return ev, err
+	}
+	if ev.PreviousID, err = idString(w.PreviousID, "previousId"); err != nil {
+		return ev, err
+	}
+	if ev.AnonymousID == "" && ev.UserID == "" {
+		return ev, fmt.Errorf("%s needs an anonymousId or a userId", typ)
+	}
+	switch typ {
+	case herd.TypeTrack:
+		if ev.Event, err = nameString(w.Event, "event"); err != nil {
+			return ev, err
+		}
+		if ev.Event == "" {
+			return ev, fmt.Errorf("track needs an event name")
+		}
+	case herd.TypePage, herd.TypeScreen:
+		if ev.Event, err = nameString(w.Name, "name"); err != nil {
+			return ev, err
+		}
+	case herd.TypeGroup:
+		if ev.GroupID == "" {
+			return ev, fmt.Errorf("group needs a groupId")
+		}
+	case herd.TypeAlias:
+		if ev.UserID == "" || ev.PreviousID == "" {
+			return ev, fmt.Errorf("alias needs a userId and a previousId")
+		}
+	}
+
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+		dst  *json.RawMessage
+	}{{"properties", w.Properties, &ev.Properties}, {"traits", w.Traits, &ev.Traits}} {
+		if len(f.raw) == 0 || string(f.raw) == "null" {
+			continue
+		}
+		if f.raw[0] != '{' {
+			return ev, fmt.Errorf("%s must be an object", f.name)
+		}
+		*f.dst = f.raw
+	}
+	if len(w.Context) > 0 && string(w.Context) != "null" && w.Context[0] != '{' {
+		return ev, fmt.Errorf("context must be an object")
+	}
+	if ev.Context, err = mergeObjects(r.context, w.Context); err != nil {
+		return ev, err
+	}
+
+	// Time: correct the client's clock by the difference between when it says
+	// it sent the request and when we received it.
+	ts, err := parseTime(w.Timestamp, "timestamp")
+	if err != nil {
+		return ev, err
+	}
+	if ts == nil {
+		if ts, err = parseTime(w.OriginalTimestamp, "originalTimestamp"); err != nil {
+			return ev, err
+		}
+	}
+	sentRaw := w.SentAt
+	if len(sentRaw) == 0 {
+		sentRaw = r.sentAt
+	}
+	sent, err := parseTime(sentRaw, "sentAt")
+	if err != nil {
+		return ev, err
+	}
+	ev.OriginalTimestamp, ev.SentAt = ts, sent
+	switch {
+	case ts != nil && sent != nil:
+		ev.Timestamp = info.receivedAt.Add(-sent.Sub(*ts))
+	case ts != nil:
+		ev.Timestamp = *ts
+	default:
+		ev.Timestamp = info.receivedAt
+	}
+	ev.Timestamp = ev.Timestamp.UTC()
+	if ev.Timestamp.Before(minTime) {
+		return ev, fmt.Errorf("timestamp %s is before 2000-01-01", ev.Timestamp.Format(time.RFC3339))
+	}
+	if ev.Timestamp.After(info.receivedAt.Add(maxFuture)) {
+		return ev, fmt.Errorf("timestamp %s is more than a day in the future", ev.Timestamp.Format(time.RFC3339))
+	}
+
+	c.enrich(&ev, info)
+	return ev, nil
+}

@@ -1,0 +1,510 @@
+package collector
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/herdhq/herd"
+	"github.com/herdhq/herd/stream"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/valyala/fasthttp"
+)
+
+// route kinds
+const (
+	routeUnknown = iota
+	routeEvent   // single event; type from the path
+	routeBatch
+	routeMetrics
+	routeSettings
+	routeStatic
+	routeWebhook
+	routeHealth
+)
+
+var pathTypes = map[string]string{
+	"track": herd.TypeTrack, "t": herd.TypeTrack,
+	"page": herd.TypePage, "p": herd.TypePage,
+	"screen": herd.TypeScreen, "s": herd.TypeScreen,
+	"identify": herd.TypeIdentify, "i": herd.TypeIdentify,
+	"group": herd.TypeGroup, "g": herd.TypeGroup,
+	"alias": herd.TypeAlias, "a": herd.TypeAlias,
+}
+
+// classify maps a path to its route, the event type it implies and its
+// metrics label.
+func (c *Collector) classify(path string) (kind int, typ, label string) {
+	if _, ok := c.cfg.Static[path]; ok {
+		return routeStatic, "", "static"
+	}
+	if _, ok := c.webhooks[path]; ok {
+		return routeWebhook, "", "webhook"
+	}
+	p := strings.TrimSuffix(path, "/")
+	p = strings.TrimPrefix(p, "/v1")
+	if strings.HasPrefix(p, "/projects/") && strings.HasSuffix(p, "/settings") {
+		return routeSettings, "", "settings"
+	}
+	name := strings.TrimPrefix(p, "/")
+	switch name {
+	case "batch", "b", "import":
+		return routeBatch, "", "batch"
+	case "m":
+		return routeMetrics, "", "m"
+	case "health", "healthz":
+		return routeHealth, "", "health"
+	}
+	if t, ok := pathTypes[name]; ok {
+		return routeEvent, t, t
+	}
+	return routeUnknown, "", "unknown"
+}
+
+// Handle is the fasthttp handler.
+func (c *Collector) Handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	kind, typ, label := c.classify(string(ctx.Path()))
+	c.cors(ctx)
+	switch {
+	case ctx.IsOptions():
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+	case kind == routeStatic:
+		c.serveStatic(ctx)
+	case kind == routeHealth:
+		replyJSON(ctx, 200, `{"ok":true}`)
+	case kind == routeSettings && ctx.IsGet():
+		c.settings(ctx)
+	case kind == routeMetrics && ctx.IsPost():
+		// analytics.js reports its own metrics; accepted and discarded.
+		replyJSON(ctx, 200, `{"success":true}`)
+	case kind == routeWebhook && ctx.IsPost():
+		c.webhook(ctx)
+	case (kind == routeEvent || kind == routeBatch) && ctx.IsPost():
+		c.track(ctx, kind == routeBatch, typ)
+	case kind == routeUnknown:
+		replyError(ctx, fasthttp.StatusNotFound, "no such endpoint: POST /v1/{track,page,screen,identify,group,alias,batch}")
+	default:
+		ctx.Response.Header.Set("Allow", "POST, OPTIONS")
+		replyError(ctx, fasthttp.StatusMethodNotAllowed, "method "+string(ctx.Method())+" not allowed here")
+	}
+	c.m.requests.WithLabelValues(label, strconv.Itoa(ctx.Response.StatusCode())).Inc()
+	c.m.duration.WithLabelValues(label).Observe(time.Since(start).Seconds())
+}
+
+// cors allows every origin with credentials: analytics.js sends an
+// Authorization header, so browsers preflight, and the reply must reflect
+// the origin rather than use "*". Origin restrictions are per source and
+// enforced once the write key is known.
+func (c *Collector) cors(ctx *fasthttp.RequestCtx) {
+	origin := ctx.Request.Header.Peek("Origin")
+	h := &ctx.Response.Header
+	h.Add("Vary", "Origin")
+	if len(origin) == 0 {
+		return
+	}
+	h.SetBytesV("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Allow-Credentials", "true")
+	if ctx.IsOptions() {
+		h.Set("Access-Control-Allow-Methods", "POST, GET, OPTIONS")
+		if req := ctx.Request.Header.Peek("Access-Control-Request-Headers"); len(req) > 0 {
+			h.SetBytesV("Access-Control-Allow-Headers", req)
+		}
+		h.Set("Access-Control-Max-Age", "86400")
+	}
+}
+
+func replyJSON(ctx *fasthttp.RequestCtx, status int, body string) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(body)
+}
+
+func replyError(ctx *fasthttp.RequestCtx, status int, msg string) {
+	b, _ := json.Marshal(struct {
+		Success bool   `json:"success"`
+		Error   string `json:"error"`
+	}{false, msg})
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, herd.ErrUnauthorized):
+		return fasthttp.StatusUnauthorized
+	case errors.Is(err, herd.ErrTooLarge):
+		return fasthttp.StatusRequestEntityTooLarge
+	case errors.Is(err, herd.ErrRateLimited):
+		return fasthttp.StatusTooManyRequests
+	case errors.Is(err, herd.ErrUnavailable):
+		return fasthttp.StatusServiceUnavailable
+	}
+	return fasthttp.StatusBadRequest
+}
+
+// transportError answers what fasthttp refuses before the handler runs
+// (bodies over the limit, malformed HTTP) in the same JSON shape.
+func (c *Collector) transportError(ctx *fasthttp.RequestCtx, err error) {
+	c.cors(ctx)
+	var tooLarge bool
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		tooLarge = true
+	}
+	if tooLarge {
+		c.m.requests.WithLabelValues("transport", "413").Inc()
+		replyError(ctx, fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", MaxBatchBytes))
+		return
+	}
+	c.m.requests.WithLabelValues("transport", "400").Inc()
+	replyError(ctx, fasthttp.StatusBadRequest, "malformed request: "+err.Error())
+}
+
+// writeKeyFromHeaders finds the write key in Basic auth (key as user, empty
+// password, with or without the colon), X-Write-Key or ?writeKey=.
+func writeKeyFromHeaders(ctx *fasthttp.RequestCtx) string {
+	if auth := ctx.Request.Header.Peek("Authorization"); len(auth) > 6 && strings.EqualFold(string(auth[:6]), "basic ") {
+		if dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(auth[6:]))); err == nil {
+			user, _, _ := strings.Cut(string(dec), ":")
+			if user != "" {
+				return user
+			}
+		}
+	}
+	if k := ctx.Request.Header.Peek("X-Write-Key"); len(k) > 0 {
+		return string(k)
+	}
+	return string(ctx.QueryArgs().Peek("writeKey"))
+}
+
+var gzipPool sync.Pool
+
+// body returns the request body, decompressed, refusing anything over limit
+// after decompression.
+func body(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
+	raw := ctx.PostBody()
+	enc := strings.ToLower(strings.TrimSpace(string(ctx.Request.Header.Peek("Content-Encoding"))))
+	switch enc {
+	case "", "identity":
+		if len(raw) > limit {
+			return nil, herd.Errorf(herd.ErrTooLarge, "body is %d bytes; the limit is %d", len(raw), limit)
+		}
+		return raw, nil
+	case "gzip", "x-gzip":
+		var zr *gzip.Reader
+		if v := gzipPool.Get(); v != nil {
+			zr = v.(*gzip.Reader)
+			if err := zr.Reset(bytes.NewReader(raw)); err != nil {
+				return nil, herd.Errorf(herd.ErrInvalid, "body is not valid gzip: %v", err)
+			}
+		} else {
+			var err error
+			if zr, err = gzip.NewReader(bytes.NewReader(raw)); err != nil {
+				return nil, herd.Errorf(herd.ErrInvalid, "body is not valid gzip: %v", err)
+			}
+		}
+		defer gzipPool.Put(zr)
+		out, err := io.ReadAll(io.LimitReader(zr, int64(limit)+1))
+		if err != nil {
+			return nil, herd.Errorf(herd.ErrInvalid, "body is not valid gzip: %v", err)
+		}
+		if len(out) > limit {
+			return nil, herd.Errorf(herd.ErrTooLarge, "body decompresses past the limit of %d bytes", limit)
+		}
+		return out, nil
+	default:
+		return nil, herd.Errorf(herd.ErrInvalid, "unsupported Content-Encoding %q: send gzip or none", enc)
+	}
+}
+
+type itemError struct {
+	Index     int    `json:"index"`
+	MessageID string `json:"messageId,omitempty"`
+	Error     string `json:"error"`
+}
+
+// track handles the event endpoints.
+func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string) {
+	now := c.cfg.Now().UTC()
+	key := writeKeyFromHeaders(ctx)
+	var src *herd.Source
+	if key != "" {
+		if src = c.lookupSource(key); src == nil {
+			replyError(ctx, fasthttp.StatusUnauthorized, "unknown or revoked write key")
+			return
+		}
+	}
+	limit := MaxEventBytes
+	if batch {
+		limit = MaxBatchBytes
+	}
+	raw, err := body(ctx, limit)
+	if err == nil {
+		var r *request
+		if r, err = decodeBody(raw, batch); err == nil {
+			c.accept(ctx, src, r, pathType, now)
+			return
+		}
+	}
+	// The request as a whole is refused. When we know whose it is, the refusal
+	// is recorded too.
+	if src != nil {
+		if raw == nil {
+			raw = ctx.PostBody()
+		}
+		c.recordReject(src.ID, "", err.Error(), raw, now)
+		c.m.events.WithLabelValues("rejected", reasonCode(err)).Inc()
+	}
+	replyError(ctx, statusOf(err), err.Error())
+}
+
+func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *request, pathType string, now time.Time) {
+	if src == nil {
+		if r.writeKey == "" {
+			replyError(ctx, fasthttp.StatusUnauthorized, "missing write key: use HTTP Basic auth with the write key as user, or writeKey in the body")
+			return
+		}
+		if src = c.lookupSource(r.writeKey); src == nil {
+			replyError(ctx, fasthttp.StatusUnauthorized, "unknown or revoked write key")
+			return
+		}
+	}
+	if origin := ctx.Request.Header.Peek("Origin"); len(origin) > 0 && len(src.AllowedOrigins) > 0 && !allowed(src.AllowedOrigins, string(origin)) {
+		replyError(ctx, fasthttp.StatusForbidden, "origin "+string(origin)+" is not allowed for this source")
+		return
+	}
+	info := reqInfo{
+		source:     src,
+		receivedAt: now,
+		pathType:   pathType,
+		userAgent:  string(ctx.Request.Header.UserAgent()),
+	}
+	info.ip = c.clientIP(ctx.RemoteIP(), ctx.Request.Header.Peek("X-Forwarded-For"), ctx.Request.Header.Peek("X-Real-IP"), ctx.Request.Header.Peek("Forwarded"))
+
+	p := c.newPublish()
+	var errs []itemError
+	accepted := 0
+	for i, item := range r.items {
+		ev, err := c.buildEvent(item, r, &info)
+		if err != nil {
+			errs = append(errs, itemError{Index: i, MessageID: ev.MessageID, Error: err.Error()})
+			p.reject(c.cfg.Stream.RejectSubject(src.ID), herd.Reject{SourceID: src.ID, MessageID: ev.MessageID, Reason: err.Error(), Raw: string(item), ReceivedAt: now})
+			c.m.events.WithLabelValues("rejected", reasonCode(err)).Inc()
+			continue
+		}
+		p.event(c.cfg.Stream.EventSubject(src.ID), &ev)
+		accepted++
+	}
+	if err := p.wait(c.cfg.PublishTimeout); err != nil {
+		c.log.Warn("publish to JetStream", "err", err, "events", accepted)
+		ctx.Response.Header.Set("Retry-After", "2")
+		replyError(ctx, fasthttp.StatusServiceUnavailable, "events not stored: "+err.Error()+"; retry")
+		return
+	}
+	c.m.events.WithLabelValues("accepted", "").Add(float64(accepted))
+	switch {
+	case len(errs) == 0:
+		replyJSON(ctx, 200, `{"success":true}`)
+	case accepted > 0 || (r.batch && len(errs) < len(r.items)):
+		b, _ := json.Marshal(struct {
+			Success  bool        `json:"success"`
+			Accepted int         `json:"accepted"`
+			Errors   []itemError `json:"errors"`
+		}{true, accepted, errs})
+		replyJSON(ctx, 200, string(b))
+	default:
+		msg := errs[0].Error
+		if r.batch {
+			msg = fmt.Sprintf("all %d events refused; first: %s", len(errs), msg)
+		}
+		b, _ := json.Marshal(struct {
+			Success bool        `json:"success"`
+			Error   string      `json:"error"`
+			Errors  []itemError `json:"errors"`
+		}{false, msg, errs})
+		ctx.SetStatusCode(fasthttp.StatusBadRequest)
+		ctx.SetContentType("application/json")
+		ctx.SetBody(b)
+	}
+}
+
+func allowed(origins []string, origin string) bool {
+	for _, o := range origins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// publishing collects the acknowledgements of one request's messages.
+type publishing struct {
+	c       *Collector
+	futures []jetstream.PubAckFuture
+	err     error
+	start   time.Time
+}
+
+func (c *Collector) newPublish() *publishing {
+	return &publishing{c: c, start: time.Now()}
+}
+
+func (p *publishing) send(subject, msgID string, data []byte) {
+	if p.err != nil {
+		return
+	}
+	if !p.c.nc.IsConnected() {
+		p.err = errors.New("NATS is not connected")
+		return
+	}
+	m := nats.NewMsg(subject)
+	m.Data = data
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	f, err := p.c.js.PublishMsgAsync(m, opts...)
+	if err != nil {
+		p.err = err
+		return
+	}
+	p.futures = append(p.futures, f)
+}
+
+func (p *publishing) event(subject string, ev *herd.Event) {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		p.err = err
+		return
+	}
+	p.send(subject, stream.MsgID(ev.SourceID, ev.MessageID), data)
+}
+
+func (p *publishing) reject(subject string, r herd.Reject) {
+	if len(r.Raw) > herd.MaxRawReject {
+		r.Raw = truncate(r.Raw, herd.MaxRawReject)
+	}
+	data, _ := json.Marshal(r)
+	p.send(subject, "", data)
+}
+
+// wait returns nil once every message is acknowledged by JetStream.
+func (p *publishing) wait(timeout time.Duration) error {
+	if p.err != nil {
+		return p.err
+	}
+	if len(p.futures) == 0 {
+		return nil
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for _, f := range p.futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-t.C:
+			return fmt.Errorf("no acknowledgement from JetStream within %s", timeout)
+		}
+	}
+	p.c.m.publish.Observe(time.Since(p.start).Seconds())
+	return nil
+}
+
+// recordReject stores a refused request body on the stream, best effort: the
+// client already gets the error.
+func (c *Collector) recordReject(sourceID int64, messageID, reason string, raw []byte, now time.Time) {
+	p := c.newPublish()
+	p.reject(c.cfg.Stream.RejectSubject(sourceID), herd.Reject{SourceID: sourceID, MessageID: messageID, Reason: reason, Raw: string(raw), ReceivedAt: now})
+	if err := p.wait(c.cfg.PublishTimeout); err != nil {
+		c.log.Warn("record rejected request", "source", sourceID, "err", err)
+	}
+}
+
+// settings answers analytics.js's settings request so that it sends to herd.
+func (c *Collector) settings(ctx *fasthttp.RequestCtx) {
+	p := strings.TrimPrefix(strings.TrimPrefix(string(ctx.Path()), "/v1"), "/projects/")
+	key := strings.TrimSuffix(strings.TrimSuffix(p, "/"), "/settings")
+	if c.lookupSource(key) == nil {
+		replyError(ctx, fasthttp.StatusNotFound, "unknown or revoked write key")
+		return
+	}
+	scheme, host := c.publicHost(ctx)
+	b, _ := json.Marshal(map[string]any{
+		"integrations": map[string]any{
+			"Segment.io": map[string]any{
+				"apiKey":   key,
+				"apiHost":  host + "/v1",
+				"protocol": scheme,
+			},
+		},
+		"plan":                 map[string]any{"track": map[string]any{"__default": map[string]any{"enabled": true}}},
+		"edgeFunction":         map[string]any{},
+		"analyticsNextEnabled": true,
+	})
+	ctx.Response.Header.Set("Cache-Control", "public, max-age=300")
+	replyJSON(ctx, 200, string(b))
+}
+
+func (c *Collector) publicHost(ctx *fasthttp.RequestCtx) (scheme, host string) {
+	if u := c.cfg.PublicURL; u != "" {
+		scheme, host, _ = strings.Cut(u, "://")
+		return scheme, strings.TrimSuffix(host, "/")
+	}
+	scheme = "http"
+	if ctx.IsTLS() || string(ctx.Request.Header.Peek("X-Forwarded-Proto")) == "https" {
+		scheme = "https"
+	}
+	return scheme, string(ctx.Host())
+}
+
+func (c *Collector) serveStatic(ctx *fasthttp.RequestCtx) {
+	s := c.cfg.Static[string(ctx.Path())]
+	if !ctx.IsGet() && !ctx.IsHead() {
+		replyError(ctx, fasthttp.StatusMethodNotAllowed, "GET only")
+		return
+	}
+	b := s.Body
+	if s.Render != nil {
+		scheme, host := c.publicHost(ctx)
+		b = s.Render(host, scheme)
+	}
+	ctx.SetContentType(s.ContentType)
+	if s.CacheControl != "" {
+		ctx.Response.Header.Set("Cache-Control", s.CacheControl)
+	}
+	ctx.SetBody(b)
+}
+
+// webhook verifies a third party's callback and makes it durable.
+func (c *Collector) webhook(ctx *fasthttp.RequestCtx) {
+	w := c.webhooks[string(ctx.Path())]
+	raw, err := body(ctx, 1<<20)
+	if err != nil {
+		replyError(ctx, statusOf(err), err.Error())
+		return
+	}
+	id, err := w.Verify(raw, func(name string) string { return string(ctx.Request.Header.Peek(name)) }, c.cfg.Now())
+	if err != nil {
+		replyError(ctx, fasthttp.StatusBadRequest, err.Error())
+		return
+	}
+	p := c.newPublish()
+	p.send(c.cfg.Stream.WebhookSubject(w.Name), id, append([]byte(nil), raw...))
+	if err := p.wait(c.cfg.PublishTimeout); err != nil {
+		ctx.Response.Header.Set("Retry-After", "2")
+		replyError(ctx, fasthttp.StatusServiceUnavailable, "not stored: "+err.Error())
+		return
+	}
+	replyJSON(ctx, 200, `{"received":true}`)
+}

@@ -1,0 +1,58 @@
+package collector
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/herdhq/herd"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	events   *prometheus.CounterVec
+	publish  prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_collector_requests_total", Help: "HTTP requests by route and status.",
+		}, []string{"route", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "herd_collector_request_duration_seconds", Help: "Time to answer a request, by route.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 3},
+		}, []string{"route"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_collector_events_total", Help: "Events accepted, and rejected by reason.",
+		}, []string{"result", "reason"}),
+		publish: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "herd_collector_publish_seconds", Help: "Time from first publish to the last JetStream acknowledgement of a request.",
+			Buckets: []float64{.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .5, 1, 3},
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.duration, m.events, m.publish)
+	}
+	return m
+}
+
+// reasonCode maps a refusal to a small set of metric labels.
+func reasonCode(err error) string {
+	if errors.Is(err, herd.ErrTooLarge) {
+		return "too_large"
+	}
+	s := err.Error()
+	switch {
+	case strings.Contains(s, "limit is"):
+		return "too_large"
+	case strings.Contains(s, "timestamp"), strings.Contains(s, "sentAt"):
+		return "timestamp"
+	case strings.Contains(s, "UTF-8"), strings.Contains(s, "NUL"):
+		return "encoding"
+	case strings.Contains(s, "JSON"), strings.Contains(s, "gzip"), strings.Contains(s, "nests"):
+		return "malformed"
+	}
+	return "invalid"
+}

@@ -1,0 +1,46 @@
+package writer
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	batchSize    prometheus.Histogram
+	copySeconds  prometheus.Histogram
+	rows         *prometheus.CounterVec
+	duplicates   prometheus.Counter
+	lag          prometheus.Histogram
+	redeliveries prometheus.Counter
+	errors       prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "herd_writer_batch_size", Help: "Messages per committed batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+		copySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "herd_writer_commit_seconds", Help: "Time to COPY and commit one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_writer_rows_total", Help: "Rows written, by table.",
+		}, []string{"table"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_writer_duplicates_total", Help: "Events skipped because their messageId was already stored.",
+		}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "herd_writer_receive_to_commit_seconds", Help: "From the collector receiving an event to its commit in Postgres.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_writer_redeliveries_total", Help: "Messages delivered more than once by JetStream.",
+		}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_writer_errors_total", Help: "Failed batch writes (retried).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.batchSize, m.copySeconds, m.rows, m.duplicates, m.lag, m.redeliveries, m.errors)
+	}
+	return m
+}

@@ -1,0 +1,312 @@
+package writer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/herdhq/herd"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Row is an event with the stream sequence it came from (0 when it did not
+// come from the stream, as in a replay).
+type Row struct {
+	herd.Event
+	Seq uint64
+}
+
+// RejectRow is a refusal to store in herd.rejects.
+type RejectRow struct {
+	herd.Reject
+	Seq uint64
+}
+
+var eventColumns = []string{
+	"message_id", "source_id", "type", "event", "anonymous_id", "user_id", "group_id", "previous_id",
+	"timestamp", "original_timestamp", "sent_at", "received_at", "context", "properties", "traits",
+	"url", "path", "referrer", "title", "search", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
+	"ip", "country", "region", "city", "user_agent", "browser", "browser_version", "os", "device_type", "is_bot",
+	"session_id", "library_name", "library_version", "stream_seq",
+}
+
+// quotedColumns is eventColumns as a SQL column list.
+var quotedColumns = func() string {
+	s := ""
+	for i, c := range eventColumns {
+		if i > 0 {
+			s += ", "
+		}
+		s += pgx.Identifier{c}.Sanitize()
+	}
+	return s
+}()
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func jsonb(b []byte) any {
+	if len(b) == 0 || string(b) == "null" {
+		return nil
+	}
+	return []byte(b)
+}
+
+func inet(s string) any {
+	if s == "" {
+		return nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return nil
+	}
+	return a
+}
+
+func seqValue(s uint64) any {
+	if s == 0 {
+		return nil
+	}
+	return int64(s)
+}
+
+func values(r *Row) []any {
+	e := &r.Event
+	return []any{
+		e.MessageID, e.SourceID, e.Type, nullable(e.Event), nullable(e.AnonymousID), nullable(e.UserID), nullable(e.GroupID), nullable(e.PreviousID),
+		e.Timestamp, e.OriginalTimestamp, e.SentAt, e.ReceivedAt, jsonb(e.Context), jsonb(e.Properties), jsonb(e.Traits),
+		nullable(e.URL), nullable(e.Path), nullable(e.Referrer), nullable(e.Title), nullable(e.Search),
+		nullable(e.UTMSource), nullable(e.UTMMedium), nullable(e.UTMCampaign), nullable(e.UTMTerm), nullable(e.UTMContent),
+		inet(e.IP), nullable(e.Country), nullable(e.Region), nullable(e.City), nullable(e.UserAgent), nullable(e.Browser),
+		nullable(e.BrowserVersion), nullable(e.OS), nullable(e.DeviceType), e.IsBot,
+		nullable(e.SessionID), nullable(e.LibraryName), nullable(e.LibraryVersion), seqValue(r.Seq),
+	}
+}
+
+// Store writes events and rejects into the warehouse, idempotently: an event
+// whose (source, messageId) was ever stored before is skipped. It is the one
+// insert path, shared by the stream writer and by replays.
+type Store struct {
+	db    *pgxpool.Pool
+	parts sync.Map // day (time.Time) -> struct{}: partitions known to exist
+}
+
+// NewStore returns a Store on db.
+func NewStore(db *pgxpool.Pool) *Store { return &Store{db: db} }
+
+// Result counts what one Write did.
+type Result struct {
+	Inserted   int64 // new rows in herd.events
+	Duplicates int64 // events skipped because their messageId was already stored
+	Rejected   int64 // rows written to herd.rejects (given, or refused by Postgres)
+}
+
+func day(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// ensurePartitions creates the day partitions the rows need.
+func (s *Store) ensurePartitions(ctx context.Context, rows []Row) error {
+	var missing []time.Time
+	seen := map[time.Time]bool{}
+	for i := range rows {
+		d := day(rows[i].Timestamp)
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		if _, ok := s.parts.Load(d); !ok {
+			missing = append(missing, d)
+		}
+	}
+	for _, d := range missing {
+		if _, err := s.db.Exec(ctx, "SELECT herd.ensure_partition($1::date)", d); err != nil {
+			return fmt.Errorf("create partition for %s: %w", d.Format("2006-01-02"), err)
+		}
+		s.parts.Store(d, struct{}{})
+	}
+	return nil
+}
+
+// ForgetPartitions drops the cache of known partitions (after retention or a
+// manual DROP).
+func (s *Store) ForgetPartitions() { s.parts.Clear() }
+
+const stageSQL = `CREATE TEMP TABLE IF NOT EXISTS herd_stage (LIKE herd.events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`
+
+var insertSQL = `WITH firsts AS (
+	SELECT DISTINCT ON (source_id, message_id) * FROM herd_stage
+	ORDER BY source_id, message_id, stream_seq NULLS LAST
+), ledger AS (
+	INSERT INTO herd.message_ids (source_id, message_id, day)
+	SELECT source_id, message_id, ("timestamp" AT TIME ZONE 'UTC')::date FROM firsts
+	ON CONFLICT DO NOTHING
+	RETURNING source_id, message_id
+)
+INSERT INTO herd.events (` + quotedColumns + `)
+SELECT ` + quotedColumns + ` FROM firsts JOIN ledger USING (source_id, message_id)`
+
+// Write stores rows and rejects in one transaction. When Postgres refuses
+// the data itself (a value it cannot hold), the rows are split until the
+// offending ones are found; those are recorded in herd.rejects with
+// Postgres's reason and the rest are stored. Other errors (connection,
+// server shutting down) are returned for the caller to retry.
+func (s *Store) Write(ctx context.Context, rows []Row, rejects []RejectRow) (Result, error) {
+	if err := s.ensurePartitions(ctx, rows); err != nil {
+		return Result{}, err
+	}
+	res, err := s.write(ctx, rows, rejects)
+	if err == nil || !isDataError(err) {
+		return res, err
+	}
+	// Isolate: rejects first on their own, then the rows by halves.
+	var total Result
+	if len(rejects) > 0 {
+		r, err := s.write(ctx, nil, rejects)
+		if err != nil {
+			return total, err
+		}
+		total.Rejected += r.Rejected
+	}
+	err = s.isolate(ctx, rows, &total)
+	return total, err
+}
+
+func (s *Store) isolate(ctx context.Context, rows []Row, total *Result) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	r, err := s.write(ctx, rows, nil)
+	if err == nil {
+		total.Inserted += r.Inserted
+		total.Duplicates += r.Duplicates
+		return nil
+	}
+	if !isDataError(err) {
+		return err
+	}
+	if len(rows) == 1 {
+		raw, _ := jsonMarshal(&rows[0].Event)
+		rej := RejectRow{Seq: rows[0].Seq, Reject: herd.Reject{
+			SourceID: rows[0].SourceID, MessageID: rows[0].MessageID,
+			Reason: "refused by Postgres: " + err.Error(), Raw: string(raw), ReceivedAt: rows[0].ReceivedAt,
+		}}
+		r, err := s.write(ctx, nil, []RejectRow{rej})
+		if err != nil && isDataError(err) {
+			// The raw text itself cannot be stored (e.g. a NUL byte): keep the
+			// reason and an escaped copy.
+			rej.Raw = fmt.Sprintf("%q", raw)
+			r, err = s.write(ctx, nil, []RejectRow{rej})
+		}
+		total.Rejected += r.Rejected
+		return err
+	}
+	mid := len(rows) / 2
+	if err := s.isolate(ctx, rows[:mid], total); err != nil {
+		return err
+	}
+	return s.isolate(ctx, rows[mid:], total)
+}
+
+func (s *Store) write(ctx context.Context, rows []Row, rejects []RejectRow) (Result, error) {
+	var res Result
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if len(rows) > 0 {
+			if _, err := tx.Exec(ctx, stageSQL); err != nil {
+				return fmt.Errorf("create staging table: %w", err)
+			}
+			n, err := tx.CopyFrom(ctx, pgx.Identifier{"herd_stage"}, eventColumns, &rowSource{rows: rows, i: -1})
+			if err != nil {
+				return fmt.Errorf("copy %d events into staging: %w", len(rows), err)
+			}
+			tag, err := tx.Exec(ctx, insertSQL)
+			if err != nil {
+				return fmt.Errorf("insert %d events into herd.events: %w", n, err)
+			}
+			res.Inserted = tag.RowsAffected()
+			res.Duplicates = int64(len(rows)) - res.Inserted
+		}
+		if len(rejects) > 0 {
+			n, err := insertRejects(ctx, tx, rejects)
+			if err != nil {
+				return err
+			}
+			res.Rejected = n
+		}
+		return nil
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+func insertRejects(ctx context.Context, tx pgx.Tx, rejects []RejectRow) (int64, error) {
+	var (
+		src    = make([]*int64, len(rejects))
+		msg    = make([]*string, len(rejects))
+		reason = make([]string, len(rejects))
+		raw    = make([]string, len(rejects))
+		recv   = make([]time.Time, len(rejects))
+		seq    = make([]*int64, len(rejects))
+	)
+	for i := range rejects {
+		r := &rejects[i]
+		if r.SourceID != 0 {
+			src[i] = &r.SourceID
+		}
+		if r.MessageID != "" {
+			msg[i] = &r.MessageID
+		}
+		reason[i], raw[i], recv[i] = r.Reason, r.Raw, r.ReceivedAt
+		if recv[i].IsZero() {
+			recv[i] = time.Now()
+		}
+		if r.Seq != 0 {
+			v := int64(r.Seq)
+			seq[i] = &v
+		}
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO herd.rejects (source_id, message_id, reason, raw, received_at, stream_seq)
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[])
+		ON CONFLICT (stream_seq) DO NOTHING`, src, msg, reason, raw, recv, seq)
+	if err != nil {
+		return 0, fmt.Errorf("insert %d rejects: %w", len(rejects), err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// isDataError reports whether Postgres refused the data itself rather than
+// failing to run: retrying the same rows would fail the same way.
+func isDataError(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe.Code[:2] {
+	case "22", // data exception: invalid text, out of range, bad JSON
+		"23", // integrity constraint
+		"54": // program limit exceeded: value too large to index, too deep
+		return true
+	}
+	return false
+}
+
+type rowSource struct {
+	rows []Row
+	i    int
+}
+
+func (r *rowSource) Next() bool             { r.i++; return r.i < len(r.rows) }
+func (r *rowSource) Values() ([]any, error) { return values(&r.rows[r.i]), nil }
+func (r *rowSource) Err() error             { return nil }

@@ -1,0 +1,283 @@
+// Package writer drains the events stream into Postgres: a durable pull
+// consumer, batches bounded by count, bytes and time, one COPY-based
+// transaction per batch, and acknowledgements only after COMMIT.
+package writer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/herdhq/herd"
+	"github.com/herdhq/herd/stream"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var jsonMarshal = json.Marshal
+
+// BatchPolicy bounds a batch: it is written when any bound is reached.
+type BatchPolicy struct {
+	MaxEvents int           // default 2000
+	MaxBytes  int           // default 8 MiB of stream payload
+	MaxWait   time.Duration // since the batch's first message; default 25ms
+}
+
+// Config configures a Writer.
+type Config struct {
+	Stream   stream.Config
+	Consumer string // durable consumer name; default herd-writer
+	Batch    BatchPolicy
+	// Parallel is the number of batches written at once, each on its own
+	// connection.
+	Parallel int
+	// AckWait is how long JetStream waits before redelivering a message a
+	// writer holds; the writer signals progress while it retries.
+	AckWait time.Duration
+	// RetryMin and RetryMax bound the backoff after a Postgres failure.
+	RetryMin, RetryMax time.Duration
+	// DrainTimeout bounds the final commit on shutdown.
+	DrainTimeout time.Duration
+}
+
+func (c *Config) defaults() {
+	c.Stream.Defaults()
+	if c.Consumer == "" {
+		c.Consumer = "herd-writer"
+	}
+	if c.Batch.MaxEvents == 0 {
+		c.Batch.MaxEvents = 2000
+	}
+	if c.Batch.MaxBytes == 0 {
+		c.Batch.MaxBytes = 8 << 20
+	}
+	if c.Batch.MaxWait == 0 {
+		c.Batch.MaxWait = 25 * time.Millisecond
+	}
+	if c.Parallel == 0 {
+		c.Parallel = 2
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = 100 * time.Millisecond
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 5 * time.Second
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 8 * time.Second
+	}
+}
+
+// Writer moves events from the stream into Postgres.
+type Writer struct {
+	cfg   Config
+	js    jetstream.JetStream
+	store *Store
+	log   *slog.Logger
+	m     *metrics
+}
+
+// New returns a writer; Run starts it.
+func New(cfg Config, db *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) *Writer {
+	cfg.defaults()
+	return &Writer{cfg: cfg, js: js, store: NewStore(db), log: log, m: newMetrics(reg)}
+}
+
+// Store is the writer's insert path, for replays.
+func (w *Writer) Store() *Store { return w.store }
+
+// batch carries the stream messages it was built from: they are acked only
+// after the transaction holding them commits.
+type batch struct {
+	msgs    []jetstream.Msg
+	rows    []Row
+	rejects []RejectRow
+	bytes   int
+	first   time.Time
+}
+
+func (b *batch) add(m jetstream.Msg, rejectsPrefix string) {
+	b.msgs = append(b.msgs, m)
+	b.bytes += len(m.Data())
+	meta, _ := m.Metadata()
+	var seq uint64
+	if meta != nil {
+		seq = meta.Sequence.Stream
+	}
+	if strings.HasPrefix(m.Subject(), rejectsPrefix) {
+		var r herd.Reject
+		if err := json.Unmarshal(m.Data(), &r); err != nil {
+			r = herd.Reject{Reason: "undecodable reject on the stream: " + err.Error(), Raw: string(m.Data())}
+		}
+		b.rejects = append(b.rejects, RejectRow{Reject: r, Seq: seq})
+		return
+	}
+	var ev herd.Event
+	if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.MessageID == "" || ev.Timestamp.IsZero() {
+		reason := "undecodable event on the stream"
+		if err != nil {
+			reason += ": " + err.Error()
+		}
+		b.rejects = append(b.rejects, RejectRow{Reject: herd.Reject{Reason: reason, Raw: string(m.Data()), ReceivedAt: time.Now()}, Seq: seq})
+		return
+	}
+	b.rows = append(b.rows, Row{Event: ev, Seq: seq})
+}
+
+// Run consumes until ctx ends, then commits what it holds and returns.
+func (w *Writer) Run(ctx context.Context) error {
+	cons, err := w.js.CreateOrUpdateConsumer(ctx, w.cfg.Stream.Name, jetstream.ConsumerConfig{
+		Durable:        w.cfg.Consumer,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        w.cfg.AckWait,
+		MaxAckPending:  w.cfg.Parallel * w.cfg.Batch.MaxEvents * 4,
+		FilterSubjects: []string{w.cfg.Stream.EventsFilter(), w.cfg.Stream.RejectsFilter()},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		MaxDeliver:     -1,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer %s on %s: %w", w.cfg.Consumer, w.cfg.Stream.Name, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(2*w.cfg.Batch.MaxEvents), jetstream.PullHeartbeat(2*time.Second))
+	if err != nil {
+		return fmt.Errorf("pull from consumer %s: %w", w.cfg.Consumer, err)
+	}
+
+	msgs := make(chan jetstream.Msg, w.cfg.Batch.MaxEvents)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				w.log.Warn("pull messages", "err", err)
+				continue
+			}
+			msgs <- m
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		// Drain delivers what was already pulled, then closes the iterator.
+		it.Drain()
+	}()
+
+	// The batches are written with a context that outlives ctx by the drain
+	// timeout, so that shutdown commits what the writer holds.
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		t := time.NewTimer(w.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+
+	work := make(chan *batch)
+	var wg sync.WaitGroup
+	for range w.cfg.Parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				w.commit(wctx, b)
+			}
+		}()
+	}
+	rejectsPrefix := strings.TrimSuffix(w.cfg.Stream.RejectsFilter(), ">")
+	var cur *batch
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	flush := func() {
+		if cur != nil {
+			work <- cur
+			cur = nil
+		}
+		timer.Stop()
+	}
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				flush()
+				close(work)
+				wg.Wait()
+				return nil
+			}
+			if cur == nil {
+				cur = &batch{first: time.Now()}
+				timer.Reset(w.cfg.Batch.MaxWait)
+			}
+			cur.add(m, rejectsPrefix)
+			if len(cur.msgs) >= w.cfg.Batch.MaxEvents || cur.bytes >= w.cfg.Batch.MaxBytes {
+				flush()
+			}
+		case <-timer.C:
+			flush()
+		}
+	}
+}
+
+// commit writes one batch, retrying with backoff until it succeeds or the
+// writer stops; then acks (success) or naks (stopping) every message.
+func (w *Writer) commit(ctx context.Context, b *batch) {
+	delay := w.cfg.RetryMin
+	lastProgress := time.Now()
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		res, err := w.store.Write(ctx, b.rows, b.rejects)
+		if err == nil {
+			w.m.copySeconds.Observe(time.Since(start).Seconds())
+			w.m.batchSize.Observe(float64(len(b.msgs)))
+			w.m.rows.WithLabelValues("events").Add(float64(res.Inserted))
+			w.m.rows.WithLabelValues("rejects").Add(float64(res.Rejected))
+			w.m.duplicates.Add(float64(res.Duplicates))
+			now := time.Now()
+			for i := range b.rows {
+				w.m.lag.Observe(now.Sub(b.rows[i].ReceivedAt).Seconds())
+			}
+			for _, m := range b.msgs {
+				if meta, _ := m.Metadata(); meta != nil && meta.NumDelivered > 1 {
+					w.m.redeliveries.Inc()
+				}
+				_ = m.Ack()
+			}
+			return
+		}
+		w.m.errors.Inc()
+		if ctx.Err() != nil {
+			// Stopping: hand the messages back for immediate redelivery.
+			for _, m := range b.msgs {
+				_ = m.Nak()
+			}
+			return
+		}
+		w.log.Warn("write batch; will retry", "events", len(b.rows), "rejects", len(b.rejects), "attempt", attempt, "retry_in", delay, "err", err)
+		if time.Since(lastProgress) > w.cfg.AckWait/3 {
+			for _, m := range b.msgs {
+				_ = m.InProgress()
+			}
+			lastProgress = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, w.cfg.RetryMax)
+	}
+}
