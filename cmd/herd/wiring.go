@@ -14,4 +14,5 @@ func addStatic(cfg *collector.Config) {}
 func addWebhooks(cfg *collector.Config) {}
 
 // startExtras runs the loaders and schedulers herd up carries.
-func startExtras(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetStream, sc stream.Config) {}
+func startExtras(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetStream, sc stream.Config) {
+}
