@@ -150,7 +150,9 @@ func (c *Cluster) own(path string) error {
 	if err := os.Chown(path, c.uid, c.gid); err != nil {
 		return err
 	}
-	for d := filepath.Dir(path); d != "/" && d != "."; d = filepath.Dir(d) {
+	// The data directory itself must stay 0700 (PostgreSQL checks); only the
+	// directories above it need to be traversable.
+	for d := filepath.Dir(c.Dir); d != "/" && d != "."; d = filepath.Dir(d) {
 		st, err := os.Stat(d)
 		if err != nil {
 			return err
