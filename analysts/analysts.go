@@ -1,0 +1,302 @@
+// Package analysts gives each person a login role and a schema of their own
+// with read access to the warehouse, and reports who uses how much of it:
+// size per schema and query time per role.
+package analysts
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Config configures analyst roles. The zero value works.
+type Config struct {
+	// Schemas analysts may read, created empty when missing so that grants
+	// and default privileges are in place before data arrives.
+	// Default: herd, app, stripe, rollups.
+	Schemas []string
+	// StatementTimeout is set on each analyst role, so a runaway query
+	// cannot hold the warehouse for hours. Default 5m.
+	StatementTimeout time.Duration
+	// TableOwners are the roles that will create tables in Schemas later
+	// (the loaders, the rollup scheduler). Default: the role herd connects as.
+	TableOwners []string
+	// Host and Port override the server address in the printed connection
+	// string, for when herd reaches Postgres by a different address than
+	// people do. Default: the address herd connected to.
+	Host string
+	Port int
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.Schemas) == 0 {
+		c.Schemas = []string{"herd", "app", "stripe", "rollups"}
+	}
+	if c.StatementTimeout <= 0 {
+		c.StatementTimeout = 5 * time.Minute
+	}
+	return c
+}
+
+// Analyst is one analyst role.
+type Analyst struct {
+	Name        string
+	Password    string // only returned by Add
+	URL         string // only returned by Add: connection string with the password
+	CreatedAt   time.Time
+	CreatedBy   string
+	RoleExists  bool  // false when the role was dropped outside herd
+	SchemaBytes int64 // size of the analyst's own schema
+}
+
+// reserved names would collide with the warehouse's own schemas or roles.
+var reserved = map[string]bool{
+	"herd": true, "app": true, "stripe": true, "rollups": true, "public": true,
+	"postgres": true, "information_schema": true,
+}
+
+// ValidName checks an analyst name: a lowercase SQL identifier of at most 63
+// bytes (Postgres truncates longer names silently), not starting with pg_
+// (reserved by Postgres) and not one of the warehouse's schemas.
+func ValidName(name string) error {
+	if name == "" || len(name) > 63 {
+		return fmt.Errorf("analyst name %q: want 1 to 63 characters", name)
+	}
+	for i, c := range name {
+		ok := c == '_' || (c >= 'a' && c <= 'z') || (i > 0 && c >= '0' && c <= '9')
+		if !ok {
+			return fmt.Errorf("analyst name %q: want lowercase letters, digits and _, starting with a letter or _", name)
+		}
+	}
+	if strings.HasPrefix(name, "pg_") || reserved[name] {
+		return fmt.Errorf("analyst name %q is reserved; choose another", name)
+	}
+	return nil
+}
+
+// Add creates the analyst's login role and schema, grants read access to
+// the warehouse schemas including tables created there later, and returns
+// the connection string. Everything happens in one transaction: a failure
+// leaves no half-made role behind.
+func Add(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, cfg Config, name string) (Analyst, error) {
+	cfg = cfg.withDefaults()
+	if err := ValidName(name); err != nil {
+		return Analyst{}, err
+	}
+	password := randomPassword()
+	verifier, err := scramVerifier(password)
+	if err != nil {
+		return Analyst{}, fmt.Errorf("add analyst %s: hash password: %w", name, err)
+	}
+	role := pgx.Identifier{name}.Sanitize()
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		var exists, super bool
+		var me, dbname string
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
+				(SELECT rolsuper FROM pg_roles WHERE rolname = current_user), current_user, current_database()`,
+			name).Scan(&exists, &super, &me, &dbname); err != nil {
+			return err
+		}
+		if exists {
+			return fmt.Errorf("a role named %s already exists on this server (roles are server-wide); choose another name", name)
+		}
+		stmts := []string{
+			// The password goes over the wire as a SCRAM verifier, never
+			// in clear text, so statement logs do not capture it.
+			"CREATE ROLE " + role + " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD " + quoteLiteral(verifier),
+		}
+		if !super {
+			// Before PostgreSQL 16 a CREATEROLE user must be a member of
+			// a role to create a schema owned by it.
+			stmts = append(stmts, "GRANT "+role+" TO "+pgx.Identifier{me}.Sanitize())
+		}
+		stmts = append(stmts,
+			"GRANT CONNECT ON DATABASE "+pgx.Identifier{dbname}.Sanitize()+" TO "+role,
+			"CREATE SCHEMA "+role+" AUTHORIZATION "+role,
+			"ALTER ROLE "+role+" SET statement_timeout = "+strconv.FormatInt(cfg.StatementTimeout.Milliseconds(), 10),
+		)
+		owners := cfg.TableOwners
+		if len(owners) == 0 {
+			owners = []string{me}
+		}
+		for _, s := range cfg.Schemas {
+			schema := pgx.Identifier{s}.Sanitize()
+			stmts = append(stmts,
+				"CREATE SCHEMA IF NOT EXISTS "+schema,
+				"GRANT USAGE ON SCHEMA "+schema+" TO "+role,
+				"GRANT SELECT ON ALL TABLES IN SCHEMA "+schema+" TO "+role,
+			)
+			// Default privileges belong to the role that creates the
+			// object: ALTER DEFAULT PRIVILEGES without FOR ROLE would only
+			// cover tables the analyst itself creates, which is useless.
+			// Tables appear later in these schemas when herd (replication,
+			// Stripe sync, rollups) creates them as its own role, so the
+			// defaults are set FOR ROLE of those creators.
+			for _, o := range owners {
+				stmts = append(stmts, "ALTER DEFAULT PRIVILEGES FOR ROLE "+pgx.Identifier{o}.Sanitize()+
+					" IN SCHEMA "+schema+" GRANT SELECT ON TABLES TO "+role)
+			}
+		}
+		for _, s := range stmts {
+			if _, err := tx.Exec(ctx, s); err != nil {
+				return fmt.Errorf("%s: %w", strings.Replace(s, quoteLiteral(verifier), "'***'", 1), err)
+			}
+		}
+		_, err := tx.Exec(ctx, "INSERT INTO herd.analysts (name) VALUES ($1)", name)
+		return err
+	})
+	if err != nil {
+		return Analyst{}, fmt.Errorf("add analyst %s: %w", name, err)
+	}
+	log.Info("analyst added", "name", name, "schemas", cfg.Schemas)
+	return Analyst{Name: name, Password: password, URL: connString(db, cfg, name, password), CreatedAt: time.Now()}, nil
+}
+
+func connString(db *pgxpool.Pool, cfg Config, user, password string) string {
+	cc := db.Config().ConnConfig
+	host, port := cc.Host, int(cc.Port)
+	if cfg.Host != "" {
+		host = cfg.Host
+	}
+	if cfg.Port != 0 {
+		port = cfg.Port
+	}
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(user, password), Path: "/" + cc.Database}
+	q := url.Values{}
+	if strings.HasPrefix(host, "/") {
+		q.Set("host", host) // a Unix socket directory
+		u.Host = ""
+	} else {
+		u.Host = net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	if cc.TLSConfig != nil {
+		q.Set("sslmode", "require")
+	} else {
+		q.Set("sslmode", "disable")
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// Remove drops an analyst's role. With dropObjects the analyst's schema and
+// everything it owns are dropped (refused, as Postgres does, when another
+// role's object depends on them); without it they are handed to the role
+// herd connects as, so nothing is lost. Only roles created by Add can be
+// removed.
+func Remove(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, name string, dropObjects bool) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	role := pgx.Identifier{name}.Sanitize()
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		var known bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM herd.analysts WHERE name = $1)", name).Scan(&known); err != nil {
+			return err
+		}
+		if !known {
+			return fmt.Errorf("%s is not an analyst added by herd (see herd analysts list); refusing to drop it", name)
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", name).Scan(&exists); err != nil {
+			return err
+		}
+		var stmts []string
+		if exists {
+			if !dropObjects {
+				stmts = append(stmts, "REASSIGN OWNED BY "+role+" TO CURRENT_USER")
+			}
+			// DROP OWNED also revokes the role's grants and the default
+			// privileges naming it, which would otherwise block DROP ROLE.
+			// No CASCADE: another role's view on the analyst's tables
+			// makes this fail instead of silently disappearing.
+			stmts = append(stmts, "DROP OWNED BY "+role, "DROP ROLE "+role)
+		}
+		for _, s := range stmts {
+			if _, err := tx.Exec(ctx, s); err != nil {
+				return fmt.Errorf("%s: %s", s, pgText(err))
+			}
+		}
+		_, err := tx.Exec(ctx, "DELETE FROM herd.analysts WHERE name = $1", name)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("remove analyst %s: %w", name, err)
+	}
+	log.Info("analyst removed", "name", name, "dropped_objects", dropObjects)
+	return nil
+}
+
+// List returns the analysts herd added, with the size of their schemas.
+func List(ctx context.Context, db *pgxpool.Pool) ([]Analyst, error) {
+	rows, _ := db.Query(ctx, `SELECT a.name, a.created_at, a.created_by,
+			EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = a.name), coalesce(s.bytes, 0)
+		FROM herd.analysts a LEFT JOIN herd.schema_sizes s ON s.schema = a.name
+		ORDER BY a.name`)
+	var out []Analyst
+	var a Analyst
+	_, err := pgx.ForEachRow(rows, []any{&a.Name, &a.CreatedAt, &a.CreatedBy, &a.RoleExists, &a.SchemaBytes}, func() error {
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list analysts: %w", err)
+	}
+	return out, nil
+}
+
+func randomPassword() string {
+	b := make([]byte, 18)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// scramVerifier computes the SCRAM-SHA-256 verifier Postgres stores for a
+// password (RFC 5802/7677, in Postgres's rolpassword format).
+func scramVerifier(password string) (string, error) {
+	const iterations = 4096
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
+	if err != nil {
+		return "", err
+	}
+	mac := func(key []byte, msg string) []byte {
+		h := hmac.New(sha256.New, key)
+		h.Write([]byte(msg))
+		return h.Sum(nil)
+	}
+	stored := sha256.Sum256(mac(salted, "Client Key"))
+	server := mac(salted, "Server Key")
+	b64 := base64.StdEncoding.EncodeToString
+	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, b64(salt), b64(stored[:]), b64(server)), nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// pgText adds Postgres's detail to an error: for DROP ROLE it lists the
+// objects still owned, which is what the operator must act on.
+func pgText(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Detail != "" {
+		return pe.Message + "; " + pe.Detail
+	}
+	return err.Error()
+}

@@ -1,0 +1,298 @@
+// Package queries saves named SQL queries, runs them into durable snapshots
+// (the SQL, when it ran, and its result) and serves the latest snapshot as
+// HTML, CSV and JSON at /q/NAME so a link can be pasted into chat.
+package queries
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Config configures running saved queries. The zero value works.
+type Config struct {
+	Timeout  time.Duration // statement timeout of one run (default 5m)
+	MaxRows  int           // rows kept per snapshot; the rest is dropped and the run marked truncated (default 10000)
+	KeepRuns int           // snapshots kept per query, oldest deleted first (default 100)
+}
+
+func (c Config) withDefaults() Config {
+	if c.Timeout <= 0 {
+		c.Timeout = 5 * time.Minute
+	}
+	if c.MaxRows <= 0 {
+		c.MaxRows = 10000
+	}
+	if c.KeepRuns <= 0 {
+		c.KeepRuns = 100
+	}
+	return c
+}
+
+// ErrNotFound means no saved query or snapshot has that name or id.
+var ErrNotFound = errors.New("not found")
+
+// Run is one snapshot: what ran, when, and what it returned. Values are
+// Postgres's text form (as psql shows them); nil is SQL NULL.
+type Run struct {
+	ID        int64
+	Query     string
+	Started   time.Time
+	Duration  time.Duration
+	SQL       string
+	Columns   []string
+	Rows      [][]*string
+	RowCount  int64 // rows the query returned, including any beyond MaxRows
+	Truncated bool
+	Error     string
+}
+
+// Store saves and runs queries.
+type Store struct {
+	db  *pgxpool.Pool
+	log *slog.Logger
+	cfg Config
+}
+
+// New returns a Store on the warehouse.
+func New(db *pgxpool.Pool, log *slog.Logger, cfg Config) *Store {
+	return &Store{db: db, log: log, cfg: cfg.withDefaults()}
+}
+
+var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,99}$`)
+
+// ValidName checks a query name: it becomes part of a URL, so lowercase
+// letters, digits, - and _ only, at most 100.
+func ValidName(name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("query name %q: want 1 to 100 lowercase letters, digits, - or _, starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// Save stores (or replaces) a named query. every > 0 makes the scheduler
+// run it that often. The SQL is parsed and planned by Postgres first, so a
+// typo is reported now rather than at the first scheduled run.
+func (s *Store) Save(ctx context.Context, name, sql string, every time.Duration) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	sql = strings.TrimSpace(sql)
+	sql = strings.TrimSpace(strings.TrimSuffix(sql, ";"))
+	if sql == "" {
+		return fmt.Errorf("save query %s: the SQL is empty", name)
+	}
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		// Prepare parses and plans without running, and fails for more
+		// than one statement.
+		if _, err := tx.Conn().PgConn().Prepare(ctx, "", sql, nil); err != nil {
+			return fmt.Errorf("check SQL: %w", err)
+		}
+		var iv any
+		if every > 0 {
+			iv = every
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO herd.saved_queries (name, sql, run_every) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE SET sql = EXCLUDED.sql, run_every = EXCLUDED.run_every, updated_at = now()`,
+			name, sql, iv)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("save query %s: %w", name, err)
+	}
+	return nil
+}
+
+// Run runs the saved query now and stores its snapshot. A query that fails
+// is stored too, with its error (and returned as a Run, not as an error):
+// the page then says the latest run failed.
+func (s *Store) Run(ctx context.Context, name string) (Run, error) {
+	var sql string
+	err := s.db.QueryRow(ctx, "SELECT sql FROM herd.saved_queries WHERE name = $1", name).Scan(&sql)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Run{}, fmt.Errorf("run query %s: %w (save it with herd queries save)", name, ErrNotFound)
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("run query %s: %w", name, err)
+	}
+	r := Run{Query: name, SQL: sql, Started: time.Now()}
+	if err := s.execute(ctx, &r); err != nil {
+		r.Error = err.Error()
+	}
+	r.Duration = time.Since(r.Started)
+	if ctx.Err() != nil {
+		return r, ctx.Err()
+	}
+	cols, _ := json.Marshal(r.Columns)
+	rows, _ := json.Marshal(r.Rows)
+	if r.Rows == nil {
+		rows = []byte("[]")
+	}
+	var errText any
+	if r.Error != "" {
+		errText = r.Error
+	}
+	err = s.db.QueryRow(ctx, `INSERT INTO herd.query_runs (query_name, started_at, duration_ms, sql, columns, rows, row_count, truncated, error)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
+		name, r.Started, float64(r.Duration)/float64(time.Millisecond), sql, string(cols), string(rows), r.RowCount, r.Truncated, errText).Scan(&r.ID)
+	if err != nil {
+		return r, fmt.Errorf("store result of query %s: %w", name, err)
+	}
+	_, err = s.db.Exec(ctx, `DELETE FROM herd.query_runs WHERE query_name = $1 AND id NOT IN (
+		SELECT id FROM herd.query_runs WHERE query_name = $1 ORDER BY id DESC LIMIT $2)`, name, s.cfg.KeepRuns)
+	if err != nil {
+		s.log.Warn("could not prune old query snapshots", "query", name, "error", err)
+	}
+	if r.Error != "" {
+		s.log.Warn("saved query failed", "query", name, "error", r.Error)
+	}
+	return r, nil
+}
+
+// execute runs r.SQL in a read-only transaction with a statement timeout,
+// through the extended protocol (one statement only, so "SELECT 1; COMMIT;
+// DROP ..." cannot escape the read-only transaction), asking for text
+// results so every type is stored as Postgres prints it.
+func (s *Store) execute(ctx context.Context, r *Run) error {
+	return pgx.BeginTxFunc(ctx, s.db, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", s.cfg.Timeout.Milliseconds())); err != nil {
+			return err
+		}
+		rr := tx.Conn().PgConn().ExecParams(ctx, r.SQL, nil, nil, nil, nil)
+		for _, f := range rr.FieldDescriptions() {
+			r.Columns = append(r.Columns, f.Name)
+		}
+		for rr.NextRow() {
+			r.RowCount++
+			if len(r.Rows) >= s.cfg.MaxRows {
+				r.Truncated = true
+				continue
+			}
+			vals := rr.Values()
+			row := make([]*string, len(vals))
+			for i, v := range vals {
+				if v != nil {
+					str := string(v)
+					row[i] = &str
+				}
+			}
+			r.Rows = append(r.Rows, row)
+		}
+		if _, err := rr.Close(); err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) {
+				return errors.New(pe.Message)
+			}
+			return err
+		}
+		return nil
+	})
+}
+
+// RunDue runs every saved query with an interval whose last run is at
+// least that old. It is the job herd up adds to the rollup scheduler.
+func (s *Store) RunDue(ctx context.Context) error {
+	rows, _ := s.db.Query(ctx, `SELECT q.name FROM herd.saved_queries q
+		WHERE q.run_every IS NOT NULL AND coalesce(
+			(SELECT max(started_at) FROM herd.query_runs r WHERE r.query_name = q.name), '-infinity') + q.run_every <= now()
+		ORDER BY q.name`)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("find due queries: %w", err)
+	}
+	var errs []error
+	for _, n := range names {
+		if _, err := s.Run(ctx, n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Saved is a saved query as listed.
+type Saved struct {
+	Name    string
+	SQL     string
+	Every   time.Duration
+	LastRun *time.Time
+}
+
+// List returns the saved queries.
+func (s *Store) List(ctx context.Context) ([]Saved, error) {
+	rows, _ := s.db.Query(ctx, `SELECT q.name, q.sql, coalesce(extract(epoch FROM q.run_every), 0)::float8,
+			(SELECT max(started_at) FROM herd.query_runs r WHERE r.query_name = q.name)
+		FROM herd.saved_queries q ORDER BY q.name`)
+	var out []Saved
+	var q Saved
+	var secs float64
+	_, err := pgx.ForEachRow(rows, []any{&q.Name, &q.SQL, &secs, &q.LastRun}, func() error {
+		q.Every = time.Duration(secs * float64(time.Second))
+		out = append(out, q)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list saved queries: %w", err)
+	}
+	return out, nil
+}
+
+// Snapshot returns run id of query name, or its latest successful run when
+// id is 0.
+func Snapshot(ctx context.Context, db *pgxpool.Pool, name string, id int64) (Run, error) {
+	q := `SELECT id, query_name, started_at, duration_ms, sql, columns, rows, row_count, truncated, coalesce(error, '')
+		FROM herd.query_runs WHERE query_name = $1 AND `
+	args := []any{name}
+	if id > 0 {
+		q += "id = $2"
+		args = append(args, id)
+	} else {
+		q += "error IS NULL ORDER BY id DESC LIMIT 1"
+	}
+	var r Run
+	var ms float64
+	var cols, rows []byte
+	err := db.QueryRow(ctx, q, args...).Scan(&r.ID, &r.Query, &r.Started, &ms, &r.SQL, &cols, &rows, &r.RowCount, &r.Truncated, &r.Error)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, fmt.Errorf("snapshot of query %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("snapshot of query %s: %w", name, err)
+	}
+	r.Duration = time.Duration(ms * float64(time.Millisecond))
+	if err := json.Unmarshal(cols, &r.Columns); err != nil {
+		return r, fmt.Errorf("snapshot %d of query %s: columns: %w", r.ID, name, err)
+	}
+	if err := json.Unmarshal(rows, &r.Rows); err != nil {
+		return r, fmt.Errorf("snapshot %d of query %s: rows: %w", r.ID, name, err)
+	}
+	return r, nil
+}
+
+// runSummary is a line in a query's run history.
+type runSummary struct {
+	ID       int64
+	Started  time.Time
+	RowCount int64
+	Error    string
+}
+
+func history(ctx context.Context, db *pgxpool.Pool, name string, limit int) ([]runSummary, error) {
+	rows, _ := db.Query(ctx, `SELECT id, started_at, row_count, coalesce(error, '') FROM herd.query_runs
+		WHERE query_name = $1 ORDER BY id DESC LIMIT $2`, name, limit)
+	var out []runSummary
+	var r runSummary
+	_, err := pgx.ForEachRow(rows, []any{&r.ID, &r.Started, &r.RowCount, &r.Error}, func() error {
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
