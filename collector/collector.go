@@ -126,6 +126,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 		ErrorHandler:                  c.transportError,
 		DisableHeaderNamesNormalizing: false,
 		CloseOnShutdown:               true,
+		Logger:                        fasthttpLogger{log},
 	}
 	return c, nil
 }
@@ -217,4 +218,12 @@ func (c *Collector) lookupSource(key string) *herd.Source {
 		return nil
 	}
 	return s
+}
+
+// fasthttpLogger sends fasthttp's own messages (connection errors) to slog
+// at debug level: each refused request is already answered and counted.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "fasthttp")
 }

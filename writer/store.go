@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/herdhq/herd"
 	"github.com/jackc/pgx/v5"
@@ -268,7 +271,11 @@ func insertRejects(ctx context.Context, tx pgx.Tx, rejects []RejectRow) (int64, 
 		if r.MessageID != "" {
 			msg[i] = &r.MessageID
 		}
-		reason[i], raw[i], recv[i] = r.Reason, r.Raw, r.ReceivedAt
+		reason[i], raw[i], recv[i] = storableText(r.Reason), storableText(r.Raw), r.ReceivedAt
+		if msg[i] != nil {
+			m := storableText(*msg[i])
+			msg[i] = &m
+		}
 		if recv[i].IsZero() {
 			recv[i] = time.Now()
 		}
@@ -284,6 +291,17 @@ func insertRejects(ctx context.Context, tx pgx.Tx, rejects []RejectRow) (int64, 
 		return 0, fmt.Errorf("insert %d rejects: %w", len(rejects), err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// storableText returns s unchanged when Postgres text can hold it, and
+// otherwise a Go-quoted copy: a refused body may be binary (a broken gzip
+// stream) or hold NUL, and the reject must still be recorded, never retried
+// forever.
+func storableText(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	return strconv.Quote(s)
 }
 
 // isDataError reports whether Postgres refused the data itself rather than

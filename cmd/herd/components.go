@@ -31,6 +31,8 @@ type streamFlags struct {
 
 func (s *streamFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&s.cfg.Name, "stream", "HERD_EVENTS", "JetStream stream name")
+	fs.StringVar(&s.cfg.Prefix, "subject-prefix", "herd", "prefix of the stream's subjects (<prefix>.events.<source id>)")
+	fs.StringVar(&s.cfg.SourcesKV, "sources-bucket", "herd_sources", "NATS key-value bucket mirroring herd.sources")
 	fs.Int64Var(&s.maxBytes, "stream-max-bytes", 10<<30, "stream size limit in bytes; the collector answers 503 once it is full")
 	fs.IntVar(&s.replicas, "stream-replicas", 1, "stream replicas (3 on a 3-node JetStream cluster)")
 	fs.DurationVar(&s.dupeWindow, "dupe-window", 2*time.Minute, "JetStream duplicate window for Nats-Msg-Id")

@@ -32,6 +32,7 @@ type writerFlags struct {
 	retention    time.Duration
 	partsAhead   int
 	consumerName string
+	ackWait      time.Duration
 }
 
 func (w *writerFlags) bind(fs *flag.FlagSet) {
@@ -40,12 +41,13 @@ func (w *writerFlags) bind(fs *flag.FlagSet) {
 	fs.IntVar(&w.parallel, "writers", 2, "batches written in parallel, each on its own connection")
 	fs.DurationVar(&w.retention, "retention", 0, "drop event partitions older than this (e.g. 2160h for 90 days); 0 keeps everything")
 	fs.IntVar(&w.partsAhead, "partitions-ahead", 7, "days of partitions created ahead")
+	fs.DurationVar(&w.ackWait, "ack-wait", 30*time.Second, "how long a crashed writer's messages wait before redelivery")
 	fs.StringVar(&w.consumerName, "consumer", "herd-writer", "durable JetStream consumer name (writers sharing it split the work)")
 }
 
 func (w *writerFlags) config(sc stream.Config) writer.Config {
 	return writer.Config{
-		Stream: sc, Consumer: w.consumerName, Parallel: w.parallel,
+		Stream: sc, Consumer: w.consumerName, Parallel: w.parallel, AckWait: w.ackWait,
 		Batch: writer.BatchPolicy{MaxEvents: w.batchEvents, MaxWait: w.batchWait},
 	}
 }

@@ -1,0 +1,94 @@
+package collector
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/herdhq/herd"
+)
+
+// benchEvent is a track call as analytics.js sends it, context included.
+const benchEvent = `{"type":"track","event":"Product Viewed","messageId":"m-123456","userId":"user-42",` +
+	`"timestamp":"2026-03-01T12:00:00.000Z","sentAt":"2026-03-01T12:00:00.250Z",` +
+	`"properties":{"product_id":"sku-1234","price":19.99,"currency":"EUR","category":"books"},` +
+	`"context":{"library":{"name":"analytics.js","version":"5.2.0"},` +
+	`"page":{"url":"https://shop.example.com/p/sku-1234?utm_source=news&utm_medium=email","path":"/p/sku-1234","title":"A book","referrer":"https://www.example.org/"},` +
+	`"userAgent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36","locale":"en-GB"}}`
+
+// benchCollector is a collector with no connections: decode and buildEvent
+// need only its configuration.
+func benchCollector() *Collector {
+	c := &Collector{}
+	c.cfg.defaults()
+	return c
+}
+
+func benchInfo() *reqInfo {
+	return &reqInfo{
+		source:     &herd.Source{ID: 1, Kind: herd.KindBrowser, WriteKey: "k"},
+		receivedAt: time.Date(2026, 3, 1, 12, 0, 1, 0, time.UTC),
+		pathType:   herd.TypeTrack,
+		ip:         "203.0.113.7",
+		userAgent:  "curl/8.0",
+	}
+}
+
+// BenchmarkDecode is the collector's per-request CPU before publishing: split
+// the body into items, then validate and enrich each into an Event.
+func BenchmarkDecode(b *testing.B) {
+	c, info := benchCollector(), benchInfo()
+	single := []byte(benchEvent)
+	batch := []byte(`{"batch":[` + benchEvent)
+	for range 49 {
+		batch = append(batch, ',')
+		batch = append(batch, benchEvent...)
+	}
+	batch = append(batch, "]}"...)
+	for _, tc := range []struct {
+		name  string
+		body  []byte
+		batch bool
+	}{{"single", single, false}, {"batch50", batch, true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(tc.body)))
+			events := 0
+			for b.Loop() {
+				r, err := decodeBody(tc.body, tc.batch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, item := range r.items {
+					if _, err := c.buildEvent(item, r, info); err != nil {
+						b.Fatal(err)
+					}
+					events++
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(events), "ns/event")
+		})
+	}
+}
+
+// BenchmarkEncode is the stream message of one event: json.Marshal of
+// herd.Event, as the collector publishes it.
+func BenchmarkEncode(b *testing.B) {
+	c, info := benchCollector(), benchInfo()
+	r, err := decodeBody([]byte(benchEvent), false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev, err := c.buildEvent(r.items[0], r, info)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		data, err := json.Marshal(&ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(len(data)))
+	}
+}

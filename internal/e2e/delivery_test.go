@@ -1,0 +1,272 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/herdhq/herd"
+	"github.com/herdhq/herd/collector"
+	"github.com/herdhq/herd/internal/herdtest"
+	"github.com/herdhq/herd/stream"
+	"github.com/herdhq/herd/writer"
+	"github.com/nats-io/nats.go"
+)
+
+// TestSameMessageIDThreeTimes: client retries of one event leave one row.
+func TestSameMessageIDThreeTimes(t *testing.T) {
+	t.Parallel()
+	p := herdtest.Start(t, herdtest.Options{})
+	for i := 0; i < 3; i++ {
+		r := post(t, p.URL+"/v1/track", []byte(`{"messageId":"dup-1","event":"Paid","userId":"u1","properties":{"try":`+fmt.Sprint(i)+`}}`),
+			map[string]string{"Authorization": basic(p.WriteKey)})
+		if r.Status != 200 {
+			t.Fatalf("try %d: %d %s", i, r.Status, r.RawBody)
+		}
+	}
+	// Past JetStream's duplicate window the writer's ledger must catch it:
+	// publish the same id straight to the stream, as a replay would.
+	ev := herd.Event{MessageID: "dup-1", SourceID: p.Source.ID, Type: "track", Event: "Paid", UserID: "u1", Timestamp: time.Now(), ReceivedAt: time.Now()}
+	publishRaw(t, p, p.Stream.EventSubject(p.Source.ID), jsonBody(t, ev), "")
+	time.Sleep(300 * time.Millisecond)
+	if n := p.WaitRows(t, 1, 5*time.Second, "SELECT count(*) FROM herd.events WHERE message_id = 'dup-1'"); n != 1 {
+		t.Fatalf("rows for dup-1: %d, want 1", n)
+	}
+	var props string
+	_ = p.DB.QueryRow(context.Background(), "SELECT properties::text FROM herd.events WHERE message_id = 'dup-1'").Scan(&props)
+	if props != `{"try": 0}` {
+		t.Errorf("the first delivery must win; properties %s", props)
+	}
+}
+
+func publishRaw(t *testing.T, p *herdtest.Pipeline, subject string, data []byte, msgID string) {
+	t.Helper()
+	m := nats.NewMsg(subject)
+	m.Data = data
+	if msgID != "" {
+		m.Header.Set(nats.MsgIdHdr, msgID)
+	}
+	if _, err := p.JS.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRetryAcrossMidnight: an event first received at 23:59:59.9 and retried
+// after midnight (past JetStream's duplicate window) stays one row, although
+// its skew-corrected timestamp now falls on the next day's partition.
+func TestRetryAcrossMidnight(t *testing.T) {
+	t.Parallel()
+	var now atomic.Pointer[time.Time]
+	set := func(s string) {
+		tm, _ := time.Parse(time.RFC3339Nano, s)
+		now.Store(&tm)
+	}
+	set("2026-03-01T23:59:59.900Z")
+	p := herdtest.Start(t, herdtest.Options{Collector: func(c *collector.Config) {
+		c.Now = func() time.Time { return *now.Load() }
+		c.Stream.DupeWindow = time.Second
+	}})
+	// No timestamp from the client: the event time is the receive time, so the
+	// retry computes a different day.
+	body := []byte(`{"messageId":"midnight-1","event":"Checkout","anonymousId":"a9"}`)
+	if r := post(t, p.URL+"/v1/track", body, map[string]string{"Authorization": basic(p.WriteKey)}); r.Status != 200 {
+		t.Fatal(r.RawBody)
+	}
+	p.WaitRows(t, 1, 5*time.Second, "SELECT count(*) FROM herd.events")
+	set("2026-03-02T00:00:00.500Z")
+	time.Sleep(1200 * time.Millisecond) // past the duplicate window
+	if r := post(t, p.URL+"/v1/track", body, map[string]string{"Authorization": basic(p.WriteKey)}); r.Status != 200 {
+		t.Fatal(r.RawBody)
+	}
+	// Let the writer see the retry, then count.
+	time.Sleep(500 * time.Millisecond)
+	var rows int
+	var day string
+	if err := p.DB.QueryRow(context.Background(), `SELECT count(*), min(tableoid::regclass::text) FROM herd.events WHERE message_id = 'midnight-1'`).Scan(&rows, &day); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 1 || day != "herd.events_20260301" {
+		t.Fatalf("rows %d in %s; want 1 in herd.events_20260301", rows, day)
+	}
+	var seen int
+	_ = p.DB.QueryRow(context.Background(), `SELECT count(*) FROM herd.message_ids WHERE message_id = 'midnight-1'`).Scan(&seen)
+	if seen != 1 {
+		t.Fatalf("ledger rows %d", seen)
+	}
+}
+
+// TestNULIsolated: one event with \u0000 among 99 good ones: 99 rows, one
+// reject with its reason. Once refused by the collector, and once reaching
+// the writer directly, where Postgres refuses it and the writer isolates it.
+func TestNULIsolated(t *testing.T) {
+	t.Parallel()
+	p := herdtest.Start(t, herdtest.Options{})
+	var items []string
+	for i := 0; i < 100; i++ {
+		v := fmt.Sprintf("ok %d", i)
+		if i == 42 {
+			v = `bad \u0000 value`
+		}
+		items = append(items, fmt.Sprintf(`{"type":"track","event":"E","userId":"u","messageId":"nul-%d","properties":{"v":"%s"}}`, i, v))
+	}
+	r := post(t, p.URL+"/v1/batch", []byte(`{"batch":[`+strings.Join(items, ",")+`]}`), map[string]string{"Authorization": basic(p.WriteKey)})
+	if r.Status != 200 || r.Body["accepted"] != float64(99) {
+		t.Fatalf("batch: %d %s", r.Status, r.RawBody)
+	}
+	if n := p.WaitRows(t, 99, 10*time.Second, "SELECT count(*) FROM herd.events WHERE message_id LIKE 'nul-%'"); n != 99 {
+		t.Fatalf("events: %d", n)
+	}
+	if n := p.WaitRows(t, 1, 5*time.Second, "SELECT count(*) FROM herd.rejects WHERE reason LIKE '%NUL%' AND raw LIKE '%nul-42%'"); n != 1 {
+		t.Fatalf("rejects: %d", n)
+	}
+
+	// Straight onto the stream (a collector of another version, a replay):
+	// Postgres itself refuses the value, and only that event is set aside.
+	for i := 0; i < 100; i++ {
+		ev := herd.Event{MessageID: fmt.Sprintf("pg-%d", i), SourceID: p.Source.ID, Type: "track", Event: "E", UserID: "u",
+			Timestamp: time.Now(), ReceivedAt: time.Now(), Properties: []byte(fmt.Sprintf(`{"v":"ok %d"}`, i))}
+		if i == 7 {
+			ev.Properties = []byte(`{"v":"bad \u0000"}`)
+		}
+		if i == 8 {
+			ev.Properties = []byte(`{"v":1e1000000}`) // numeric overflow in jsonb
+		}
+		publishRaw(t, p, p.Stream.EventSubject(p.Source.ID), jsonBody(t, ev), "")
+	}
+	if n := p.WaitRows(t, 98, 10*time.Second, "SELECT count(*) FROM herd.events WHERE message_id LIKE 'pg-%'"); n != 98 {
+		t.Fatalf("events: %d, want 98", n)
+	}
+	if n := p.WaitRows(t, 2, 5*time.Second, "SELECT count(*) FROM herd.rejects WHERE reason LIKE 'refused by Postgres:%' AND message_id IN ('pg-7','pg-8')"); n != 2 {
+		t.Fatalf("postgres rejects: %d, want 2", n)
+	}
+	// The writer keeps going.
+	r = post(t, p.URL+"/v1/track", []byte(`{"event":"After","userId":"u","messageId":"after-1"}`), map[string]string{"Authorization": basic(p.WriteKey)})
+	if r.Status != 200 {
+		t.Fatal(r.RawBody)
+	}
+	if n := p.WaitRows(t, 1, 5*time.Second, "SELECT count(*) FROM herd.events WHERE message_id = 'after-1'"); n != 1 {
+		t.Fatal("writer stopped after the bad events")
+	}
+}
+
+// TestBadRequests: each gets its status and a JSON error, and nothing
+// reaches herd.events.
+func TestBadRequests(t *testing.T) {
+	t.Parallel()
+	p := herdtest.Start(t, herdtest.Options{})
+	auth := map[string]string{"Authorization": basic(p.WriteKey), "Content-Type": "application/json"}
+	big := `{"event":"x","userId":"u","properties":{"pad":"` + strings.Repeat("a", collector.MaxEventBytes) + `"}}`
+	bigBatch := `{"batch":[` + strings.TrimSuffix(strings.Repeat(`{"type":"track","event":"x","userId":"u","properties":{"p":"`+strings.Repeat("b", 1000)+`"}},`, 600), ",") + `]}`
+	bomb := gz(t, []byte(`{"batch":[{"type":"track","event":"x","userId":"u","properties":{"p":"`+strings.Repeat("0", 2<<20)+`"}}]}`))
+	cases := []struct {
+		name    string
+		path    string
+		body    []byte
+		headers map[string]string
+		status  int
+		msg     string
+	}{
+		{"invalid JSON", "/v1/track", []byte(`{"event":`), auth, 400, "not valid JSON"},
+		{"non-object", "/v1/track", []byte(`[1,2]`), auth, 400, "JSON object"},
+		{"unknown write key", "/v1/track", []byte(`{"event":"x","userId":"u"}`), map[string]string{"Authorization": basic("nope")}, 401, "write key"},
+		{"missing write key", "/v1/track", []byte(`{"event":"x","userId":"u"}`), nil, 401, "missing write key"},
+		{"event over 32 KB", "/v1/track", []byte(big), auth, 413, "limit"},
+		{"batch over 500 KB", "/v1/batch", []byte(bigBatch), auth, 413, ""},
+		{"gzip past the limit", "/v1/batch", bomb, map[string]string{"Authorization": basic(p.WriteKey), "Content-Encoding": "gzip"}, 413, "decompresses past"},
+		{"empty batch", "/v1/batch", []byte(`{"batch":[]}`), auth, 400, "empty"},
+		{"no identity", "/v1/track", []byte(`{"event":"x"}`), auth, 400, "anonymousId or a userId"},
+		{"track without event", "/v1/track", []byte(`{"userId":"u"}`), auth, 400, "event name"},
+		{"bad gzip", "/v1/track", []byte("not gzip"), map[string]string{"Authorization": basic(p.WriteKey), "Content-Encoding": "gzip"}, 400, "gzip"},
+	}
+	for _, c := range cases {
+		r := post(t, p.URL+c.path, c.body, c.headers)
+		if r.Status != c.status {
+			t.Errorf("%s: status %d, want %d (%s)", c.name, r.Status, c.status, r.RawBody)
+			continue
+		}
+		if r.Header.Get("Content-Type") != "application/json" || r.Body["success"] != false || !strings.Contains(fmt.Sprint(r.Body["error"]), c.msg) {
+			t.Errorf("%s: reply %q", c.name, r.RawBody)
+		}
+	}
+	// A good request after all of that still lands, and nothing else did.
+	if r := post(t, p.URL+"/v1/track", []byte(`{"event":"ok","userId":"u","messageId":"good"}`), auth); r.Status != 200 {
+		t.Fatal(r.RawBody)
+	}
+	p.WaitRows(t, 1, 5*time.Second, "SELECT count(*) FROM herd.events")
+	time.Sleep(200 * time.Millisecond)
+	var n int
+	_ = p.DB.QueryRow(context.Background(), "SELECT count(*) FROM herd.events").Scan(&n)
+	if n != 1 {
+		t.Fatalf("herd.events holds %d rows, want only the good one", n)
+	}
+}
+
+// TestNATSDown: with NATS stopped a request gets 503 with Retry-After within
+// the publish timeout; once NATS is back, events are accepted, and every
+// event that got a 200 is in Postgres.
+func TestNATSDown(t *testing.T) {
+	t.Parallel()
+	p := herdtest.Start(t, herdtest.Options{Collector: func(c *collector.Config) { c.PublishTimeout = time.Second }})
+	auth := map[string]string{"Authorization": basic(p.WriteKey)}
+	acked := map[string]bool{}
+	send := func(id string) int {
+		r := post(t, p.URL+"/v1/track", []byte(`{"event":"e","userId":"u","messageId":"`+id+`"}`), auth)
+		if r.Status == 200 {
+			acked[id] = true
+		}
+		return r.Status
+	}
+	for i := 0; i < 20; i++ {
+		if s := send(fmt.Sprint("before-", i)); s != 200 {
+			t.Fatalf("before: %d", s)
+		}
+	}
+	p.NATS.Server.Shutdown()
+	p.NATS.Server.WaitForShutdown()
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		r := post(t, p.URL+"/v1/track", []byte(`{"event":"e","userId":"u","messageId":"down-`+fmt.Sprint(i)+`"}`), auth)
+		if r.Status != 503 || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("with NATS down: %d %v %s", r.Status, r.Header, r.RawBody)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("503 took %s; the bound is the 1s publish timeout", d)
+		}
+	}
+	p.NATS.Restart()
+	deadline := time.Now().Add(15 * time.Second)
+	for i := 0; ; i++ {
+		if send(fmt.Sprint("after-", i)) == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("NATS back, but the collector still refuses")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for i := 0; i < 20; i++ {
+		send(fmt.Sprint("late-", i))
+	}
+	want := int64(len(acked))
+	if n := p.WaitRows(t, want, 20*time.Second, "SELECT count(*) FROM herd.events WHERE message_id NOT LIKE 'down-%'"); n < want {
+		t.Fatalf("rows %d, acked %d", n, want)
+	}
+	rows, _ := p.DB.Query(context.Background(), "SELECT message_id FROM herd.events")
+	got := map[string]bool{}
+	for rows.Next() {
+		var id string
+		_ = rows.Scan(&id)
+		got[id] = true
+	}
+	for id := range acked {
+		if !got[id] {
+			t.Errorf("acknowledged %s missing", id)
+		}
+	}
+}
+
+var _ = stream.MsgID
+var _ = writer.Row{}
