@@ -43,6 +43,10 @@ type Config struct {
 	Webhooks []Webhook
 	// Enricher adds user agent and geo columns; nil skips them.
 	Enricher Enricher
+	// DropBots discards events flagged as bots instead of storing them with
+	// is_bot set. They are still answered 200 (a bot that sees errors
+	// retries) and counted in herd_collector_events_total{result="dropped"}.
+	DropBots bool
 	// Now is the clock (tests move it); default time.Now.
 	Now func() time.Time
 	// ReadTimeout and IdleTimeout protect against slow or idle clients.
@@ -57,6 +61,8 @@ type Static struct {
 	// Render, when set, makes the body per request (the demo page needs the
 	// request's host).
 	Render func(host, scheme string) []byte
+
+	gz, br []byte // compressed once at start
 }
 
 // Webhook is a third-party callback (Stripe...): verified, then made durable
@@ -97,6 +103,7 @@ type Collector struct {
 	server   *fasthttp.Server
 	sources  atomic.Pointer[map[string]*herd.Source]
 	webhooks map[string]Webhook
+	static   map[string]Static
 	ready    atomic.Bool
 }
 
@@ -108,6 +115,14 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 		return nil, err
 	}
 	c := &Collector{cfg: cfg, nc: nc, js: js, log: log, m: newMetrics(reg), enricher: cfg.Enricher, webhooks: map[string]Webhook{}}
+	c.static = make(map[string]Static, len(cfg.Static))
+	for path, st := range cfg.Static {
+		if st.Render == nil {
+			st.gz = fasthttp.AppendGzipBytesLevel(nil, st.Body, fasthttp.CompressBestCompression)
+			st.br = fasthttp.AppendBrotliBytesLevel(nil, st.Body, fasthttp.CompressBrotliBestCompression)
+		}
+		c.static[path] = st
+	}
 	for _, w := range cfg.Webhooks {
 		c.webhooks[w.Path] = w
 	}

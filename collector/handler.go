@@ -289,7 +289,7 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 		pathType:   pathType,
 		userAgent:  string(ctx.Request.Header.UserAgent()),
 	}
-	info.ip = c.clientIP(ctx.RemoteIP(), ctx.Request.Header.Peek("X-Forwarded-For"), ctx.Request.Header.Peek("X-Real-IP"), ctx.Request.Header.Peek("Forwarded"))
+	info.ip = c.clientIP(ctx.RemoteIP(), ctx.Request.Header.PeekAll("X-Forwarded-For"), ctx.Request.Header.PeekAll("Forwarded"), ctx.Request.Header.Peek("X-Real-IP"))
 
 	p := c.newPublish()
 	var errs []itemError
@@ -300,6 +300,10 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 			errs = append(errs, itemError{Index: i, MessageID: ev.MessageID, Error: err.Error()})
 			p.reject(c.cfg.Stream.RejectSubject(src.ID), herd.Reject{SourceID: src.ID, MessageID: ev.MessageID, Reason: err.Error(), Raw: string(item), ReceivedAt: now})
 			c.m.events.WithLabelValues("rejected", reasonCode(err)).Inc()
+			continue
+		}
+		if ev.IsBot && c.cfg.DropBots {
+			c.m.events.WithLabelValues("dropped", "bot").Inc()
 			continue
 		}
 		p.event(c.cfg.Stream.EventSubject(src.ID), &ev)
@@ -469,7 +473,7 @@ func (c *Collector) publicHost(ctx *fasthttp.RequestCtx) (scheme, host string) {
 }
 
 func (c *Collector) serveStatic(ctx *fasthttp.RequestCtx) {
-	s := c.cfg.Static[string(ctx.Path())]
+	s := c.static[string(ctx.Path())]
 	if !ctx.IsGet() && !ctx.IsHead() {
 		replyError(ctx, fasthttp.StatusMethodNotAllowed, "GET only")
 		return
@@ -482,6 +486,15 @@ func (c *Collector) serveStatic(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType(s.ContentType)
 	if s.CacheControl != "" {
 		ctx.Response.Header.Set("Cache-Control", s.CacheControl)
+	}
+	ctx.Response.Header.Add("Vary", "Accept-Encoding")
+	switch {
+	case s.Render == nil && s.br != nil && ctx.Request.Header.HasAcceptEncoding("br"):
+		ctx.Response.Header.Set("Content-Encoding", "br")
+		b = s.br
+	case s.Render == nil && s.gz != nil && ctx.Request.Header.HasAcceptEncoding("gzip"):
+		ctx.Response.Header.Set("Content-Encoding", "gzip")
+		b = s.gz
 	}
 	ctx.SetBody(b)
 }

@@ -62,6 +62,7 @@ type upFlags struct {
 	dataDir     string
 	writeKey    string
 	natsListen  string
+	stripe      stripeFlags
 }
 
 type collectFlags struct {
@@ -100,6 +101,7 @@ writer holds and stops.`,
 			fs.StringVar(&f.dataDir, "data-dir", "./data", "where embedded NATS and the private Postgres keep their files")
 			fs.StringVar(&f.writeKey, "write-key", "", "write key of the default source (default: generated once and kept)")
 			fs.StringVar(&f.natsListen, "nats-listen", "", "also accept NATS clients on this host:port (default: in-process only)")
+			f.stripe.bindUp(fs)
 			return &f
 		},
 		run: runUp,
@@ -134,12 +136,12 @@ writer holds and stops.`,
 }
 
 // startCollector builds a collector, loads sources and serves it in g.
-func startCollector(ctx context.Context, e *env, g *group, a *admin, nc *nats.Conn, cf *collectorFlags, sc stream.Config) error {
+func startCollector(ctx context.Context, e *env, g *group, a *admin, nc *nats.Conn, cf *collectorFlags, sc stream.Config, demoKey string) error {
 	cfg, err := cf.config(sc)
 	if err != nil {
 		return err
 	}
-	addStatic(&cfg)
+	addStatic(&cfg, demoKey)
 	addWebhooks(&cfg)
 	c, err := collector.New(cfg, nc, e.log.With("component", "collector"), a.reg)
 	if err != nil {
@@ -200,7 +202,7 @@ func runCollect(ctx context.Context, e *env, args []string) error {
 	}
 	g := newGroup(ctx, e.log)
 	a := newAdmin()
-	if err := startCollector(ctx, e, g, a, nc, &f.collectorFlags, sc); err != nil {
+	if err := startCollector(ctx, e, g, a, nc, &f.collectorFlags, sc, ""); err != nil {
 		g.cancel()
 		return err
 	}
@@ -317,12 +319,16 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		g.Wait() //nolint:errcheck
 		return err
 	}
-	if err := startCollector(ctx, e, g, a, nc, &f.collectorFlags, sc); err != nil {
+	if err := startCollector(ctx, e, g, a, nc, &f.collectorFlags, sc, src.WriteKey); err != nil {
 		g.cancel()
 		g.Wait() //nolint:errcheck
 		return err
 	}
-	startExtras(e, g, a, db, js, sc)
+	if err := startExtras(e, g, a, db, js, sc, f); err != nil {
+		g.cancel()
+		g.Wait() //nolint:errcheck
+		return err
+	}
 	g.Go("admin", func(ctx context.Context) error { return serveHTTP(ctx, f.adminListen, a.mux) })
 
 	host := f.collectorFlags.listen

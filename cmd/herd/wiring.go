@@ -1,18 +1,71 @@
 package main
 
 import (
+	"context"
+	"os"
+	"strings"
+
 	"github.com/herdhq/herd/collector"
+	"github.com/herdhq/herd/queries"
+	"github.com/herdhq/herd/replicate"
+	"github.com/herdhq/herd/rollups"
+	"github.com/herdhq/herd/saas/stripe/stripehook"
+	sdkjs "github.com/herdhq/herd/sdk-js"
 	"github.com/herdhq/herd/stream"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// addStatic serves the browser SDK and the demo page from the collector.
-func addStatic(cfg *collector.Config) {}
+// addStatic serves the browser SDK, and the demo page when a write key is
+// known (herd up's default source).
+func addStatic(cfg *collector.Config, writeKey string) {
+	if cfg.Static == nil {
+		cfg.Static = map[string]collector.Static{}
+	}
+	sdk := collector.Static{ContentType: "application/javascript; charset=utf-8", CacheControl: "public, max-age=3600", Body: sdkjs.Script}
+	cfg.Static["/sdk.js"] = sdk
+	cfg.Static["/v1/sdk.js"] = sdk
+	if writeKey == "" {
+		return
+	}
+	demo := collector.Static{ContentType: "text/html; charset=utf-8", CacheControl: "no-store", Render: func(host, scheme string) []byte {
+		return sdkjs.DemoPage(writeKey, scheme+"://"+host)
+	}}
+	cfg.Static["/demo"] = demo
+	cfg.Static["/"] = demo
+}
 
-// addWebhooks accepts third-party callbacks on the collector.
-func addWebhooks(cfg *collector.Config) {}
+// addWebhooks accepts third-party callbacks on the collector: Stripe's when
+// STRIPE_WEBHOOK_SECRET is set (comma-separated during a secret rotation).
+func addWebhooks(cfg *collector.Config) {
+	if s := os.Getenv("STRIPE_WEBHOOK_SECRET"); s != "" {
+		v := &stripehook.Verifier{Secrets: strings.Split(s, ","), Tolerance: stripehook.DefaultTolerance}
+		cfg.Webhooks = append(cfg.Webhooks, collector.Webhook{Path: "/webhooks/stripe", Name: "stripe", Verify: v.Verify})
+	}
+}
 
-// startExtras runs the loaders and schedulers herd up carries.
-func startExtras(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetStream, sc stream.Config) {
+// startExtras runs what herd up carries beside the event path: the rollup
+// and saved-query scheduler, the replication watcher, and the Stripe loop
+// when a key is configured.
+func startExtras(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetStream, sc stream.Config, f *upFlags) error {
+	sched := rollups.NewScheduler(db, e.log.With("component", "rollups"), rollups.Config{})
+	sched.Add("saved queries", queries.New(db, e.log.With("component", "queries"), queries.Config{}).RunDue)
+	g.Go("scheduler", sched.Run)
+	a.mux.Handle("/q/", queries.Handler(db, e.log))
+
+	w, err := replicate.NewWatcher(db, replicate.WatchConfig{Log: e.log.With("component", "replicate"), Registerer: a.reg})
+	if err != nil {
+		return err
+	}
+	g.Go("replication watcher", w.Run)
+	a.reg.MustRegister(replicate.NewCollector(db, e.log))
+
+	r, err := stripeRunner(&f.stripe, db, js, sc, e.log.With("component", "stripe"), a.reg)
+	if err != nil {
+		return err
+	}
+	if r != nil {
+		g.Go("stripe", func(ctx context.Context) error { return r.Run(ctx) })
+	}
+	return nil
 }
