@@ -10,7 +10,14 @@ import (
 // is a trusted proxy, in which case the right-most address in the forwarding
 // headers that is not itself a trusted proxy. The left-most entries are
 // whatever the client chose to send and are never believed on their own.
-func (c *Collector) clientIP(peer net.IP, xff, realIP, forwarded []byte) string {
+//
+// xff and forwarded hold every line of their header: a proxy may add its own
+// line rather than append to the client's (HAProxy does), and reading only
+// the first line would read the client's. X-Forwarded-For wins over
+// Forwarded when both are present, because the common proxies append to
+// X-Forwarded-For and pass a client's Forwarded header through untouched;
+// X-Real-IP, a single address set by the proxy, is the last resort.
+func (c *Collector) clientIP(peer net.IP, xff, forwarded [][]byte, realIP []byte) string {
 	addr, ok := netip.AddrFromSlice(peer)
 	if !ok {
 		return ""
@@ -19,20 +26,27 @@ func (c *Collector) clientIP(peer net.IP, xff, realIP, forwarded []byte) string 
 	if !c.trusted(addr) {
 		return addr.String()
 	}
-	hops := forwardedFor(string(forwarded))
-	if len(hops) == 0 {
-		for _, part := range strings.Split(string(xff), ",") {
+	var hops []string
+	for _, line := range xff {
+		for _, part := range strings.Split(string(line), ",") {
 			if p := strings.TrimSpace(part); p != "" {
 				hops = append(hops, p)
 			}
 		}
 	}
+	if len(hops) == 0 {
+		for _, line := range forwarded {
+			hops = append(hops, forwardedFor(string(line))...)
+		}
+	}
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := parseHop(hops[i])
 		if err != nil {
-			// An unparseable hop ends the trustworthy chain: stop at the last
-			// good address we had.
-			break
+			// "unknown", an obfuscated node name or garbage: the proxy that
+			// wrote it did not know the client, and anything to its left
+			// is unverifiable. The proxy's own address would put the
+			// visitor in the data centre: store no address instead.
+			return ""
 		}
 		if !c.trusted(a) {
 			return a.String()
@@ -44,6 +58,7 @@ func (c *Collector) clientIP(peer net.IP, xff, realIP, forwarded []byte) string 
 			return a.String()
 		}
 	}
+	// Every hop is a trusted proxy: the left-most is where the request began.
 	return addr.String()
 }
 
@@ -74,12 +89,14 @@ func forwardedFor(h string) []string {
 }
 
 // parseHop reads "1.2.3.4", "1.2.3.4:567", "[2001:db8::1]:80" or "2001:db8::1".
+// Zones (fe80::1%eth0) are dropped: they mean nothing off the host and
+// Postgres inet cannot hold them.
 func parseHop(s string) (netip.Addr, error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap(), nil
+		return ap.Addr().Unmap().WithZone(""), nil
 	}
 	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
-	return a.Unmap(), err
+	return a.Unmap().WithZone(""), err
 }
 
 // cleanIP normalises an address and, when asked, anonymises it: the last
@@ -92,7 +109,7 @@ func (c *Collector) cleanIP(s string, anonymize bool) string {
 	if err != nil {
 		return ""
 	}
-	a = a.Unmap()
+	a = a.Unmap().WithZone("")
 	if anonymize || c.cfg.AnonymizeIP {
 		bits := 24
 		if a.Is6() {
