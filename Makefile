@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/herd
 
-.PHONY: run test build vet gotest sdk sdk-test e2e bench chaos fuzz clean deps-node deps-browser
+.PHONY: run build test vet gotest sdk sdk-test e2e bench chaos fuzz clean services
 
 build:
 	$(GO) build -o $(BIN) ./cmd/herd
@@ -12,15 +12,45 @@ build:
 run: build
 	./$(BIN) up
 
-## test: everything the project checks
-test: vet gotest
+## test: everything the project checks — Go (unit, integration, process and chaos tests against
+## real Postgres and NATS), the SDK's unit tests, and the browser tests in Debian's Chromium.
+test: services vet gotest sdk-test e2e
+
+## services: the machine's Postgres must answer on 127.0.0.1:5432 (tests create their own databases on it).
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+		echo "starting the local PostgreSQL"; \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -n | tail -1) main start; \
+		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
+	@command -v node >/dev/null || { echo "node is required (Node 20)"; exit 1; }
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
 gotest:
-	$(GO) test -count=1 -timeout 12m ./...
+	$(GO) test -count=1 -timeout 14m ./...
+
+## sdk: rebuild sdk-js/dist (committed; embedded in the binary)
+sdk:
+	cd sdk-js && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && node scripts/build.mjs
+
+sdk-test:
+	bash sdk-js/scripts/test.sh
+
+e2e:
+	bash sdk-js/scripts/e2e.sh
+
+## bench: end-to-end figures against raw COPY and a naive baseline (BENCH_QUICK=1: ~1 min; PROFILE=1: CPU profiles in bench/profiles)
+bench:
+	$(GO) run ./bench/cmd/herdbench --json bench/results.json $(if $(BENCH_QUICK),--quick) $(if $(PROFILE),--profile-dir bench/profiles)
+	$(GO) test -run '^$$' -bench 'BenchmarkDecode|BenchmarkEncode|BenchmarkCopy' -benchmem ./collector ./writer
+
+## fuzz: each fuzz target for FUZZTIME (default 60s)
+FUZZTIME ?= 60s
+fuzz:
+	@for t in $$($(GO) test -list '^Fuzz' ./collector/ | grep ^Fuzz); do \
+		echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./collector/ || exit 1; done
 
 clean:
 	rm -rf bin

@@ -105,32 +105,40 @@ type batch struct {
 	first   time.Time
 }
 
-func (b *batch) add(m jetstream.Msg, rejectsPrefix string) {
+func (b *batch) add(m jetstream.Msg) {
 	b.msgs = append(b.msgs, m)
 	b.bytes += len(m.Data())
-	meta, _ := m.Metadata()
-	var seq uint64
-	if meta != nil {
-		seq = meta.Sequence.Stream
-	}
-	if strings.HasPrefix(m.Subject(), rejectsPrefix) {
-		var r herd.Reject
-		if err := json.Unmarshal(m.Data(), &r); err != nil {
-			r = herd.Reject{Reason: "undecodable reject on the stream: " + err.Error(), Raw: string(m.Data())}
+}
+
+// decode turns the batch's messages into rows and rejects. It runs in the
+// commit workers, in parallel, not on the goroutine that gathers batches.
+func (b *batch) decode(rejectsPrefix string) {
+	b.rows = make([]Row, 0, len(b.msgs))
+	for _, m := range b.msgs {
+		meta, _ := m.Metadata()
+		var seq uint64
+		if meta != nil {
+			seq = meta.Sequence.Stream
 		}
-		b.rejects = append(b.rejects, RejectRow{Reject: r, Seq: seq})
-		return
-	}
-	var ev herd.Event
-	if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.MessageID == "" || ev.Timestamp.IsZero() {
-		reason := "undecodable event on the stream"
-		if err != nil {
-			reason += ": " + err.Error()
+		if strings.HasPrefix(m.Subject(), rejectsPrefix) {
+			var r herd.Reject
+			if err := json.Unmarshal(m.Data(), &r); err != nil {
+				r = herd.Reject{Reason: "undecodable reject on the stream: " + err.Error(), Raw: string(m.Data())}
+			}
+			b.rejects = append(b.rejects, RejectRow{Reject: r, Seq: seq})
+			continue
 		}
-		b.rejects = append(b.rejects, RejectRow{Reject: herd.Reject{Reason: reason, Raw: string(m.Data()), ReceivedAt: time.Now()}, Seq: seq})
-		return
+		var ev herd.Event
+		if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.MessageID == "" || ev.Timestamp.IsZero() {
+			reason := "undecodable event on the stream"
+			if err != nil {
+				reason += ": " + err.Error()
+			}
+			b.rejects = append(b.rejects, RejectRow{Reject: herd.Reject{Reason: reason, Raw: string(m.Data()), ReceivedAt: time.Now()}, Seq: seq})
+			continue
+		}
+		b.rows = append(b.rows, Row{Event: ev, Seq: seq})
 	}
-	b.rows = append(b.rows, Row{Event: ev, Seq: seq})
 }
 
 // Run consumes until ctx ends, then commits what it holds and returns.
@@ -188,6 +196,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 	}()
 
+	rejectsPrefix := strings.TrimSuffix(w.cfg.Stream.RejectsFilter(), ">")
 	work := make(chan *batch)
 	var wg sync.WaitGroup
 	for range w.cfg.Parallel {
@@ -195,11 +204,11 @@ func (w *Writer) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for b := range work {
+				b.decode(rejectsPrefix)
 				w.commit(wctx, b)
 			}
 		}()
 	}
-	rejectsPrefix := strings.TrimSuffix(w.cfg.Stream.RejectsFilter(), ">")
 	var cur *batch
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -223,7 +232,7 @@ func (w *Writer) Run(ctx context.Context) error {
 				cur = &batch{first: time.Now()}
 				timer.Reset(w.cfg.Batch.MaxWait)
 			}
-			cur.add(m, rejectsPrefix)
+			cur.add(m)
 			if len(cur.msgs) >= w.cfg.Batch.MaxEvents || cur.bytes >= w.cfg.Batch.MaxBytes {
 				flush()
 			}

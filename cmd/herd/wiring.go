@@ -60,6 +60,8 @@ func startExtras(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 	g.Go("replication watcher", w.Run)
 	a.reg.MustRegister(replicate.NewCollector(db, e.log))
 
+	startArchiver(e, g, a, js, sc, f.dataDir)
+
 	r, err := stripeRunner(&f.stripe, db, js, sc, e.log.With("component", "stripe"), a.reg)
 	if err != nil {
 		return err

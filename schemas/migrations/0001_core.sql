@@ -105,8 +105,13 @@ BEGIN
     IF to_regclass(format('herd.%I', part)) IS NOT NULL THEN
         RETURN;
     END IF;
-    EXECUTE format('CREATE TABLE herd.%I PARTITION OF herd.events FOR VALUES FROM (%L) TO (%L)',
-        part, (d::timestamp AT TIME ZONE 'UTC'), ((d + 1)::timestamp AT TIME ZONE 'UTC'));
+    BEGIN
+        EXECUTE format('CREATE TABLE herd.%I PARTITION OF herd.events FOR VALUES FROM (%L) TO (%L)',
+            part, (d::timestamp AT TIME ZONE 'UTC'), ((d + 1)::timestamp AT TIME ZONE 'UTC'));
+    EXCEPTION WHEN duplicate_table OR unique_violation THEN
+        -- Another session created it between our check and our CREATE.
+        NULL;
+    END;
 END $$;
 
 -- drop_partitions_before drops every day partition wholly before d, and

@@ -1,0 +1,551 @@
+// Package archive keeps the raw history of every accepted event in a
+// Parquet lake (a local directory or an S3 bucket), partitioned Hive-style by
+// source and hour, and loads it back into Postgres through the writer's
+// idempotent insert path.
+package archive
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"sort"
+	"time"
+
+	"github.com/herdhq/herd"
+	"github.com/herdhq/herd/stream"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures an Archiver. The zero value works.
+type Config struct {
+	Stream   stream.Config
+	Consumer string // durable consumer name; default herd-archiver
+
+	// A file is closed when it holds FileMaxRows events or FileMaxBytes of
+	// event JSON, or when its first event has waited FileMaxAge.
+	FileMaxRows  int           // default 100,000
+	FileMaxBytes int           // default 64 MiB
+	FileMaxAge   time.Duration // default 5 minutes
+
+	// MaxPending is the consumer's MaxAckPending: every event held in an
+	// open file is unacknowledged, so the largest open file is closed early
+	// when the archiver nears it (or BufferMaxBytes), rather than stalling
+	// delivery until FileMaxAge.
+	MaxPending     int // default 200,000
+	BufferMaxBytes int // default 256 MiB
+
+	// AckWait is how long JetStream waits before redelivering a message
+	// the archiver holds; held messages are marked in progress well before.
+	AckWait time.Duration // default 2 minutes
+	// RetryMin and RetryMax bound the backoff after a lake failure.
+	RetryMin, RetryMax time.Duration // default 200ms, 10s
+	// DrainTimeout bounds the writing of open files on shutdown.
+	DrainTimeout time.Duration // default 20s
+	// LagInterval is how often the consumer's lag is sampled for metrics.
+	LagInterval time.Duration // default 5s
+}
+
+func (c *Config) defaults() {
+	c.Stream.Defaults()
+	if c.Consumer == "" {
+		c.Consumer = "herd-archiver"
+	}
+	if c.FileMaxRows == 0 {
+		c.FileMaxRows = 100_000
+	}
+	if c.FileMaxBytes == 0 {
+		c.FileMaxBytes = 64 << 20
+	}
+	if c.FileMaxAge == 0 {
+		c.FileMaxAge = 5 * time.Minute
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = 200_000
+	}
+	if c.MaxPending < c.FileMaxRows*4/3+1 {
+		c.MaxPending = c.FileMaxRows*4/3 + 1
+	}
+	if c.BufferMaxBytes == 0 {
+		c.BufferMaxBytes = 256 << 20
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 2 * time.Minute
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = 200 * time.Millisecond
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 10 * time.Second
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 20 * time.Second
+	}
+	if c.LagInterval == 0 {
+		c.LagInterval = 5 * time.Second
+	}
+}
+
+// Archiver copies every event of the stream into the lake. It is a durable
+// consumer of its own, so it and the Postgres writer lag or fail
+// independently. Run one archiver per lake: it is the lake's only writer.
+type Archiver struct {
+	cfg  Config
+	js   jetstream.JetStream
+	lake Lake
+	log  *slog.Logger
+	m    *metrics
+
+	parts         map[partition]*partState
+	buffered      int
+	bufferedBytes int
+
+	// afterPut, in tests, runs once a file is stored and before its
+	// manifest entry and acks; an error stops Run on the spot, as if the
+	// process died there.
+	afterPut func(key string) error
+}
+
+// partState is what the archiver knows of one partition directory.
+type partState struct {
+	p       partition
+	man     *Manifest
+	maxLast uint64
+	// seqs holds the sequences of a file, read only when a redelivered
+	// message falls inside the file's range.
+	seqs map[string]map[uint64]struct{}
+	buf  *openFile
+	used time.Time
+}
+
+// openFile is a file being filled. It carries the messages it came from:
+// they are acked only once the file and its manifest entry are stored.
+type openFile struct {
+	recs    []record
+	msgs    []jetstream.Msg
+	seen    map[uint64]struct{}
+	bytes   int
+	opened  time.Time
+	touched time.Time
+}
+
+// New returns an archiver writing to lake; Run starts it.
+func New(cfg Config, lake Lake, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) *Archiver {
+	cfg.defaults()
+	return &Archiver{cfg: cfg, js: js, lake: lake, log: log, m: newMetrics(reg), parts: map[partition]*partState{}}
+}
+
+// EnsureConsumer creates or updates the archiver's durable consumer, so
+// that it accumulates lag from the moment it exists even while no archiver
+// runs.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Consumer, error) {
+	cfg.defaults()
+	c, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream.Name, jetstream.ConsumerConfig{
+		Durable:       cfg.Consumer,
+		Description:   "herd archiver: events into the Parquet lake",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxAckPending: cfg.MaxPending,
+		FilterSubject: cfg.Stream.EventsFilter(),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s on %s: %w", cfg.Consumer, cfg.Stream.Name, err)
+	}
+	return c, nil
+}
+
+// Run archives until ctx ends, then writes the open files (within
+// DrainTimeout) and returns.
+func (a *Archiver) Run(ctx context.Context) error {
+	cons, err := EnsureConsumer(ctx, a.js, a.cfg)
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1000), jetstream.PullHeartbeat(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("pull from consumer %s: %w", a.cfg.Consumer, err)
+	}
+	msgs := make(chan jetstream.Msg, 1000)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				a.log.Warn("pull messages", "err", err)
+				continue
+			}
+			msgs <- m
+		}
+	}()
+	// stop ends the pull and discards what was fetched but not handled:
+	// unacked, it is redelivered to the next run.
+	stop := func() {
+		it.Stop()
+		for range msgs {
+		}
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var lagAt time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			stop()
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.DrainTimeout)
+			defer cancel()
+			return a.flushAll(dctx)
+		case m, ok := <-msgs:
+			if !ok {
+				return fmt.Errorf("consumer %s: message iterator closed", a.cfg.Consumer)
+			}
+			if err := a.handle(ctx, m); err != nil && ctx.Err() == nil {
+				stop()
+				return err
+			}
+		case now := <-tick.C:
+			if err := a.rollAged(ctx, now); err != nil && ctx.Err() == nil {
+				stop()
+				return err
+			}
+			a.touch(now)
+			a.evictIdle(now)
+			if now.Sub(lagAt) >= a.cfg.LagInterval {
+				lagAt = now
+				ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				if info, err := cons.Info(ictx); err == nil {
+					a.m.lag.Set(float64(info.NumPending + uint64(info.NumAckPending)))
+				}
+				cancel()
+			}
+		}
+	}
+}
+
+// retry runs f until it succeeds or ctx ends, backing off and keeping held
+// messages from redelivery meanwhile.
+func retry[T any](ctx context.Context, a *Archiver, op string, f func() (T, error)) (T, error) {
+	delay := a.cfg.RetryMin
+	for attempt := 1; ; attempt++ {
+		v, err := f()
+		if err == nil || errors.Is(err, errKilled) {
+			return v, err
+		}
+		a.m.errors.WithLabelValues(op).Inc()
+		if ctx.Err() != nil {
+			return v, fmt.Errorf("%s: %w", op, err)
+		}
+		a.log.Warn(op+"; will retry", "attempt", attempt, "retry_in", delay, "err", err)
+		a.touch(time.Now())
+		select {
+		case <-ctx.Done():
+			return v, fmt.Errorf("%s: %w", op, err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, a.cfg.RetryMax)
+	}
+}
+
+var errKilled = errors.New("archiver stopped at a test kill point")
+
+func (a *Archiver) handle(ctx context.Context, m jetstream.Msg) error {
+	meta, err := m.Metadata()
+	if err != nil {
+		a.log.Warn("message without JetStream metadata; dropped", "subject", m.Subject(), "err", err)
+		_ = m.Term()
+		return nil
+	}
+	seq := meta.Sequence.Stream
+	var ev herd.Event
+	if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.MessageID == "" || ev.Timestamp.IsZero() {
+		// The writer records such a message in herd.rejects; the lake holds
+		// events only.
+		a.m.undecodable.Inc()
+		a.log.Warn("not an event; not archived", "seq", seq, "subject", m.Subject(), "err", err)
+		_ = m.Ack()
+		return nil
+	}
+	p := partitionOf(&ev)
+	st, err := a.partition(ctx, p)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	st.used = now
+	if seq <= st.maxLast {
+		// A redelivery after a crash: the message may sit in a file already.
+		done, err := retry(ctx, a, "check redelivered message", func() (bool, error) { return a.archived(ctx, st, seq) })
+		if err != nil {
+			return err
+		}
+		if done {
+			a.m.skipped.Inc()
+			_ = m.Ack()
+			return nil
+		}
+	}
+	f := st.buf
+	if f == nil {
+		f = &openFile{seen: map[uint64]struct{}{}, opened: now, touched: now}
+		st.buf = f
+	}
+	f.msgs = append(f.msgs, m)
+	if _, dup := f.seen[seq]; dup {
+		return nil // redelivered while held: ack both deliveries with the file
+	}
+	f.seen[seq] = struct{}{}
+	f.recs = append(f.recs, toRecord(&ev, seq))
+	f.bytes += len(m.Data())
+	a.buffered++
+	a.bufferedBytes += len(m.Data())
+	if len(f.recs) >= a.cfg.FileMaxRows || f.bytes >= a.cfg.FileMaxBytes {
+		return a.flush(ctx, st)
+	}
+	if a.buffered >= a.cfg.MaxPending*3/4 || a.bufferedBytes >= a.cfg.BufferMaxBytes {
+		return a.flush(ctx, a.largest())
+	}
+	return nil
+}
+
+func (a *Archiver) largest() *partState {
+	var best *partState
+	for _, st := range a.parts {
+		if st.buf != nil && (best == nil || st.buf.bytes > best.buf.bytes) {
+			best = st
+		}
+	}
+	return best
+}
+
+// partition returns the state of p, reading its manifest on first use.
+func (a *Archiver) partition(ctx context.Context, p partition) (*partState, error) {
+	if st, ok := a.parts[p]; ok {
+		return st, nil
+	}
+	st, err := retry(ctx, a, "load partition "+p.String(), func() (*partState, error) { return a.load(ctx, p) })
+	if err != nil {
+		return nil, err
+	}
+	a.parts[p] = st
+	return st, nil
+}
+
+// load reads a partition's manifest and reconciles it with the files
+// present: a file stored just before a crash, whose manifest entry was never
+// written, is adopted; temporaries of a dead process are removed.
+func (a *Archiver) load(ctx context.Context, p partition) (*partState, error) {
+	prefix := p.prefix()
+	if c, ok := a.lake.(tempCleaner); ok {
+		if n, err := c.cleanTemps(prefix, 0); err != nil {
+			a.log.Warn("remove temporary files", "partition", p.String(), "err", err)
+		} else if n > 0 {
+			a.log.Info("removed temporary files of an interrupted write", "partition", p.String(), "files", n)
+		}
+	}
+	objs, err := a.lake.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	man, err := readManifest(ctx, a.lake, prefix)
+	if err != nil {
+		return nil, err
+	}
+	st := &partState{p: p, man: man, seqs: map[string]map[uint64]struct{}{}}
+	known := map[string]bool{}
+	for _, f := range man.Files {
+		known[f.Name] = true
+	}
+	present := map[string]bool{}
+	changed := false
+	for _, o := range objs {
+		name := path.Base(o.Key)
+		if _, _, ok := parseFileName(name); !ok {
+			continue
+		}
+		present[name] = true
+		if known[name] {
+			continue
+		}
+		data, err := a.lake.Get(ctx, o.Key)
+		if err != nil {
+			return nil, err
+		}
+		recs, err := decodeFile(data)
+		if err != nil || len(recs) == 0 {
+			a.log.Error("unreadable file in the lake; ignored", "file", o.Key, "err", err)
+			continue
+		}
+		man.Files = append(man.Files, describe(name, a.cfg.Stream.Name, data, recs))
+		st.seqs[name] = seqSet(recs)
+		changed = true
+		a.log.Info("adopted a file stored before an interruption", "file", o.Key, "rows", len(recs))
+	}
+	kept := man.Files[:0]
+	for _, f := range man.Files {
+		if present[f.Name] {
+			kept = append(kept, f)
+		} else {
+			a.log.Warn("manifest lists a file that is gone; entry dropped", "partition", p.String(), "file", f.Name)
+			changed = true
+		}
+	}
+	man.Files = kept
+	if changed {
+		if err := writeManifest(ctx, a.lake, prefix, man); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range man.Files {
+		st.maxLast = max(st.maxLast, f.LastSeq)
+	}
+	return st, nil
+}
+
+func seqSet(recs []record) map[uint64]struct{} {
+	s := make(map[uint64]struct{}, len(recs))
+	for i := range recs {
+		s[uint64(recs[i].StreamSeq)] = struct{}{}
+	}
+	return s
+}
+
+// archived reports whether a file of the partition holds seq. Ranges of
+// files may interleave (redeliveries arrive out of order), so the file's
+// own sequence column decides.
+func (a *Archiver) archived(ctx context.Context, st *partState, seq uint64) (bool, error) {
+	for _, f := range st.man.Files {
+		if seq < f.FirstSeq || seq > f.LastSeq {
+			continue
+		}
+		set, ok := st.seqs[f.Name]
+		if !ok {
+			data, err := a.lake.Get(ctx, st.p.prefix()+f.Name)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return false, err
+			}
+			recs, err := decodeFile(data)
+			if err != nil {
+				return false, fmt.Errorf("read %s%s: %w", st.p.prefix(), f.Name, err)
+			}
+			set = seqSet(recs)
+			st.seqs[f.Name] = set
+		}
+		if _, ok := set[seq]; ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// flush stores the partition's open file, then its manifest entry, then
+// acks the messages it holds. A crash before the acks redelivers them; the
+// file is found then and the messages acked without a second copy.
+func (a *Archiver) flush(ctx context.Context, st *partState) error {
+	f := st.buf
+	if f == nil || len(f.recs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	sort.Slice(f.recs, func(i, j int) bool { return f.recs[i].StreamSeq < f.recs[j].StreamSeq })
+	first, last := uint64(f.recs[0].StreamSeq), uint64(f.recs[len(f.recs)-1].StreamSeq)
+	name := fileName(first, last)
+	key := st.p.prefix() + name
+	data, err := encodeFile(f.recs)
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", key, err)
+	}
+	if _, err := retry(ctx, a, "store "+key, func() (struct{}, error) { return struct{}{}, a.lake.Put(ctx, key, data) }); err != nil {
+		return err
+	}
+	if a.afterPut != nil {
+		if err := a.afterPut(key); err != nil {
+			return err
+		}
+	}
+	entry := describe(name, a.cfg.Stream.Name, data, f.recs)
+	replaced := false
+	for i := range st.man.Files {
+		if st.man.Files[i].Name == name {
+			st.man.Files[i], replaced = entry, true
+		}
+	}
+	if !replaced {
+		st.man.Files = append(st.man.Files, entry)
+	}
+	if _, err := retry(ctx, a, "store manifest of "+st.p.String(), func() (struct{}, error) {
+		return struct{}{}, writeManifest(ctx, a.lake, st.p.prefix(), st.man)
+	}); err != nil {
+		return err
+	}
+	for _, m := range f.msgs {
+		_ = m.Ack()
+	}
+	st.maxLast = max(st.maxLast, last)
+	st.buf = nil
+	a.buffered -= len(f.recs)
+	a.bufferedBytes -= f.bytes
+	a.m.files.Inc()
+	a.m.rows.Add(float64(len(f.recs)))
+	a.m.bytes.Add(float64(len(data)))
+	a.m.writeSeconds.Observe(time.Since(start).Seconds())
+	a.m.buffered.Set(float64(a.buffered))
+	a.log.Debug("archived file", "file", key, "rows", len(f.recs), "bytes", len(data))
+	return nil
+}
+
+func (a *Archiver) flushAll(ctx context.Context) error {
+	var errs []error
+	for _, st := range a.parts {
+		if st.buf != nil {
+			if err := a.flush(ctx, st); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Archiver) rollAged(ctx context.Context, now time.Time) error {
+	for _, st := range a.parts {
+		if st.buf != nil && now.Sub(st.buf.opened) >= a.cfg.FileMaxAge {
+			if err := a.flush(ctx, st); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// touch tells JetStream that messages held in open files are still being
+// worked on, so they are not redelivered while their file fills.
+func (a *Archiver) touch(now time.Time) {
+	for _, st := range a.parts {
+		if f := st.buf; f != nil && now.Sub(f.touched) >= a.cfg.AckWait/3 {
+			for _, m := range f.msgs {
+				_ = m.InProgress()
+			}
+			f.touched = now
+		}
+	}
+}
+
+// evictIdle forgets partitions nothing was written to lately (an hour
+// partition goes quiet once the hour is over).
+func (a *Archiver) evictIdle(now time.Time) {
+	for p, st := range a.parts {
+		if st.buf == nil && now.Sub(st.used) > a.cfg.FileMaxAge+time.Minute {
+			delete(a.parts, p)
+		}
+	}
+}

@@ -1,0 +1,335 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herdhq/herd"
+	"github.com/parquet-go/parquet-go"
+)
+
+// record is one row of an archive file: the columns of herd.events, with
+// context/properties/traits as JSON text and the stream sequence the event
+// came from. Empty strings are written as NULL, as the writer stores them.
+// Nullable columns are pointers: parquet-go's "optional" on a plain string
+// sometimes writes an empty string where NULL was meant (DuckDB then reads an
+// empty string rather than NULL), and a nil pointer is unambiguous.
+type record struct {
+	MessageID         string     `parquet:"message_id"`
+	SourceID          int64      `parquet:"source_id"`
+	Type              string     `parquet:"type,dict"`
+	Event             *string    `parquet:"event,optional,dict"`
+	AnonymousID       *string    `parquet:"anonymous_id,optional"`
+	UserID            *string    `parquet:"user_id,optional"`
+	GroupID           *string    `parquet:"group_id,optional"`
+	PreviousID        *string    `parquet:"previous_id,optional"`
+	Timestamp         time.Time  `parquet:"timestamp,timestamp(microsecond)"`
+	OriginalTimestamp *time.Time `parquet:"original_timestamp,optional,timestamp(microsecond)"`
+	SentAt            *time.Time `parquet:"sent_at,optional,timestamp(microsecond)"`
+	ReceivedAt        time.Time  `parquet:"received_at,timestamp(microsecond)"`
+	Context           *string    `parquet:"context,optional"`
+	Properties        *string    `parquet:"properties,optional"`
+	Traits            *string    `parquet:"traits,optional"`
+	URL               *string    `parquet:"url,optional"`
+	Path              *string    `parquet:"path,optional"`
+	Referrer          *string    `parquet:"referrer,optional"`
+	Title             *string    `parquet:"title,optional"`
+	Search            *string    `parquet:"search,optional"`
+	UTMSource         *string    `parquet:"utm_source,optional,dict"`
+	UTMMedium         *string    `parquet:"utm_medium,optional,dict"`
+	UTMCampaign       *string    `parquet:"utm_campaign,optional,dict"`
+	UTMTerm           *string    `parquet:"utm_term,optional"`
+	UTMContent        *string    `parquet:"utm_content,optional"`
+	IP                *string    `parquet:"ip,optional"`
+	Country           *string    `parquet:"country,optional,dict"`
+	Region            *string    `parquet:"region,optional,dict"`
+	City              *string    `parquet:"city,optional,dict"`
+	UserAgent         *string    `parquet:"user_agent,optional,dict"`
+	Browser           *string    `parquet:"browser,optional,dict"`
+	BrowserVersion    *string    `parquet:"browser_version,optional,dict"`
+	OS                *string    `parquet:"os,optional,dict"`
+	DeviceType        *string    `parquet:"device_type,optional,dict"`
+	IsBot             bool       `parquet:"is_bot"`
+	SessionID         *string    `parquet:"session_id,optional"`
+	LibraryName       *string    `parquet:"library_name,optional,dict"`
+	LibraryVersion    *string    `parquet:"library_version,optional,dict"`
+	StreamSeq         int64      `parquet:"stream_seq"`
+	ReferrerHost      *string    `parquet:"referrer_host,optional,dict"`
+	ReferrerClass     *string    `parquet:"referrer_class,optional,dict"`
+	GCLID             *string    `parquet:"gclid,optional"`
+	FBCLID            *string    `parquet:"fbclid,optional"`
+	OSVersion         *string    `parquet:"os_version,optional,dict"`
+	BotReason         *string    `parquet:"bot_reason,optional,dict"`
+	ASN               *int64     `parquet:"asn,optional"`
+	ASOrg             *string    `parquet:"as_org,optional,dict"`
+}
+
+// opt is a nullable column value: the writer stores empty strings as NULL.
+func opt(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func val(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+func optInt(n int64) *int64 {
+	if n == 0 {
+		return nil
+	}
+	return &n
+}
+
+func intVal(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+func jsonText(b json.RawMessage) *string {
+	if len(b) == 0 || string(b) == "null" {
+		return nil
+	}
+	s := string(b)
+	return &s
+}
+
+func rawJSON(p *string) json.RawMessage {
+	if p == nil {
+		return nil
+	}
+	return json.RawMessage(*p)
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func toRecord(e *herd.Event, seq uint64) record {
+	return record{
+		MessageID: e.MessageID, SourceID: e.SourceID, Type: e.Type, Event: opt(e.Event),
+		AnonymousID: opt(e.AnonymousID), UserID: opt(e.UserID), GroupID: opt(e.GroupID), PreviousID: opt(e.PreviousID),
+		Timestamp: e.Timestamp.UTC(), OriginalTimestamp: utcPtr(e.OriginalTimestamp), SentAt: utcPtr(e.SentAt), ReceivedAt: e.ReceivedAt.UTC(),
+		Context: jsonText(e.Context), Properties: jsonText(e.Properties), Traits: jsonText(e.Traits),
+		URL: opt(e.URL), Path: opt(e.Path), Referrer: opt(e.Referrer), Title: opt(e.Title), Search: opt(e.Search),
+		UTMSource: opt(e.UTMSource), UTMMedium: opt(e.UTMMedium), UTMCampaign: opt(e.UTMCampaign), UTMTerm: opt(e.UTMTerm), UTMContent: opt(e.UTMContent),
+		IP: opt(e.IP), Country: opt(e.Country), Region: opt(e.Region), City: opt(e.City), UserAgent: opt(e.UserAgent),
+		Browser: opt(e.Browser), BrowserVersion: opt(e.BrowserVersion), OS: opt(e.OS), DeviceType: opt(e.DeviceType), IsBot: e.IsBot,
+		SessionID: opt(e.SessionID), LibraryName: opt(e.LibraryName), LibraryVersion: opt(e.LibraryVersion),
+		StreamSeq:    int64(seq),
+		ReferrerHost: opt(e.ReferrerHost), ReferrerClass: opt(e.ReferrerClass), GCLID: opt(e.GCLID), FBCLID: opt(e.FBCLID),
+		OSVersion: opt(e.OSVersion), BotReason: opt(e.BotReason), ASN: optInt(e.ASN), ASOrg: opt(e.ASOrg),
+	}
+}
+
+func (r *record) event() herd.Event {
+	return herd.Event{
+		MessageID: r.MessageID, SourceID: r.SourceID, Type: r.Type, Event: val(r.Event),
+		AnonymousID: val(r.AnonymousID), UserID: val(r.UserID), GroupID: val(r.GroupID), PreviousID: val(r.PreviousID),
+		Timestamp: r.Timestamp, OriginalTimestamp: r.OriginalTimestamp, SentAt: r.SentAt, ReceivedAt: r.ReceivedAt,
+		Context: rawJSON(r.Context), Properties: rawJSON(r.Properties), Traits: rawJSON(r.Traits),
+		Enrichment: herd.Enrichment{
+			URL: val(r.URL), Path: val(r.Path), Referrer: val(r.Referrer), Title: val(r.Title), Search: val(r.Search),
+			UTMSource: val(r.UTMSource), UTMMedium: val(r.UTMMedium), UTMCampaign: val(r.UTMCampaign), UTMTerm: val(r.UTMTerm), UTMContent: val(r.UTMContent),
+			IP: val(r.IP), Country: val(r.Country), Region: val(r.Region), City: val(r.City), UserAgent: val(r.UserAgent),
+			Browser: val(r.Browser), BrowserVersion: val(r.BrowserVersion), OS: val(r.OS), DeviceType: val(r.DeviceType), IsBot: r.IsBot,
+			SessionID: val(r.SessionID), LibraryName: val(r.LibraryName), LibraryVersion: val(r.LibraryVersion),
+			ReferrerHost: val(r.ReferrerHost), ReferrerClass: val(r.ReferrerClass), GCLID: val(r.GCLID), FBCLID: val(r.FBCLID),
+			OSVersion: val(r.OSVersion), BotReason: val(r.BotReason), ASOrg: val(r.ASOrg), ASN: intVal(r.ASN),
+		},
+	}
+}
+
+// encodeFile writes records (sorted by sequence) as one zstd-compressed
+// Parquet file.
+func encodeFile(recs []record) ([]byte, error) {
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[record](&buf,
+		parquet.Compression(&parquet.Zstd),
+		parquet.CreatedBy("herd", "", ""),
+		parquet.KeyValueMetadata("herd.first_seq", strconv.FormatInt(recs[0].StreamSeq, 10)),
+		parquet.KeyValueMetadata("herd.last_seq", strconv.FormatInt(recs[len(recs)-1].StreamSeq, 10)),
+	)
+	if _, err := w.Write(recs); err != nil {
+		return nil, fmt.Errorf("encode %d rows as parquet: %w", len(recs), err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("finish parquet file of %d rows: %w", len(recs), err)
+	}
+	return buf.Bytes(), nil
+}
+
+func decodeFile(data []byte) ([]record, error) {
+	return parquet.Read[record](bytes.NewReader(data), int64(len(data)))
+}
+
+func checksum(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+// partition is one Hive-style directory of the lake: a source and an hour
+// of the corrected event time (UTC), the same clock that picks the day
+// partition of herd.events, so a day of the warehouse is a date= directory
+// of the lake.
+type partition struct {
+	source int64
+	hour   time.Time
+}
+
+func partitionOf(e *herd.Event) partition {
+	return partition{source: e.SourceID, hour: e.Timestamp.UTC().Truncate(time.Hour)}
+}
+
+func (p partition) prefix() string {
+	return fmt.Sprintf("source=%d/date=%s/hour=%d/", p.source, p.hour.Format(time.DateOnly), p.hour.Hour())
+}
+
+func (p partition) String() string { return strings.TrimSuffix(p.prefix(), "/") }
+
+// fileName is deterministic in the sequence range a file holds: written
+// again after a crash, the same batch gets the same name.
+func fileName(first, last uint64) string {
+	return fmt.Sprintf("part-%d-%d.parquet", first, last)
+}
+
+func parseFileName(name string) (first, last uint64, ok bool) {
+	s, found := strings.CutPrefix(name, "part-")
+	if !found {
+		return 0, 0, false
+	}
+	s, found = strings.CutSuffix(s, ".parquet")
+	if !found {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(s, "-")
+	if !found {
+		return 0, 0, false
+	}
+	first, err1 := strconv.ParseUint(a, 10, 64)
+	last, err2 := strconv.ParseUint(b, 10, 64)
+	return first, last, err1 == nil && err2 == nil && first <= last
+}
+
+// ManifestName is the file in each partition directory that lists its
+// Parquet files. The leading underscore keeps it out of Hive readers' way.
+const ManifestName = "_manifest.json"
+
+// Manifest lists the files of one partition with their provenance.
+type Manifest struct {
+	Version int         `json:"version"`
+	Files   []FileEntry `json:"files"`
+}
+
+// FileEntry describes one Parquet file: which stream messages made it (the
+// sequence range; the file's stream_seq column has each one), how many
+// rows, and a checksum of its bytes.
+type FileEntry struct {
+	Name         string    `json:"name"`
+	Stream       string    `json:"stream"`
+	FirstSeq     uint64    `json:"first_seq"`
+	LastSeq      uint64    `json:"last_seq"`
+	Rows         int64     `json:"rows"`
+	Bytes        int64     `json:"bytes"`
+	SHA256       string    `json:"sha256"`
+	MinTimestamp time.Time `json:"min_timestamp"`
+	MaxTimestamp time.Time `json:"max_timestamp"`
+	WrittenAt    time.Time `json:"written_at"`
+}
+
+func describe(name, streamName string, data []byte, recs []record) FileEntry {
+	f := FileEntry{
+		Name: name, Stream: streamName, Rows: int64(len(recs)), Bytes: int64(len(data)),
+		SHA256: checksum(data), WrittenAt: time.Now().UTC(),
+	}
+	for i := range recs {
+		r := &recs[i]
+		s := uint64(r.StreamSeq)
+		if i == 0 || s < f.FirstSeq {
+			f.FirstSeq = s
+		}
+		if s > f.LastSeq {
+			f.LastSeq = s
+		}
+		if i == 0 || r.Timestamp.Before(f.MinTimestamp) {
+			f.MinTimestamp = r.Timestamp
+		}
+		if r.Timestamp.After(f.MaxTimestamp) {
+			f.MaxTimestamp = r.Timestamp
+		}
+	}
+	return f
+}
+
+func readManifest(ctx context.Context, lake Lake, prefix string) (*Manifest, error) {
+	b, err := lake.Get(ctx, prefix+ManifestName)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &Manifest{Version: 1}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("parse manifest %s%s: %w", prefix, ManifestName, err)
+	}
+	return &m, nil
+}
+
+func writeManifest(ctx context.Context, lake Lake, prefix string, m *Manifest) error {
+	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].FirstSeq < m.Files[j].FirstSeq })
+	b, err := json.MarshalIndent(m, "", " ")
+	if err != nil {
+		return err
+	}
+	return lake.Put(ctx, prefix+ManifestName, b)
+}
+
+// parseKey splits a lake key "source=1/date=2026-11-26/hour=10/name" into
+// its partition and file name.
+func parseKey(key string) (p partition, name string, ok bool) {
+	parts := strings.Split(key, "/")
+	if len(parts) != 4 {
+		return p, "", false
+	}
+	src, ok1 := strings.CutPrefix(parts[0], "source=")
+	date, ok2 := strings.CutPrefix(parts[1], "date=")
+	hour, ok3 := strings.CutPrefix(parts[2], "hour=")
+	if !ok1 || !ok2 || !ok3 {
+		return p, "", false
+	}
+	id, err := strconv.ParseInt(src, 10, 64)
+	if err != nil {
+		return p, "", false
+	}
+	d, err := time.Parse(time.DateOnly, date)
+	if err != nil {
+		return p, "", false
+	}
+	h, err := strconv.Atoi(hour)
+	if err != nil || h < 0 || h > 23 {
+		return p, "", false
+	}
+	return partition{source: id, hour: d.Add(time.Duration(h) * time.Hour)}, parts[3], true
+}

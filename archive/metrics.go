@@ -1,0 +1,52 @@
+package archive
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	files        prometheus.Counter
+	rows         prometheus.Counter
+	bytes        prometheus.Counter
+	writeSeconds prometheus.Histogram
+	errors       *prometheus.CounterVec
+	skipped      prometheus.Counter
+	undecodable  prometheus.Counter
+	buffered     prometheus.Gauge
+	lag          prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		files: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_archive_files_total", Help: "Parquet files written to the lake.",
+		}),
+		rows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_archive_rows_total", Help: "Events written to the lake.",
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_archive_bytes_total", Help: "Bytes of Parquet written to the lake.",
+		}),
+		writeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "herd_archive_write_seconds", Help: "Time to encode and store one file and its manifest.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_archive_errors_total", Help: "Failed lake operations (retried), by operation.",
+		}, []string{"op"}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_archive_redelivered_skipped_total", Help: "Redelivered events found already archived and acked without rewriting.",
+		}),
+		undecodable: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_archive_undecodable_total", Help: "Stream messages that are not events (the writer records them in herd.rejects).",
+		}),
+		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_archive_buffered_events", Help: "Events held in open files, not yet acked.",
+		}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_archive_consumer_lag_messages", Help: "Stream messages not yet archived (pending plus unacknowledged).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.files, m.rows, m.bytes, m.writeSeconds, m.errors, m.skipped, m.undecodable, m.buffered, m.lag)
+	}
+	return m
+}

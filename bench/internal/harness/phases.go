@@ -1,0 +1,416 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/herdhq/herd"
+	"github.com/herdhq/herd/bench/internal/gen"
+	"github.com/herdhq/herd/stream"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// publishBacklog stores the backlog on the stream before any writer exists,
+// through a JetStream server on herd's own data directory: when herd starts,
+// its writer finds the backlog waiting, as after an outage of Postgres.
+func (b *bench) publishBacklog(ctx context.Context) error {
+	ns, err := stream.StartEmbedded(filepath.Join(b.o.WorkDir, "herd", "nats"), "")
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+	nc, err := ns.Connect("herdbench")
+	if err != nil {
+		return fmt.Errorf("connect to the embedded NATS: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384))
+	if err != nil {
+		return err
+	}
+	var sc stream.Config
+	sc.Defaults()
+	if _, err := stream.Ensure(ctx, js, sc); err != nil {
+		return err
+	}
+	subject := sc.EventSubject(b.sourceID)
+	prefix := "backlog" + b.runID
+	at := time.Now()
+	start := time.Now()
+	// Encoding and publishing from one goroutine would measure herdbench;
+	// one publisher per CPU keeps JetStream the limit.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, runtime.NumCPU())
+	for range runtime.NumCPU() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.o.Backlog) || ctx.Err() != nil {
+					return
+				}
+				ev := gen.Event(b.sourceID, prefix, i, at)
+				data, err := json.Marshal(&ev)
+				if err != nil {
+					errs <- fmt.Errorf("encode backlog event %d: %w", i, err)
+					return
+				}
+				m := nats.NewMsg(subject)
+				m.Data = data
+				if _, err := js.PublishMsgAsync(m, jetstream.WithMsgID(stream.MsgID(b.sourceID, ev.MessageID)), jetstream.WithStallWait(30*time.Second)); err != nil {
+					errs <- fmt.Errorf("publish backlog event %d to %s: %w", i, subject, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(2 * time.Minute):
+		return fmt.Errorf("JetStream did not acknowledge the backlog of %d events within 2 minutes", b.o.Backlog)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	took := time.Since(start)
+	info, err := js.Stream(ctx, sc.Name)
+	if err != nil {
+		return fmt.Errorf("read stream %s: %w", sc.Name, err)
+	}
+	si, err := info.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read stream %s: %w", sc.Name, err)
+	}
+	if si.State.Msgs != uint64(b.o.Backlog) {
+		return fmt.Errorf("stream %s holds %d messages after publishing a backlog of %d", sc.Name, si.State.Msgs, b.o.Backlog)
+	}
+	b.rep.Backlog = Backlog{Events: b.o.Backlog, PublishS: took.Seconds(), PublishPerSec: float64(b.o.Backlog) / took.Seconds(), StreamBytes: si.State.Bytes}
+	b.log.Info("backlog on the stream", "events", b.o.Backlog, "took", took.Round(time.Millisecond))
+	return nil
+}
+
+// drain times herd's writer storing the backlog, from the first committed
+// batch to the last.
+func (b *bench) drain(ctx context.Context) error {
+	started := time.Now()
+	m := b.startMeter(b.herd.pid())
+	var first, done time.Time
+	var firstRows float64
+	var prof <-chan struct{}
+	deadline := time.Now().Add(5*time.Minute + time.Duration(b.o.Backlog/10_000)*time.Second)
+	for {
+		if b.herd.exited() {
+			return fmt.Errorf("herd exited while draining the backlog (%v); see %s", b.herd.err, filepath.Join(b.logs, "herd.log"))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("herd did not drain a backlog of %d events by %s", b.o.Backlog, deadline.Format(time.TimeOnly))
+		}
+		rows, err := b.metric(ctx, rowsMetric)
+		now := time.Now()
+		if err == nil && rows > 0 && first.IsZero() {
+			first, firstRows = now, rows
+			// The profile covers about the expected drain at 80k rows/s.
+			prof = b.profile(ctx, "drain", int(float64(b.o.Backlog)/80_000))
+		}
+		if err == nil && rows >= float64(b.o.Backlog) {
+			done = now
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	var p Phase
+	m.stop(&p)
+	p.Events = int64(b.o.Backlog)
+	d := &b.rep.Backlog
+	d.FromStartS = done.Sub(started).Seconds()
+	d.DrainS = done.Sub(first).Seconds()
+	if d.DrainS > 0 && firstRows < float64(b.o.Backlog) {
+		d.RowsPerSec = (float64(b.o.Backlog) - firstRows) / d.DrainS
+	} else {
+		// A backlog that fits in the first batches leaves nothing to time
+		// between batches: fall back to the time since herd started.
+		d.RowsPerSec = float64(b.o.Backlog) / d.FromStartS
+	}
+	b.rep.Phases["drain"] = &p
+	if err := waitReady(ctx, b.herd, b.adminURL+"/readyz", time.Minute); err != nil {
+		return err
+	}
+	if prof != nil {
+		<-prof
+	}
+	b.log.Info("backlog drained", "rows_per_s", int(d.RowsPerSec), "took", time.Duration(d.DrainS*float64(time.Second)).Round(time.Millisecond))
+	return nil
+}
+
+var copyColumns = []string{
+	"message_id", "source_id", "type", "event", "anonymous_id", "user_id", "group_id", "previous_id",
+	"timestamp", "original_timestamp", "sent_at", "received_at", "context", "properties", "traits",
+	"url", "path", "referrer", "title", "search", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
+	"ip", "country", "region", "city", "user_agent", "browser", "browser_version", "os", "device_type", "is_bot",
+	"session_id", "library_name", "library_version", "stream_seq",
+}
+
+func str(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func raw(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// copyValues is an event as a row of copyColumns, the columns the writer
+// fills.
+func copyValues(e *herd.Event, seq int64) []any {
+	ip, _ := netip.ParseAddr(e.IP)
+	return []any{
+		e.MessageID, e.SourceID, e.Type, str(e.Event), str(e.AnonymousID), str(e.UserID), str(e.GroupID), str(e.PreviousID),
+		e.Timestamp, e.OriginalTimestamp, e.SentAt, e.ReceivedAt, raw(e.Context), raw(e.Properties), raw(e.Traits),
+		str(e.URL), str(e.Path), str(e.Referrer), str(e.Title), str(e.Search),
+		str(e.UTMSource), str(e.UTMMedium), str(e.UTMCampaign), str(e.UTMTerm), str(e.UTMContent),
+		ip, str(e.Country), str(e.Region), str(e.City), str(e.UserAgent), str(e.Browser),
+		str(e.BrowserVersion), str(e.OS), str(e.DeviceType), e.IsBot,
+		str(e.SessionID), str(e.LibraryName), str(e.LibraryVersion), seq,
+	}
+}
+
+type eventRows struct {
+	src      int64
+	prefix   string
+	at       time.Time
+	from, to int64
+	i        int64
+}
+
+func (r *eventRows) Next() bool { r.i++; return r.from+r.i-1 < r.to }
+func (r *eventRows) Values() ([]any, error) {
+	seq := r.from + r.i - 1
+	ev := gen.Event(r.src, r.prefix, seq, r.at)
+	return copyValues(&ev, seq+1), nil
+}
+func (r *eventRows) Err() error { return nil }
+
+// rawCopy is the ceiling for the drain: the same rows COPYed straight into a
+// table of herd.events' shape (partitioned by day, same indexes), in batches
+// of the writer's size on as many connections as it has, with no staging,
+// deduplication or stream in between.
+func (b *bench) rawCopy(ctx context.Context) error {
+	db, err := pgxpool.New(ctx, b.herdURL)
+	if err != nil {
+		return fmt.Errorf("connect to the warehouse: %w", err)
+	}
+	defer db.Close()
+	at := time.Now().UTC()
+	day := time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
+	for _, q := range []string{
+		`CREATE SCHEMA IF NOT EXISTS bench`,
+		`DROP TABLE IF EXISTS bench.copy_events`,
+		`CREATE TABLE bench.copy_events (LIKE herd.events INCLUDING DEFAULTS) PARTITION BY RANGE ("timestamp")`,
+		`CREATE INDEX ON bench.copy_events USING brin ("timestamp")`,
+		fmt.Sprintf(`CREATE TABLE bench.copy_events_d PARTITION OF bench.copy_events FOR VALUES FROM ('%s') TO ('%s')`,
+			day.Format(time.RFC3339), day.AddDate(0, 0, 1).Format(time.RFC3339)),
+	} {
+		if _, err := db.Exec(ctx, q); err != nil {
+			return fmt.Errorf("prepare the raw COPY table (%s): %w", q, err)
+		}
+	}
+	m := b.startMeter(b.herd.pid())
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, b.o.Writers)
+	n, step := int64(b.o.Backlog), int64(b.o.BatchEvents)
+	for range b.o.Writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				from := next.Add(step) - step
+				if from >= n {
+					return
+				}
+				rows := &eventRows{src: b.sourceID, prefix: "copy" + b.runID, at: at, from: from, to: min(from+step, n)}
+				if _, err := db.CopyFrom(ctx, pgx.Identifier{"bench", "copy_events"}, copyColumns, rows); err != nil {
+					errs <- fmt.Errorf("COPY rows %d.. into bench.copy_events: %w", from, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	var p Phase
+	m.stop(&p)
+	p.Events = n
+	b.rep.Phases["raw_copy"] = &p
+	b.rep.Backlog.CopyS = took.Seconds()
+	b.rep.Backlog.CopyRowsPerSec = float64(n) / took.Seconds()
+	b.log.Info("raw COPY", "rows_per_s", int(b.rep.Backlog.CopyRowsPerSec))
+	if _, err := db.Exec(ctx, `DROP TABLE bench.copy_events`); err != nil {
+		return fmt.Errorf("drop bench.copy_events: %w", err)
+	}
+	return nil
+}
+
+// loadPhase runs one load-generator phase against the process pid and records
+// it under name.
+func (b *bench) loadPhase(ctx context.Context, name string, pid int, profile bool, args ...string) (*Phase, error) {
+	m := b.startMeter(pid)
+	var prof <-chan struct{}
+	if profile {
+		prof = b.profile(ctx, name, int(b.o.Phase.Seconds())-1)
+	}
+	res, cpu, err := b.loadgen(ctx, name, args...)
+	if err != nil {
+		return nil, err
+	}
+	var p Phase
+	m.stop(&p)
+	p.Load, p.LoadgenCPUSeconds, p.Events = res, cpu, res.Events
+	b.rep.Phases[name] = &p
+	if prof != nil {
+		<-prof
+	}
+	b.log.Info("phase done", "phase", name, "events_per_s", int(res.EventsPerSec), "p99_ms", res.Latency.P99, "cores", fmt.Sprintf("%.2f", p.Cores))
+	return &p, nil
+}
+
+func (b *bench) common(url, prefix string, conns int) []string {
+	return []string{"--url", url, "--write-key", writeKey, "--id-prefix", prefix + b.runID,
+		"--conns", strconv.Itoa(conns), "--duration", b.o.Phase.String()}
+}
+
+// herdPhases: the closed-loop maxima, then the open-loop rates.
+func (b *bench) herdPhases(ctx context.Context) error {
+	single := append(b.common(b.collector, "single", b.o.SingleConns), "--mode", "closed", "--batch", "1")
+	if _, err := b.loadPhase(ctx, "single", b.herd.pid(), true, single...); err != nil {
+		return err
+	}
+	b.settle(ctx, 60*time.Second)
+	batch := append(b.common(b.collector, "batch", b.o.BatchConns), "--mode", "closed", "--batch", strconv.Itoa(b.o.BatchSize))
+	if _, err := b.loadPhase(ctx, "batch", b.herd.pid(), true, batch...); err != nil {
+		return err
+	}
+	b.settle(ctx, 60*time.Second)
+	for i, rate := range b.o.Rates {
+		name := "open" + strconv.Itoa(int(rate))
+		args := append(b.common(b.collector, name, b.o.OpenConns), "--mode", "open", "--batch", "1",
+			"--rate", strconv.FormatFloat(rate, 'f', -1, 64), "--database-url", b.herdURL,
+			"--sample-every", strconv.Itoa(max(1, int(rate/500))))
+		// Profile the middle rate: the one the latency targets are set at.
+		if _, err := b.loadPhase(ctx, name, b.herd.pid(), i == len(b.o.Rates)/2, args...); err != nil {
+			return err
+		}
+		b.settle(ctx, 60*time.Second)
+	}
+	return b.splitPhase(ctx)
+}
+
+// splitPhase offers the highest rate to a collector in its own process (herd
+// collect, publishing over TCP to herd up's NATS), so that the collector's
+// CPU and memory are measured apart from the writer's and NATS's.
+func (b *bench) splitPhase(ctx context.Context) error {
+	if len(b.o.Rates) == 0 {
+		return nil
+	}
+	rate := slices.Max(b.o.Rates)
+	listen, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	admin, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	col, err := b.start(ctx, "herd-collect", "herd", "collect", "--nats-url", "nats://"+b.natsAddr,
+		"--listen", listen, "--admin-listen", admin)
+	if err != nil {
+		return err
+	}
+	defer col.stop()
+	if err := waitReady(ctx, col, "http://"+admin+"/readyz", time.Minute); err != nil {
+		return err
+	}
+	name := "split" + strconv.Itoa(int(rate))
+	args := append(b.common("http://"+listen, name, b.o.OpenConns), "--mode", "open", "--batch", "1",
+		"--rate", strconv.FormatFloat(rate, 'f', -1, 64), "--database-url", b.herdURL,
+		"--sample-every", strconv.Itoa(max(1, int(rate/500))))
+	rest := b.startMeter(b.herd.pid())
+	p, err := b.loadPhase(ctx, name, col.pid(), false, args...)
+	if err != nil {
+		return err
+	}
+	var r Phase
+	rest.stop(&r)
+	r.Events = p.Events
+	b.rep.Phases[name+"_writer_nats"] = &r
+	acc, err := metric(ctx, "http://"+admin, acceptedMetric)
+	if err != nil {
+		return err
+	}
+	b.accepted += acc
+	b.settle(ctx, 60*time.Second)
+	return nil
+}
+
+// naivePhases measures the baseline with the same load.
+func (b *bench) naivePhases(ctx context.Context) error {
+	listen, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	nv, err := b.start(ctx, "naive", "naive", "--listen", listen, "--database-url", b.naiveURL,
+		"--write-key", writeKey, "--conns", strconv.Itoa(b.o.NaiveConns))
+	if err != nil {
+		return err
+	}
+	defer nv.stop()
+	url := "http://" + listen
+	if err := waitReady(ctx, nv, url+"/readyz", 30*time.Second); err != nil {
+		return err
+	}
+	single := append(b.common(url, "naivesingle", b.o.SingleConns), "--mode", "closed", "--batch", "1")
+	if _, err := b.loadPhase(ctx, "naive_single", nv.pid(), false, single...); err != nil {
+		return err
+	}
+	batch := append(b.common(url, "naivebatch", b.o.BatchConns), "--mode", "closed", "--batch", strconv.Itoa(b.o.BatchSize))
+	if _, err := b.loadPhase(ctx, "naive_batch", nv.pid(), false, batch...); err != nil {
+		return err
+	}
+	if nv.exited() {
+		return errors.New("the naive baseline exited during its phases; see its log")
+	}
+	return nil
+}

@@ -1,0 +1,335 @@
+package harness
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herdhq/herd/bench/internal/load"
+)
+
+// Report is everything a run measured; Figures is the summary the table shows.
+type Report struct {
+	Started  time.Time         `json:"started"`
+	TookS    float64           `json:"took_s"`
+	Options  map[string]any    `json:"options"`
+	Machine  Machine           `json:"machine"`
+	Figures  []Figure          `json:"figures"`
+	Backlog  Backlog           `json:"backlog"`
+	Phases   map[string]*Phase `json:"phases"`
+	Check    Check             `json:"check"`
+	Profiles []string          `json:"profiles,omitempty"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs     int    `json:"cpus"`
+	Go       string `json:"go"`
+	Postgres string `json:"postgres"`
+}
+
+// Backlog is the drain and its ceiling.
+type Backlog struct {
+	Events         int     `json:"events"`
+	StreamBytes    uint64  `json:"stream_bytes"`
+	PublishS       float64 `json:"publish_s"`
+	PublishPerSec  float64 `json:"publish_per_s"`
+	FromStartS     float64 `json:"drain_from_process_start_s"`
+	DrainS         float64 `json:"drain_s"`
+	RowsPerSec     float64 `json:"drain_rows_per_s"`
+	CopyS          float64 `json:"raw_copy_s"`
+	CopyRowsPerSec float64 `json:"raw_copy_rows_per_s"`
+}
+
+// Phase is one measured stretch: the load (when there was any) and what the
+// process under test and Postgres used meanwhile.
+type Phase struct {
+	Events             int64        `json:"events"`
+	WallS              float64      `json:"wall_s"`
+	CPUSeconds         float64      `json:"cpu_s"`
+	Cores              float64      `json:"cores"`
+	PeakRSSMB          float64      `json:"peak_rss_mb"`
+	PostgresCPUSeconds float64      `json:"postgres_cpu_s"`
+	PostgresCores      float64      `json:"postgres_cores"`
+	LoadgenCPUSeconds  float64      `json:"loadgen_cpu_s,omitempty"`
+	Load               *load.Result `json:"load,omitempty"`
+}
+
+// Check compares what herd accepted with what Postgres holds at the end.
+type Check struct {
+	Accepted int64 `json:"accepted"`
+	Rows     int64 `json:"rows"`
+	Distinct int64 `json:"distinct_message_ids"`
+}
+
+// Figure is one row of the table.
+type Figure struct {
+	Key       string  `json:"key"`
+	Name      string  `json:"name"`
+	Value     float64 `json:"value"`
+	Unit      string  `json:"unit"`
+	Reference string  `json:"reference,omitempty"` // what Ratio divides by
+	RefValue  float64 `json:"reference_value,omitempty"`
+	Ratio     float64 `json:"ratio,omitempty"`
+	Target    string  `json:"target,omitempty"`
+	TargetMet *bool   `json:"target_met,omitempty"`
+}
+
+func newReport(o Options) *Report {
+	return &Report{
+		Started: time.Now().UTC(),
+		Options: map[string]any{
+			"backlog": o.Backlog, "phase_s": o.Phase.Seconds(), "rates": o.Rates,
+			"single_conns": o.SingleConns, "batch_conns": o.BatchConns, "open_conns": o.OpenConns,
+			"batch_size": o.BatchSize, "naive_pg_conns": o.NaiveConns, "writers": o.Writers, "batch_events": o.BatchEvents,
+		},
+		Machine: Machine{CPUs: runtime.NumCPU(), Go: runtime.Version()},
+		Phases:  map[string]*Phase{},
+	}
+}
+
+// target is a bound a figure is compared with.
+type target struct {
+	atLeast bool
+	v       float64
+}
+
+func (r *Report) add(key, name string, v float64, unit, ref string, refV float64, t *target) {
+	f := Figure{Key: key, Name: name, Value: v, Unit: unit, Reference: ref, RefValue: refV}
+	if refV > 0 {
+		f.Ratio = v / refV
+	}
+	if t != nil {
+		op := "≤"
+		met := v <= t.v
+		if t.atLeast {
+			op, met = "≥", v >= t.v
+		}
+		f.Target = op + " " + num(t.v) + " " + unit
+		if unit == "×" || unit == "%" {
+			f.Target = op + " " + num(t.v) + unit
+		}
+		f.TargetMet = &met
+	}
+	r.Figures = append(r.Figures, f)
+}
+
+func atLeast(v float64) *target { return &target{atLeast: true, v: v} }
+func atMost(v float64) *target  { return &target{v: v} }
+
+// finish turns the phases into the table's figures.
+func (r *Report) finish() {
+	r.TookS = time.Since(r.Started).Seconds()
+	ph := r.Phases
+	rate := func(name string) float64 {
+		if p := ph[name]; p != nil && p.Load != nil {
+			return p.Load.EventsPerSec
+		}
+		return 0
+	}
+	single, batch := rate("single"), rate("batch")
+	nsingle, nbatch := rate("naive_single"), rate("naive_batch")
+	r.add("single_events_per_s", "closed loop, 1-event requests: accepted", single, "events/s", "naive, same load", nsingle, atLeast(30000))
+	if nsingle > 0 {
+		r.add("single_vs_naive", "closed loop, 1-event requests: herd ÷ naive", single/nsingle, "×", "", 0, atLeast(10))
+	}
+	bs := "?"
+	if p := ph["batch"]; p != nil && p.Load != nil {
+		bs = strconv.Itoa(p.Load.Batch)
+	}
+	r.add("batch_events_per_s", "closed loop, "+bs+"-event batches: accepted", batch, "events/s", "naive, same load", nbatch, atLeast(75000))
+	bl := r.Backlog
+	r.add("drain_rows_per_s", fmt.Sprintf("backlog drain of %s events into Postgres", num(float64(bl.Events))), bl.RowsPerSec, "rows/s", "raw COPY, same rows", bl.CopyRowsPerSec, nil)
+	if bl.CopyRowsPerSec > 0 {
+		r.add("drain_vs_copy", "backlog drain ÷ raw COPY", 100*bl.RowsPerSec/bl.CopyRowsPerSec, "%", "", 0, atLeast(60))
+	}
+	r.add("copy_rows_per_s", "ceiling: raw COPY, "+num(float64(bl.Events))+" rows", bl.CopyRowsPerSec, "rows/s", "", 0, nil)
+	r.add("publish_per_s", "JetStream: backlog published (async, with Nats-Msg-Id)", bl.PublishPerSec, "msgs/s", "", 0, nil)
+	for _, name := range []string{"single", "batch", "drain"} {
+		if p := ph[name]; p != nil {
+			r.cpuFigures(name, p, nil)
+		}
+	}
+	for _, key := range sortedOpen(ph) {
+		p := ph[key]
+		l := p.Load
+		lbl := "open loop " + num(l.OfferedRate) + "/s: "
+		is := func(x float64) bool { return l.OfferedRate == x }
+		var p99t, r2rt *target
+		if is(10000) {
+			p99t, r2rt = atMost(10), atMost(250)
+		}
+		r.add(key+"_events_per_s", lbl+"accepted", l.EventsPerSec, "events/s", "offered", l.OfferedRate, nil)
+		r.add(key+"_reply_p50_ms", lbl+"reply p50", l.Latency.P50, "ms", "", 0, nil)
+		r.add(key+"_reply_p99_ms", lbl+"reply p99", l.Latency.P99, "ms", tgtRef(p99t), tgtVal(p99t), p99t)
+		r.add(key+"_reply_p999_ms", lbl+"reply p99.9", l.Latency.P999, "ms", "", 0, nil)
+		if l.ReplyToRow != nil {
+			r.add(key+"_row_p50_ms", lbl+"reply-to-row p50", l.ReplyToRow.P50, "ms", "", 0, nil)
+			r.add(key+"_row_p99_ms", lbl+"reply-to-row p99 ("+strconv.Itoa(l.ReplyToRow.Count)+" sampled)", l.ReplyToRow.P99, "ms", tgtRef(r2rt), tgtVal(r2rt), r2rt)
+		}
+		r.cpuFigures(key, p, nil)
+	}
+	for key, p := range ph {
+		if !strings.HasPrefix(key, "split") || p.Load == nil {
+			continue
+		}
+		l := p.Load
+		lbl := "collector alone (herd collect), open loop " + num(l.OfferedRate) + "/s: "
+		r.add(key+"_events_per_s", lbl+"accepted", l.EventsPerSec, "events/s", "offered", l.OfferedRate, nil)
+		r.add(key+"_reply_p99_ms", lbl+"reply p99", l.Latency.P99, "ms", "", 0, nil)
+		if l.ReplyToRow != nil {
+			r.add(key+"_row_p99_ms", lbl+"reply-to-row p99", l.ReplyToRow.P99, "ms", "", 0, nil)
+		}
+		var rsst *target
+		if l.OfferedRate == 20000 {
+			rsst = atMost(150)
+		}
+		r.cpuFigures(key, p, rsst)
+		if w := ph[key+"_writer_nats"]; w != nil {
+			r.cpuFigures(key+"_writer_nats", w, nil)
+		}
+	}
+	for _, name := range []string{"naive_single", "naive_batch"} {
+		if p := ph[name]; p != nil {
+			r.cpuFigures(name, p, nil)
+		}
+	}
+	r.add("lost_events", "accepted events missing from Postgres at the end", float64(r.Check.Accepted-r.Check.Distinct), "events", "", 0, atMost(0))
+}
+
+func tgtRef(t *target) string {
+	if t == nil {
+		return ""
+	}
+	return "target"
+}
+
+func tgtVal(t *target) float64 {
+	if t == nil {
+		return 0
+	}
+	return t.v
+}
+
+// cpuFigures adds what the process under test used in a phase.
+func (r *Report) cpuFigures(name string, p *Phase, rss *target) {
+	who := "herd up"
+	switch {
+	case strings.HasPrefix(name, "naive"):
+		who = "naive"
+	case strings.HasSuffix(name, "_writer_nats"):
+		who = "herd up (NATS + writer)"
+	case strings.HasPrefix(name, "split"):
+		who = "herd collect"
+	}
+	r.add(name+"_cores", name+": "+who+" CPU (Postgres beside it: "+fmt.Sprintf("%.2f", p.PostgresCores)+" cores)", p.Cores, "cores", "", 0, nil)
+	if p.Events > 0 {
+		r.add(name+"_cpu_us_per_event", name+": "+who+" CPU per event", 1e6*p.CPUSeconds/float64(p.Events), "µs", "", 0, nil)
+	}
+	r.add(name+"_peak_rss_mb", name+": "+who+" peak RSS", p.PeakRSSMB, "MB", tgtRef(rss), tgtVal(rss), rss)
+}
+
+func sortedOpen(ph map[string]*Phase) []string {
+	var keys []string
+	for k, p := range ph {
+		if strings.HasPrefix(k, "open") && p.Load != nil {
+			keys = append(keys, k)
+		}
+	}
+	// by offered rate
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && ph[keys[j]].Load.OfferedRate < ph[keys[j-1]].Load.OfferedRate; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	return keys
+}
+
+// num formats a figure for people: thousands separated, few decimals.
+func num(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "–"
+	}
+	a := math.Abs(v)
+	switch {
+	case a >= 1000:
+		s := strconv.FormatInt(int64(math.Round(a)), 10)
+		var b strings.Builder
+		if v < 0 {
+			b.WriteByte('-')
+		}
+		for i, c := range s {
+			if i > 0 && (len(s)-i)%3 == 0 {
+				b.WriteByte(',')
+			}
+			b.WriteRune(c)
+		}
+		return b.String()
+	case a >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case a >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case a == 0:
+		return "0"
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
+
+// Markdown writes the figures as one table.
+func (r *Report) Markdown(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "herd benchmark, %s, %d CPUs, %s; backlog %s events, %.0f s per phase, run took %.0f s\n\n",
+		r.Started.Format(time.RFC3339), r.Machine.CPUs, pgShort(r.Machine.Postgres), num(float64(r.Backlog.Events)), r.Options["phase_s"], r.TookS)
+	b.WriteString("| figure | value | compared with | ratio | target |\n|---|---:|---|---:|---|\n")
+	for _, f := range r.Figures {
+		ref, ratio := "", ""
+		if f.Reference != "" {
+			ref = f.Reference + " " + num(f.RefValue) + " " + f.Unit
+		}
+		if f.Ratio > 0 {
+			ratio = fmt.Sprintf("%.2f×", f.Ratio)
+		}
+		tgt := f.Target
+		if f.TargetMet != nil {
+			if *f.TargetMet {
+				tgt += " ✓"
+			} else {
+				tgt += " ✗"
+			}
+		}
+		val := num(f.Value) + " " + f.Unit
+		if f.Unit == "×" || f.Unit == "%" {
+			val = num(f.Value) + f.Unit
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", f.Name, val, ref, ratio, tgt)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func pgShort(v string) string {
+	f := strings.Fields(v)
+	if len(f) >= 2 {
+		return f[0] + " " + f[1]
+	}
+	return v
+}
+
+// WriteJSON writes the report to path.
+func (r *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write the report to %s: %w", path, err)
+	}
+	return nil
+}

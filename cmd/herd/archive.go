@@ -1,0 +1,378 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/herdhq/herd/archive"
+	"github.com/herdhq/herd/stream"
+	"github.com/herdhq/herd/warehouse"
+	"github.com/herdhq/herd/writer"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// lakeFlags locate the Parquet lake.
+type lakeFlags struct {
+	lake string
+	s3   archive.S3Config
+}
+
+func (l *lakeFlags) bind(fs *flag.FlagSet) {
+	fs.StringVar(&l.lake, "lake", "./data/lake", "the Parquet lake: a directory, or s3://bucket/prefix")
+	fs.StringVar(&l.s3.Endpoint, "s3-endpoint", "", "S3-compatible endpoint, host:port or URL (default $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS)")
+	fs.StringVar(&l.s3.Region, "s3-region", "", "S3 region (default $AWS_REGION, $AWS_DEFAULT_REGION, else us-east-1)")
+	fs.StringVar(&l.s3.AccessKey, "s3-access-key", "", "S3 access key (default $AWS_ACCESS_KEY_ID, then ~/.aws/credentials, then the instance role)")
+	fs.StringVar(&l.s3.SecretKey, "s3-secret-key", "", "S3 secret key (default $AWS_SECRET_ACCESS_KEY)")
+	fs.BoolVar(&l.s3.PathStyle, "s3-path-style", false, "put the bucket in the URL path (MinIO and most self-hosted stores)")
+	fs.BoolVar(&l.s3.Insecure, "s3-insecure", false, "plain HTTP to the S3 endpoint")
+}
+
+func (l *lakeFlags) openLake() (archive.Lake, error) { return archive.Open(l.lake, l.s3) }
+
+// archiverFlags configure how files are cut.
+type archiverFlags struct {
+	consumer string
+	maxRows  int
+	maxBytes int
+	maxAge   time.Duration
+}
+
+func (a *archiverFlags) bind(fs *flag.FlagSet) {
+	fs.StringVar(&a.consumer, "consumer", "herd-archiver", "durable JetStream consumer of the archiver")
+	fs.IntVar(&a.maxRows, "file-max-rows", 100_000, "close a file at this many events")
+	fs.IntVar(&a.maxBytes, "file-max-bytes", 64<<20, "close a file at this many bytes of event JSON")
+	fs.DurationVar(&a.maxAge, "file-max-age", 5*time.Minute, "close a file this long after its first event")
+}
+
+func (a *archiverFlags) config(sc stream.Config) archive.Config {
+	return archive.Config{Stream: sc, Consumer: a.consumer, FileMaxRows: a.maxRows, FileMaxBytes: a.maxBytes, FileMaxAge: a.maxAge}
+}
+
+type archiveFlags struct {
+	streamFlags
+	lakeFlags
+	archiverFlags
+	natsURL     string
+	adminListen string
+}
+
+type archiveStatusFlags struct {
+	streamFlags
+	lakeFlags
+	consumer string
+	natsURL  string
+}
+
+type replayFlags struct {
+	dbFlags
+	lakeFlags
+	from, to      string
+	sources       string
+	into          string
+	forgetMissing bool
+}
+
+type locateFlags struct {
+	dbFlags
+	lakeFlags
+	source string
+}
+
+func init() {
+	register(&command{
+		name:    "archive",
+		summary: "run the archiver alone: every event of the stream into the Parquet lake",
+		help: `The archiver is a durable JetStream consumer of its own: it lags or fails without
+holding back the Postgres writer. Files are Parquet (zstd), laid out as
+source=<id>/date=YYYY-MM-DD/hour=H/part-<first-seq>-<last-seq>.parquet with a
+_manifest.json per directory; a file is stored whole before the events in it are
+acknowledged. Run one archiver per lake.`,
+		flags: func(fs *flag.FlagSet) any {
+			var f archiveFlags
+			f.streamFlags.bind(fs)
+			f.lakeFlags.bind(fs)
+			f.archiverFlags.bind(fs)
+			fs.StringVar(&f.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
+			fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:8083", "address of /metrics, /healthz, /readyz and pprof")
+			return &f
+		},
+		run: runArchive,
+	})
+	register(&command{
+		name:    "archive status",
+		summary: "files, rows and bytes per day in the lake, and the archiver's lag",
+		flags: func(fs *flag.FlagSet) any {
+			var f archiveStatusFlags
+			f.streamFlags.bind(fs)
+			f.lakeFlags.bind(fs)
+			fs.StringVar(&f.consumer, "consumer", "herd-archiver", "durable JetStream consumer of the archiver")
+			fs.StringVar(&f.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s) for the lag (herd up: start it with --nats-listen)")
+			return &f
+		},
+		run: runArchiveStatus,
+	})
+	register(&command{
+		name:    "archive locate",
+		usage:   "MESSAGE_ID --source SOURCE",
+		summary: "name the lake file holding the raw copy of an event in herd.events",
+		flags: func(fs *flag.FlagSet) any {
+			var f locateFlags
+			f.dbFlags.bind(fs)
+			f.lakeFlags.bind(fs)
+			fs.StringVar(&f.source, "source", "", "source name or id (required)")
+			return &f
+		},
+		run: runArchiveLocate,
+	})
+	register(&command{
+		name:    "replay",
+		usage:   "--from DATE [--to DATE] [--source S,...] [--into postgres]",
+		summary: "load events of the lake back into herd.events (idempotent)",
+		help: `Reads the lake's files for the days from --from to --to (UTC, both included) and
+inserts their events into herd.events through the writer's insert path: an event
+already stored is skipped, so replaying twice changes nothing. Each file's checksum
+is checked against its manifest first. Use it after a retention drop, a table
+rebuild, or to fill a dropped partition.
+
+By default, ledger entries (herd.message_ids) of the replayed days whose rows are
+gone from herd.events are forgotten first, so that a partition dropped by hand is
+filled again; --forget-missing=false loads only events the warehouse never saw.
+Re-applying today's enrichment to the raw fields (--re-enrich) is not available yet.`,
+		flags: func(fs *flag.FlagSet) any {
+			var f replayFlags
+			f.dbFlags.bind(fs)
+			f.lakeFlags.bind(fs)
+			fs.StringVar(&f.from, "from", "", "first day to replay, YYYY-MM-DD (required)")
+			fs.StringVar(&f.to, "to", "", "last day to replay, YYYY-MM-DD (default: --from)")
+			fs.StringVar(&f.sources, "source", "", "comma-separated source names or ids (default: every source)")
+			fs.StringVar(&f.into, "into", "postgres", "destination; postgres is the only one")
+			fs.BoolVar(&f.forgetMissing, "forget-missing", true, "first forget ledger entries whose rows are gone, so they load again")
+			return &f
+		},
+		run: runReplay,
+	})
+}
+
+// startArchiver runs the archiver in herd up, into DATA-DIR/lake.
+func startArchiver(e *env, g *group, a *admin, js jetstream.JetStream, sc stream.Config, dataDir string) {
+	lake := archive.NewDir(filepath.Join(dataDir, "lake"))
+	ar := archive.New(archive.Config{Stream: sc}, lake, js, e.log.With("component", "archiver"), a.reg)
+	g.Go("archiver", ar.Run)
+}
+
+func runArchive(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected arguments %q", args)
+	}
+	f := config[*archiveFlags]("archive")
+	lake, err := f.lakeFlags.openLake()
+	if err != nil {
+		return usagef("%v", err)
+	}
+	nc, err := stream.Connect(f.natsURL, "herd-archiver")
+	if err != nil {
+		return err
+	}
+	defer nc.Drain() //nolint:errcheck
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	sc := f.streamFlags.config()
+	if err := ensureStream(ctx, js, sc); err != nil {
+		return err
+	}
+	g := newGroup(ctx, e.log)
+	a := newAdmin()
+	ar := archive.New(f.archiverFlags.config(sc), lake, js, e.log.With("component", "archiver"), a.reg)
+	g.Go("archiver", ar.Run)
+	g.Go("admin", func(ctx context.Context) error { return serveHTTP(ctx, f.adminListen, a.mux) })
+	e.log.Info("archiver running", "nats", f.natsURL, "stream", sc.Name, "lake", lake.String())
+	return g.Wait()
+}
+
+func runArchiveStatus(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected arguments %q", args)
+	}
+	f := config[*archiveStatusFlags]("archive status")
+	lake, err := f.lakeFlags.openLake()
+	if err != nil {
+		return usagef("%v", err)
+	}
+	days, err := archive.LakeStatus(ctx, lake)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(e.stdout, "lake %s\n", lake)
+	fmt.Fprintln(w, "DATE\tFILES\tROWS\tBYTES\t")
+	var files int
+	var rows, bytes int64
+	for _, d := range days {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t\n", d.Date, d.Files, d.Rows, d.Bytes)
+		files, rows, bytes = files+d.Files, rows+d.Rows, bytes+d.Bytes
+	}
+	fmt.Fprintf(w, "total\t%d\t%d\t%d\t\n", files, rows, bytes)
+	if err := w.Flush(); err != nil {
+		return err
+	}
+
+	// Status must answer even when NATS is down, so no reconnect loop here.
+	nc, err := nats.Connect(f.natsURL, nats.Name("herd-archive-status"), nats.Timeout(3*time.Second))
+	if err != nil {
+		fmt.Fprintf(e.stdout, "consumer lag: unknown (cannot reach NATS at %s: %v)\n", f.natsURL, err)
+		return nil
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := archive.Lag(cctx, js, archive.Config{Stream: f.streamFlags.config(), Consumer: f.consumer})
+	if err != nil {
+		fmt.Fprintf(e.stdout, "consumer lag: unknown (%v)\n", err)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "consumer %s: lag %d events (%d not yet delivered, %d in open files); archived through stream sequence %d of %d\n",
+		st.Consumer, st.Lag, st.Pending, st.AckPending, st.AckFloor, st.StreamLast)
+	return nil
+}
+
+// sourceIDs turns "web,3" into source ids, looking names up in herd.sources.
+func sourceIDs(ctx context.Context, db *pgxpool.Pool, list string) ([]int64, error) {
+	var ids []int64
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if id, err := strconv.ParseInt(s, 10, 64); err == nil {
+			ids = append(ids, id)
+			continue
+		}
+		srcs, err := warehouse.Sources(ctx, db)
+		if err != nil {
+			return nil, err
+		}
+		found := false
+		for _, src := range srcs {
+			if src.Name == s {
+				ids, found = append(ids, src.ID), true
+			}
+		}
+		if !found {
+			return nil, usagef("no source named %q (see herd sources list)", s)
+		}
+	}
+	return ids, nil
+}
+
+func runReplay(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected arguments %q", args)
+	}
+	f := config[*replayFlags]("replay")
+	if f.into != "postgres" {
+		return usagef("--into %q: only postgres is supported", f.into)
+	}
+	if f.from == "" {
+		return usagef("--from DATE is required")
+	}
+	from, err := time.Parse(time.DateOnly, f.from)
+	if err != nil {
+		return usagef("--from %q: want YYYY-MM-DD", f.from)
+	}
+	to := from
+	if f.to != "" {
+		if to, err = time.Parse(time.DateOnly, f.to); err != nil {
+			return usagef("--to %q: want YYYY-MM-DD", f.to)
+		}
+	}
+	if to.Before(from) {
+		return usagef("--to %s is before --from %s", f.to, f.from)
+	}
+	lake, err := f.lakeFlags.openLake()
+	if err != nil {
+		return usagef("%v", err)
+	}
+	db, err := f.dbFlags.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ids, err := sourceIDs(ctx, db, f.sources)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	res, err := archive.Replay(ctx, lake, db, writer.NewStore(db), archive.ReplayOptions{
+		From: from, To: to, Sources: ids, ForgetMissing: f.forgetMissing,
+		Progress: func(p archive.FileProgress) {
+			fmt.Fprintf(e.stdout, "[%d/%d] %s: %d rows, %d inserted, %d already stored, %d rejected\n",
+				p.Index, p.Total, p.Key, p.Rows, p.Inserted, p.Duplicates, p.Rejected)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "replayed %d files from %s in %s: %d rows, %d inserted, %d already stored, %d rejected",
+		res.Files, lake, time.Since(start).Round(time.Millisecond), res.Rows, res.Inserted, res.Duplicates, res.Rejected)
+	if res.Forgotten > 0 {
+		fmt.Fprintf(e.stdout, " (%d ledger entries of missing rows forgotten first)", res.Forgotten)
+	}
+	fmt.Fprintln(e.stdout)
+	return nil
+}
+
+func runArchiveLocate(ctx context.Context, e *env, args []string) error {
+	f := config[*locateFlags]("archive locate")
+	if len(args) != 1 || f.source == "" {
+		return usagef("want MESSAGE_ID and --source")
+	}
+	lake, err := f.lakeFlags.openLake()
+	if err != nil {
+		return usagef("%v", err)
+	}
+	db, err := f.dbFlags.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ids, err := sourceIDs(ctx, db, f.source)
+	if err != nil {
+		return err
+	}
+	var (
+		ts  time.Time
+		seq *int64
+	)
+	err = db.QueryRow(ctx, `SELECT "timestamp", stream_seq FROM herd.events WHERE source_id = $1 AND message_id = $2`, ids[0], args[0]).Scan(&ts, &seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("no event %q of source %s in herd.events", args[0], f.source)
+	}
+	if err != nil {
+		return fmt.Errorf("look up event %q: %w", args[0], err)
+	}
+	if seq == nil {
+		return fmt.Errorf("event %q has no stream sequence (it was not loaded from the stream)", args[0])
+	}
+	key, entry, err := archive.Locate(ctx, lake, ids[0], ts, uint64(*seq))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s\n  stream %s sequences %d-%d, %d rows, %d bytes, sha256 %s, written %s\n",
+		key, entry.Stream, entry.FirstSeq, entry.LastSeq, entry.Rows, entry.Bytes, entry.SHA256, entry.WrittenAt.Format(time.RFC3339))
+	return nil
+}
