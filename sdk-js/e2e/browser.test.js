@@ -42,15 +42,8 @@ async function rowsArrive(anon, n) {
   return rowsOf(anon);
 }
 
-// TEMP(dev): until herd serves /sdk.js
-async function newContext() {
-  const c = await browser.newContext();
-  if (process.env.HERD_E2E_LOCAL_SDK) await c.route(/\/sdk\.js$/, (r) => r.fulfill({ contentType: 'text/javascript', body: readFileSync(join(root, 'dist/sdk.js')) }));
-  return c;
-}
-
 async function open(path) {
-  const context = await newContext();
+  const context = await browser.newContext();
   const page = await context.newPage();
   const w = watch(page, herd.url, site);
   await page.goto(site.url + path);
@@ -199,7 +192,7 @@ test('a page whose sdk.js is blocked keeps working and nothing reaches it', asyn
     base: '/blocked/', head: snippet(KEY, herd.url),
     script: "herd.track('x'); herd.identify('u', {a: 1}); herd.page(); herd.group('g'); herd.alias('b'); herd.consent(true); herd.ready(function () {}); herd.flush(); herd.reset();",
   });
-  const context = await newContext();
+  const context = await browser.newContext();
   await context.route('**/sdk.js', (r) => r.abort('blockedbyclient'));
   const page = await context.newPage();
   const w = watch(page, herd.url, site);
