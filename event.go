@@ -79,6 +79,16 @@ type Enrichment struct {
 	SessionID      string `json:"session_id,omitempty"`
 	LibraryName    string `json:"library_name,omitempty"`
 	LibraryVersion string `json:"library_version,omitempty"`
+
+	// Fields added with the enrichment package (migration 0002).
+	ReferrerHost  string `json:"referrer_host,omitempty"`
+	ReferrerClass string `json:"referrer_class,omitempty"` // search, social, email, paid, internal, referral, campaign, direct
+	GCLID         string `json:"gclid,omitempty"`
+	FBCLID        string `json:"fbclid,omitempty"`
+	OSVersion     string `json:"os_version,omitempty"`
+	BotReason     string `json:"bot_reason,omitempty"` // why IsBot is set: crawler, monitor, headless, tool, empty_ua, pattern
+	ASN           int64  `json:"asn,omitempty"`
+	ASOrg         string `json:"as_org,omitempty"`
 }
 
 // Reject is an event, or a request body, that was refused, with the reason.

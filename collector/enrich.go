@@ -3,6 +3,7 @@ package collector
 import (
 	"encoding/json"
 	"net/url"
+	"strings"
 
 	"github.com/herdhq/herd"
 )
@@ -69,11 +70,16 @@ func (c *Collector) enrich(ev *herd.Event, info *reqInfo) {
 	}
 	e.UTMSource, e.UTMMedium, e.UTMCampaign = ctx.Campaign.Source, ctx.Campaign.Medium, ctx.Campaign.Name
 	e.UTMTerm, e.UTMContent = ctx.Campaign.Term, ctx.Campaign.Content
-	if e.UTMSource == "" && e.UTMMedium == "" && e.UTMCampaign == "" && e.Search != "" {
-		if q, err := url.ParseQuery(trimQ(e.Search)); err == nil {
+	noCampaign := e.UTMSource == "" && e.UTMMedium == "" && e.UTMCampaign == ""
+	if e.Search != "" && (noCampaign || strings.Contains(e.Search, "clid=")) {
+		// ParseQuery returns what it could read along with an error for a
+		// bad pair: a stray "%" must not hide the utm_* next to it.
+		q, _ := url.ParseQuery(trimQ(e.Search))
+		if noCampaign {
 			e.UTMSource, e.UTMMedium, e.UTMCampaign = q.Get("utm_source"), q.Get("utm_medium"), q.Get("utm_campaign")
 			e.UTMTerm, e.UTMContent = q.Get("utm_term"), q.Get("utm_content")
 		}
+		e.GCLID, e.FBCLID = q.Get("gclid"), q.Get("fbclid")
 	}
 	e.LibraryName, e.LibraryVersion = ctx.Library.Name, ctx.Library.Version
 	if s, err := idString(ctx.SessionID, "sessionId"); err == nil && s != "" {
@@ -81,12 +87,27 @@ func (c *Collector) enrich(ev *herd.Event, info *reqInfo) {
 	} else if s, err := idString(ctx.SessionID2, "session_id"); err == nil {
 		e.SessionID = s
 	}
-	e.UserAgent = first(ctx.UserAgent, info.userAgent)
+	e.UserAgent = ctx.UserAgent
+	if info.source.Kind != herd.KindServer {
+		// A server source's own agent is its HTTP library's, not the
+		// visitor's: only context.userAgent speaks for the visitor there.
+		e.UserAgent = first(e.UserAgent, info.userAgent)
+		if e.UserAgent == "" {
+			// Every browser sends a User-Agent; its absence is a script.
+			e.IsBot, e.BotReason, e.DeviceType = true, "empty_ua", "bot"
+		}
+	}
 	e.IP = info.ip
 	if info.source.Kind == herd.KindServer && ctx.IP != "" {
 		e.IP = ctx.IP
 	}
-	e.IP = c.cleanIP(e.IP, info.source.AnonymizeIP)
+	anonymize := info.source.AnonymizeIP || c.cfg.AnonymizeIP
+	e.IP = c.cleanIP(e.IP, anonymize)
+	if anonymize && ctx.IP != "" {
+		// context.ip is stored with the rest of context: anonymise it
+		// there too, or the full address would reach the warehouse.
+		ev.Context = replaceContextIP(ev.Context, c.cleanIP(ctx.IP, true))
+	}
 	if c.enricher != nil {
 		c.enricher.Enrich(ev)
 	}
@@ -109,4 +130,24 @@ func trimQ(s string) string {
 		return s[1:]
 	}
 	return s
+}
+
+// replaceContextIP returns the context object with its ip member set to ip
+// (removed when ip is empty). Only anonymising sources pay for the rewrite.
+func replaceContextIP(raw json.RawMessage, ip string) json.RawMessage {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return raw
+	}
+	if ip == "" {
+		delete(m, "ip")
+	} else {
+		b, _ := json.Marshal(ip)
+		m["ip"] = b
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return raw
+	}
+	return out
 }

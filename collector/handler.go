@@ -289,7 +289,7 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 		pathType:   pathType,
 		userAgent:  string(ctx.Request.Header.UserAgent()),
 	}
-	info.ip = c.clientIP(ctx.RemoteIP(), ctx.Request.Header.PeekAll("X-Forwarded-For"), ctx.Request.Header.PeekAll("Forwarded"), ctx.Request.Header.Peek("X-Real-IP"))
+	info.ip = c.clientIP(ctx.RemoteIP(), &ctx.Request.Header)
 
 	p := c.newPublish()
 	var errs []itemError

@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+
+	"github.com/valyala/fasthttp"
 )
 
 // clientIP picks the address of the client: the socket peer, unless the peer
@@ -11,13 +13,13 @@ import (
 // headers that is not itself a trusted proxy. The left-most entries are
 // whatever the client chose to send and are never believed on their own.
 //
-// xff and forwarded hold every line of their header: a proxy may add its own
-// line rather than append to the client's (HAProxy does), and reading only
-// the first line would read the client's. X-Forwarded-For wins over
+// Every line of the forwarding headers is read: a proxy may add its own line
+// rather than append to the client's (HAProxy does), and reading only the
+// first line would read the client's. X-Forwarded-For wins over
 // Forwarded when both are present, because the common proxies append to
 // X-Forwarded-For and pass a client's Forwarded header through untouched;
 // X-Real-IP, a single address set by the proxy, is the last resort.
-func (c *Collector) clientIP(peer net.IP, xff, forwarded [][]byte, realIP []byte) string {
+func (c *Collector) clientIP(peer net.IP, h *fasthttp.RequestHeader) string {
 	addr, ok := netip.AddrFromSlice(peer)
 	if !ok {
 		return ""
@@ -26,8 +28,9 @@ func (c *Collector) clientIP(peer net.IP, xff, forwarded [][]byte, realIP []byte
 	if !c.trusted(addr) {
 		return addr.String()
 	}
+	// PeekAll's result is only valid until the next Peek: copy as we go.
 	var hops []string
-	for _, line := range xff {
+	for _, line := range h.PeekAll("X-Forwarded-For") {
 		for _, part := range strings.Split(string(line), ",") {
 			if p := strings.TrimSpace(part); p != "" {
 				hops = append(hops, p)
@@ -35,7 +38,7 @@ func (c *Collector) clientIP(peer net.IP, xff, forwarded [][]byte, realIP []byte
 		}
 	}
 	if len(hops) == 0 {
-		for _, line := range forwarded {
+		for _, line := range h.PeekAll("Forwarded") {
 			hops = append(hops, forwardedFor(string(line))...)
 		}
 	}
@@ -53,7 +56,7 @@ func (c *Collector) clientIP(peer net.IP, xff, forwarded [][]byte, realIP []byte
 		}
 		addr = a
 	}
-	if len(hops) == 0 && len(realIP) > 0 {
+	if realIP := h.Peek("X-Real-IP"); len(hops) == 0 && len(realIP) > 0 {
 		if a, err := parseHop(strings.TrimSpace(string(realIP))); err == nil {
 			return a.String()
 		}

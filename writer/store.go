@@ -36,6 +36,7 @@ var eventColumns = []string{
 	"url", "path", "referrer", "title", "search", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
 	"ip", "country", "region", "city", "user_agent", "browser", "browser_version", "os", "device_type", "is_bot",
 	"session_id", "library_name", "library_version", "stream_seq",
+	"referrer_host", "referrer_class", "gclid", "fbclid", "os_version", "bot_reason", "asn", "as_org",
 }
 
 // quotedColumns is eventColumns as a SQL column list.
@@ -82,6 +83,13 @@ func seqValue(s uint64) any {
 	return int64(s)
 }
 
+func asnValue(n int64) any {
+	if n == 0 {
+		return nil
+	}
+	return n
+}
+
 func values(r *Row) []any {
 	e := &r.Event
 	return []any{
@@ -92,6 +100,8 @@ func values(r *Row) []any {
 		inet(e.IP), nullable(e.Country), nullable(e.Region), nullable(e.City), nullable(e.UserAgent), nullable(e.Browser),
 		nullable(e.BrowserVersion), nullable(e.OS), nullable(e.DeviceType), e.IsBot,
 		nullable(e.SessionID), nullable(e.LibraryName), nullable(e.LibraryVersion), seqValue(r.Seq),
+		nullable(e.ReferrerHost), nullable(e.ReferrerClass), nullable(e.GCLID), nullable(e.FBCLID),
+		nullable(e.OSVersion), nullable(e.BotReason), asnValue(e.ASN), nullable(e.ASOrg),
 	}
 }
 
@@ -232,11 +242,17 @@ func (s *Store) write(ctx context.Context, rows []Row, rejects []RejectRow) (Res
 			if err != nil {
 				return fmt.Errorf("copy %d events into staging: %w", len(rows), err)
 			}
-			tag, err := tx.Exec(ctx, insertSQL)
-			if err != nil {
-				return fmt.Errorf("insert %d events into herd.events: %w", n, err)
+			if hasIdentityCalls(rows) {
+				if err := tx.QueryRow(ctx, identitySQL).Scan(&res.Inserted); err != nil {
+					return fmt.Errorf("insert %d events into herd.events and update identities: %w", n, err)
+				}
+			} else {
+				tag, err := tx.Exec(ctx, insertSQL)
+				if err != nil {
+					return fmt.Errorf("insert %d events into herd.events: %w", n, err)
+				}
+				res.Inserted = tag.RowsAffected()
 			}
-			res.Inserted = tag.RowsAffected()
 			res.Duplicates = int64(len(rows)) - res.Inserted
 		}
 		if len(rejects) > 0 {
