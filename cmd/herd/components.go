@@ -52,6 +52,9 @@ type collectorFlags struct {
 	trustedProxies string
 	anonymizeIP    bool
 	publishTimeout time.Duration
+	enrich         bool
+	geoIPDB, asnDB string
+	bots           string
 }
 
 func (c *collectorFlags) bind(fs *flag.FlagSet) {
@@ -60,6 +63,10 @@ func (c *collectorFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
 	fs.BoolVar(&c.anonymizeIP, "anonymize-ip", false, "zero the last octet (IPv4) or 80 bits (IPv6) of every client IP")
 	fs.DurationVar(&c.publishTimeout, "publish-timeout", 3*time.Second, "longest wait for JetStream's acknowledgement before answering 503")
+	fs.BoolVar(&c.enrich, "enrich", true, "parse user agents, flag bots, look up geo and classify referrers (false: basic columns only)")
+	fs.StringVar(&c.geoIPDB, "geoip-db", "", "MaxMind City or Country .mmdb file; reloaded when it changes (empty: geo columns stay NULL)")
+	fs.StringVar(&c.asnDB, "asn-db", "", "MaxMind ASN .mmdb file (optional)")
+	fs.StringVar(&c.bots, "bots", "flag", "flag: keep bot events with is_bot set; drop: discard them (still answered 200 and counted)")
 }
 
 func (c *collectorFlags) config(sc stream.Config) (collector.Config, error) {
@@ -77,6 +84,13 @@ func (c *collectorFlags) config(sc stream.Config) (collector.Config, error) {
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
 		cfg.TrustedProxies = append(cfg.TrustedProxies, p)
+	}
+	switch c.bots {
+	case "flag":
+	case "drop":
+		cfg.DropBots = true
+	default:
+		return cfg, usagef("--bots: %q is not flag or drop", c.bots)
 	}
 	return cfg, nil
 }

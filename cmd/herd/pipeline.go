@@ -14,6 +14,7 @@ import (
 
 	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/collector"
+	"github.com/herdhq/herd/collector/enrich"
 	"github.com/herdhq/herd/internal/pgcluster"
 	"github.com/herdhq/herd/schemas"
 	"github.com/herdhq/herd/stream"
@@ -143,6 +144,22 @@ func startCollector(ctx context.Context, e *env, g *group, a *admin, nc *nats.Co
 	}
 	addStatic(&cfg, demoKey)
 	addWebhooks(&cfg)
+	if cf.enrich {
+		en, err := enrich.New(enrich.Config{GeoIPDB: cf.geoIPDB, ASNDB: cf.asnDB}, e.log.With("component", "enrich"), a.reg)
+		if err != nil {
+			return err
+		}
+		cfg.Enricher = en
+		g.Go("geo reload", func(ctx context.Context) error {
+			// Run returns at once when there is nothing to reload; the group
+			// stops everything when a member returns, so wait for the end.
+			if err := en.Run(ctx); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return nil
+		})
+	}
 	c, err := collector.New(cfg, nc, e.log.With("component", "collector"), a.reg)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/herdhq/herd/collector"
 	"github.com/herdhq/herd/queries"
@@ -12,6 +13,7 @@ import (
 	"github.com/herdhq/herd/saas/stripe/stripehook"
 	sdkjs "github.com/herdhq/herd/sdk-js"
 	"github.com/herdhq/herd/stream"
+	"github.com/herdhq/herd/views"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -61,6 +63,20 @@ func startExtras(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 	a.reg.MustRegister(replicate.NewCollector(db, e.log))
 
 	startArchiver(e, g, a, js, sc, f.dataDir)
+	g.Go("event views", func(ctx context.Context) error {
+		t := time.NewTicker(10 * time.Minute)
+		defer t.Stop()
+		for {
+			if _, err := views.Refresh(ctx, db, views.Config{}, e.log.With("component", "views")); err != nil && ctx.Err() == nil {
+				e.log.Warn("refresh event views", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+	})
 
 	r, err := stripeRunner(&f.stripe, db, js, sc, e.log.With("component", "stripe"), a.reg)
 	if err != nil {

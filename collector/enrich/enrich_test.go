@@ -39,7 +39,7 @@ func TestUserAgent(t *testing.T) {
 	t.Parallel()
 	e := newEnricher(t, Config{})
 	cases := []struct {
-		name, ua                      string
+		name, ua                    string
 		browser, os, device, botWhy string
 	}{
 		{"chrome windows", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36", "Chrome", "Windows", "desktop", ""},
