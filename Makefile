@@ -46,6 +46,10 @@ bench:
 	$(GO) run ./bench/cmd/herdbench --json bench/results.json $(if $(BENCH_QUICK),--quick) $(if $(PROFILE),--profile-dir bench/profiles)
 	$(GO) test -run '^$$' -bench 'BenchmarkDecode|BenchmarkEncode|BenchmarkCopy' -benchmem ./collector ./writer
 
+## chaos: kill and restart herd's components under load; one line per fault (the short form runs in make test)
+chaos:
+	$(GO) test -tags chaos -count=1 -v -run TestChaosFull -timeout 30m ./chaos
+
 ## fuzz: each fuzz target for FUZZTIME (default 60s)
 FUZZTIME ?= 60s
 fuzz:

@@ -155,30 +155,68 @@ func (w *Writer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create consumer %s on %s: %w", w.cfg.Consumer, w.cfg.Stream.Name, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2*w.cfg.Batch.MaxEvents), jetstream.PullHeartbeat(2*time.Second))
+	pull := func() (jetstream.MessagesContext, error) {
+		return cons.Messages(jetstream.PullMaxMessages(2*w.cfg.Batch.MaxEvents), jetstream.PullHeartbeat(2*time.Second))
+	}
+	first, err := pull()
 	if err != nil {
 		return fmt.Errorf("pull from consumer %s: %w", w.cfg.Consumer, err)
 	}
-
+	var (
+		itMu    sync.Mutex
+		it      = first
+		stopped bool
+	)
 	msgs := make(chan jetstream.Msg, w.cfg.Batch.MaxEvents)
 	go func() {
 		defer close(msgs)
+		failures := 0
 		for {
-			m, err := it.Next()
-			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					return
-				}
-				w.log.Warn("pull messages", "err", err)
+			itMu.Lock()
+			cur := it
+			itMu.Unlock()
+			m, err := cur.Next()
+			if err == nil {
+				failures = 0
+				msgs <- m
 				continue
 			}
-			msgs <- m
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			failures++
+			w.log.Warn("pull messages", "err", err, "consecutive", failures)
+			if failures < 5 {
+				continue
+			}
+			// The pull has not recovered by itself (for example after a
+			// cluster lost the consumer's leader): start a new one.
+			time.Sleep(time.Second)
+			next, err := pull()
+			if err != nil {
+				w.log.Warn("restart pull", "err", err)
+				continue
+			}
+			itMu.Lock()
+			if stopped {
+				itMu.Unlock()
+				next.Stop()
+				return
+			}
+			cur.Stop()
+			it = next
+			itMu.Unlock()
+			failures = 0
 		}
 	}()
 	go func() {
 		<-ctx.Done()
+		itMu.Lock()
+		stopped = true
+		cur := it
+		itMu.Unlock()
 		// Drain delivers what was already pulled, then closes the iterator.
-		it.Drain()
+		cur.Drain()
 	}()
 
 	// The batches are written with a context that outlives ctx by the drain

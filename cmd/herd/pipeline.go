@@ -196,6 +196,9 @@ func startWriter(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 	g.Go("sources mirror", func(ctx context.Context) error {
 		return warehouse.MirrorSources(ctx, db, kv, 30*time.Second, e.log)
 	})
+	g.Go("stream trim", func(ctx context.Context) error {
+		return stream.TrimLoop(ctx, js, sc, 5*time.Second, e.log)
+	})
 	g.Go("partitions", func(ctx context.Context) error {
 		return warehouse.Maintain(ctx, db, wf.partsAhead, wf.retention, e.log, w.Store().ForgetPartitions)
 	})

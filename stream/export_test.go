@@ -1,0 +1,3 @@
+package stream
+
+var Covers = covers

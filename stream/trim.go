@@ -1,0 +1,148 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Trim deletes messages that every consumer interested in them has
+// acknowledged, one subject family at a time (events, rejects, each
+// webhook). A family no consumer covers is kept whole: nothing is deleted
+// before someone has taken it. It returns the number of messages purged.
+//
+// Why not an interest-retention stream: such a stream drops what is
+// published while no consumer exists yet (a webhook before its loader
+// starts, events before the first writer), and the collector would have
+// answered 200 for them. Trimming by acknowledged floors never does.
+func Trim(ctx context.Context, js jetstream.JetStream, c Config) (uint64, error) {
+	c.Defaults()
+	s, err := js.Stream(ctx, c.Name)
+	if err != nil {
+		return 0, fmt.Errorf("open stream %s: %w", c.Name, err)
+	}
+	type cons struct {
+		filters []string
+		floor   uint64
+	}
+	var all []cons
+	lister := s.ListConsumers(ctx)
+	for ci := range lister.Info() {
+		f := ci.Config.FilterSubjects
+		if ci.Config.FilterSubject != "" {
+			f = append(f, ci.Config.FilterSubject)
+		}
+		all = append(all, cons{filters: f, floor: ci.AckFloor.Stream})
+	}
+	if err := lister.Err(); err != nil {
+		return 0, fmt.Errorf("list consumers of %s: %w", c.Name, err)
+	}
+	families := []string{c.EventsFilter(), c.RejectsFilter()}
+	for _, cs := range all {
+		for _, f := range cs.filters {
+			if strings.HasPrefix(f, c.Prefix+".webhooks.") && !strings.ContainsAny(f, "*>") {
+				families = append(families, f)
+			}
+		}
+	}
+	var purged uint64
+	seen := map[string]bool{}
+	for _, fam := range families {
+		if seen[fam] {
+			continue
+		}
+		seen[fam] = true
+		var floor uint64
+		covered := false
+		for _, cs := range all {
+			if !coversAny(cs.filters, fam) {
+				continue
+			}
+			if !covered || cs.floor < floor {
+				floor = cs.floor
+			}
+			covered = true
+		}
+		if !covered || floor == 0 {
+			continue
+		}
+		// Purge keeps floor+1 and above: exactly the messages not yet acked
+		// by every interested consumer.
+		before, err := s.Info(ctx)
+		if err != nil {
+			return purged, err
+		}
+		if err := s.Purge(ctx, jetstream.WithPurgeSubject(fam), jetstream.WithPurgeSequence(floor+1)); err != nil {
+			return purged, fmt.Errorf("purge %s below %d: %w", fam, floor+1, err)
+		}
+		after, err := s.Info(ctx)
+		if err != nil {
+			return purged, err
+		}
+		if before.State.Msgs > after.State.Msgs {
+			purged += before.State.Msgs - after.State.Msgs
+		}
+	}
+	return purged, nil
+}
+
+// TrimLoop runs Trim every interval until ctx ends.
+func TrimLoop(ctx context.Context, js jetstream.JetStream, c Config, interval time.Duration, log *slog.Logger) error {
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n, err := Trim(ctx, js, c)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("trim acknowledged messages from the stream", "err", err)
+		}
+		if n > 0 {
+			log.Debug("trimmed acknowledged messages", "count", n)
+		}
+	}
+}
+
+// coversAny reports whether a consumer with these filters receives every
+// message of the subject family fam. No filter means everything.
+func coversAny(filters []string, fam string) bool {
+	if len(filters) == 0 {
+		return true
+	}
+	for _, f := range filters {
+		if covers(f, fam) {
+			return true
+		}
+	}
+	return false
+}
+
+// covers reports whether subject filter f matches every subject fam matches.
+func covers(f, fam string) bool {
+	ft, st := strings.Split(f, "."), strings.Split(fam, ".")
+	for i, tok := range ft {
+		if tok == ">" {
+			return i < len(st)
+		}
+		if i >= len(st) {
+			return false
+		}
+		switch {
+		case tok == "*" && st[i] != ">":
+		case tok == st[i]:
+		default:
+			return false
+		}
+	}
+	return len(ft) == len(st)
+}

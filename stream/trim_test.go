@@ -1,0 +1,94 @@
+package stream_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/herdhq/herd/internal/natstest"
+	"github.com/herdhq/herd/stream"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestTrimKeepsWhatIsNotAcked: acknowledged events go, unacknowledged ones
+// and families nobody consumes stay; a full stream takes publishes again
+// once its messages are acknowledged and trimmed.
+func TestTrimKeepsWhatIsNotAcked(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Run(t)
+	c := natstest.StreamConfig(t)
+	c.MaxBytes = 64 << 10
+	js := natstest.JetStream(t, srv, c)
+	ctx := context.Background()
+	pub := func(subject string, n int) int {
+		ok := 0
+		for i := 0; i < n; i++ {
+			if _, err := js.Publish(ctx, subject, make([]byte, 900)); err == nil {
+				ok++
+			}
+		}
+		return ok
+	}
+	if got := pub(c.EventSubject(1), 100); got >= 100 {
+		t.Fatalf("published %d into a 64 KiB stream; want it to fill", got)
+	}
+	pub(c.WebhookSubject("stripe"), 0)
+	// No consumer yet: nothing may go.
+	if n, err := stream.Trim(ctx, js, c); err != nil || n != 0 {
+		t.Fatalf("trim without consumers: %d %v", n, err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, c.Name, jetstream.ConsumerConfig{
+		Durable: "w", AckPolicy: jetstream.AckExplicitPolicy, FilterSubjects: []string{c.EventsFilter(), c.RejectsFilter()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(20, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := 0
+	for m := range batch.Messages() {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+		acked++
+	}
+	s, _ := js.Stream(ctx, c.Name)
+	before, _ := s.Info(ctx)
+	n, err := stream.Trim(ctx, js, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := s.Info(ctx)
+	if n != uint64(acked) || after.State.Msgs != before.State.Msgs-uint64(acked) {
+		t.Fatalf("trimmed %d (msgs %d -> %d), want the %d acked", n, before.State.Msgs, after.State.Msgs, acked)
+	}
+	if after.State.FirstSeq != uint64(acked)+1 {
+		t.Fatalf("first sequence %d, want %d", after.State.FirstSeq, acked+1)
+	}
+	if got := pub(c.EventSubject(1), 5); got != 5 {
+		t.Fatalf("after trimming, %d of 5 publishes went through", got)
+	}
+}
+
+func TestCovers(t *testing.T) {
+	for _, tc := range []struct {
+		f, fam string
+		want   bool
+	}{
+		{"herd.events.>", "herd.events.>", true},
+		{"herd.>", "herd.events.>", true},
+		{"herd.events.*", "herd.events.>", false},
+		{"herd.rejects.>", "herd.events.>", false},
+		{"herd.webhooks.stripe", "herd.webhooks.stripe", true},
+		{"herd.webhooks.*", "herd.webhooks.stripe", true},
+		{">", "herd.events.>", true},
+	} {
+		if got := stream.Covers(tc.f, tc.fam); got != tc.want {
+			t.Errorf("covers(%q, %q) = %v", tc.f, tc.fam, got)
+		}
+	}
+	_ = fmt.Sprint
+}
