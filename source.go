@@ -18,5 +18,8 @@ type Source struct {
 	AllowedOrigins []string  `json:"allowed_origins,omitempty"`
 	AnonymizeIP    bool      `json:"anonymize_ip,omitempty"`
 	Revoked        bool      `json:"revoked,omitempty"`
+	// RateLimit is the most events per second the source may send; nil
+	// means the collector's default, 0 unlimited.
+	RateLimit *float64 `json:"rate_limit,omitempty"`
 	CreatedAt      time.Time `json:"created_at"`
 }

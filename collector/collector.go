@@ -47,6 +47,11 @@ type Config struct {
 	// is_bot set. They are still answered 200 (a bot that sees errors
 	// retries) and counted in herd_collector_events_total{result="dropped"}.
 	DropBots bool
+	// RateLimit is the default events per second per source (a source's own
+	// rate_limit overrides it); 0 is unlimited.
+	RateLimit float64
+	// IPRateLimit bounds requests per second per client IP; 0 is off.
+	IPRateLimit float64
 	// Now is the clock (tests move it); default time.Now.
 	Now func() time.Time
 	// ReadTimeout and IdleTimeout protect against slow or idle clients.
@@ -104,6 +109,7 @@ type Collector struct {
 	sources  atomic.Pointer[map[string]*herd.Source]
 	webhooks map[string]Webhook
 	static   map[string]Static
+	limits   *limiters
 	ready    atomic.Bool
 }
 
@@ -115,6 +121,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 		return nil, err
 	}
 	c := &Collector{cfg: cfg, nc: nc, js: js, log: log, m: newMetrics(reg), enricher: cfg.Enricher, webhooks: map[string]Webhook{}}
+	c.limits = newLimiters(cfg.RateLimit, cfg.IPRateLimit)
 	c.static = make(map[string]Static, len(cfg.Static))
 	for path, st := range cfg.Static {
 		if st.Render == nil {

@@ -291,6 +291,15 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 	}
 	info.ip = c.clientIP(ctx.RemoteIP(), &ctx.Request.Header)
 
+	if ok, wait := c.limits.ip(info.ip, now); !ok {
+		c.rateLimited(ctx, "ip", wait, "too many requests from "+info.ip)
+		return
+	}
+	if ok, wait := c.limits.source(src, len(r.items), now); !ok {
+		c.rateLimited(ctx, "source", wait, fmt.Sprintf("source %s is over its rate limit", src.Name))
+		return
+	}
+
 	p := c.newPublish()
 	var errs []itemError
 	accepted := 0
@@ -520,4 +529,11 @@ func (c *Collector) webhook(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	replyJSON(ctx, 200, `{"received":true}`)
+}
+
+// rateLimited answers 429 with the time after which a retry would pass.
+func (c *Collector) rateLimited(ctx *fasthttp.RequestCtx, scope string, wait time.Duration, msg string) {
+	c.m.events.WithLabelValues("rate_limited", scope).Inc()
+	ctx.Response.Header.Set("Retry-After", retryAfter(wait))
+	replyError(ctx, fasthttp.StatusTooManyRequests, msg+"; retry after "+retryAfter(wait)+"s")
 }

@@ -77,9 +77,9 @@ func CreateSource(ctx context.Context, db *pgxpool.Pool, s herd.Source) (herd.So
 	if s.AllowedOrigins == nil {
 		s.AllowedOrigins = []string{}
 	}
-	err := db.QueryRow(ctx, `INSERT INTO herd.sources (name, write_key, kind, allowed_origins, anonymize_ip)
-		VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at`,
-		s.Name, s.WriteKey, s.Kind, s.AllowedOrigins, s.AnonymizeIP).Scan(&s.ID, &s.CreatedAt)
+	err := db.QueryRow(ctx, `INSERT INTO herd.sources (name, write_key, kind, allowed_origins, anonymize_ip, rate_limit)
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at`,
+		s.Name, s.WriteKey, s.Kind, s.AllowedOrigins, s.AnonymizeIP, s.RateLimit).Scan(&s.ID, &s.CreatedAt)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" {
 		return s, herd.Errorf(herd.ErrInvalid, "a source with that name or write key already exists (%s)", pe.ConstraintName)
@@ -103,11 +103,11 @@ func EnsureSource(ctx context.Context, db *pgxpool.Pool, s herd.Source) (herd.So
 	return got, err == nil, err
 }
 
-const sourceCols = `id, name, write_key, kind, allowed_origins, anonymize_ip, revoked_at IS NOT NULL, created_at`
+const sourceCols = `id, name, write_key, kind, allowed_origins, anonymize_ip, revoked_at IS NOT NULL, created_at, rate_limit`
 
 func scanSource(row pgx.Row) (herd.Source, error) {
 	var s herd.Source
-	err := row.Scan(&s.ID, &s.Name, &s.WriteKey, &s.Kind, &s.AllowedOrigins, &s.AnonymizeIP, &s.Revoked, &s.CreatedAt)
+	err := row.Scan(&s.ID, &s.Name, &s.WriteKey, &s.Kind, &s.AllowedOrigins, &s.AnonymizeIP, &s.Revoked, &s.CreatedAt, &s.RateLimit)
 	return s, err
 }
 
@@ -144,6 +144,19 @@ func RevokeSource(ctx context.Context, db *pgxpool.Pool, name string) error {
 	tag, err := db.Exec(ctx, `UPDATE herd.sources SET revoked_at = coalesce(revoked_at, now()) WHERE name = $1`, name)
 	if err != nil {
 		return fmt.Errorf("revoke source %s: %w", name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return herd.Errorf(herd.ErrNotFound, "no source named %q", name)
+	}
+	return nil
+}
+
+// SetRateLimit changes a source's rate limit (events/s; nil: the
+// collector's default, 0: unlimited). Collectors apply it within a second.
+func SetRateLimit(ctx context.Context, db *pgxpool.Pool, name string, limit *float64) error {
+	tag, err := db.Exec(ctx, `UPDATE herd.sources SET rate_limit = $2 WHERE name = $1`, name, limit)
+	if err != nil {
+		return fmt.Errorf("set rate limit of source %s: %w", name, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return herd.Errorf(herd.ErrNotFound, "no source named %q", name)

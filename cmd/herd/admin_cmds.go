@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -30,6 +31,7 @@ type sourceFlags struct {
 	writeKey  string
 	origins   string
 	anonymize bool
+	rateLimit float64
 }
 
 func init() {
@@ -67,6 +69,7 @@ func init() {
 			fs.StringVar(&s.writeKey, "write-key", "", "write key to use (default: random)")
 			fs.StringVar(&s.origins, "allowed-origins", "", "comma-separated origins a browser source accepts (default: any)")
 			fs.BoolVar(&s.anonymize, "anonymize-ip", false, "zero the last octet (IPv4) or 80 bits (IPv6) of client IPs")
+			fs.Float64Var(&s.rateLimit, "rate-limit", -1, "events per second this source may send (429 past it); 0: unlimited; default: the collector's --rate-limit")
 			return &s
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
@@ -85,9 +88,11 @@ func init() {
 					origins = append(origins, o)
 				}
 			}
-			s, err := warehouse.CreateSource(ctx, db, herd.Source{
-				Name: args[0], Kind: f.kind, WriteKey: f.writeKey, AllowedOrigins: origins, AnonymizeIP: f.anonymize,
-			})
+			src := herd.Source{Name: args[0], Kind: f.kind, WriteKey: f.writeKey, AllowedOrigins: origins, AnonymizeIP: f.anonymize}
+			if f.rateLimit >= 0 {
+				src.RateLimit = &f.rateLimit
+			}
+			s, err := warehouse.CreateSource(ctx, db, src)
 			if err != nil {
 				return err
 			}
@@ -147,6 +152,42 @@ func init() {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "revoked %s\n", args[0])
+			return nil
+		},
+	})
+}
+
+func init() {
+	register(&command{
+		name:    "sources limit",
+		usage:   "NAME EVENTS_PER_SECOND|default",
+		summary: "set a source's rate limit (0: unlimited; default: the collector's --rate-limit)",
+		flags: func(fs *flag.FlagSet) any {
+			var d dbFlags
+			d.bind(fs)
+			return &d
+		},
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) != 2 {
+				return usagef("want NAME and a rate in events per second, or 'default'")
+			}
+			var limit *float64
+			if args[1] != "default" {
+				v, err := strconv.ParseFloat(args[1], 64)
+				if err != nil || v < 0 {
+					return usagef("rate %q: want a number of events per second >= 0, or 'default'", args[1])
+				}
+				limit = &v
+			}
+			db, err := config[*dbFlags]("sources limit").open(ctx)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if err := warehouse.SetRateLimit(ctx, db, args[0], limit); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "rate limit of %s set to %s\n", args[0], args[1])
 			return nil
 		},
 	})

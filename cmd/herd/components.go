@@ -55,6 +55,8 @@ type collectorFlags struct {
 	enrich         bool
 	geoIPDB, asnDB string
 	bots           string
+	rateLimit      float64
+	ipRateLimit    float64
 }
 
 func (c *collectorFlags) bind(fs *flag.FlagSet) {
@@ -63,6 +65,8 @@ func (c *collectorFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
 	fs.BoolVar(&c.anonymizeIP, "anonymize-ip", false, "zero the last octet (IPv4) or 80 bits (IPv6) of every client IP")
 	fs.DurationVar(&c.publishTimeout, "publish-timeout", 3*time.Second, "longest wait for JetStream's acknowledgement before answering 503")
+	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "default events per second per source, answered 429 past it (a source's own limit wins); 0: unlimited")
+	fs.Float64Var(&c.ipRateLimit, "ip-rate-limit", 0, "requests per second per client IP, answered 429 past it; 0: off")
 	fs.BoolVar(&c.enrich, "enrich", true, "parse user agents, flag bots, look up geo and classify referrers (false: basic columns only)")
 	fs.StringVar(&c.geoIPDB, "geoip-db", "", "MaxMind City or Country .mmdb file; reloaded when it changes (empty: geo columns stay NULL)")
 	fs.StringVar(&c.asnDB, "asn-db", "", "MaxMind ASN .mmdb file (optional)")
@@ -70,7 +74,8 @@ func (c *collectorFlags) bind(fs *flag.FlagSet) {
 }
 
 func (c *collectorFlags) config(sc stream.Config) (collector.Config, error) {
-	cfg := collector.Config{Stream: sc, PublicURL: c.publicURL, AnonymizeIP: c.anonymizeIP, PublishTimeout: c.publishTimeout}
+	cfg := collector.Config{Stream: sc, PublicURL: c.publicURL, AnonymizeIP: c.anonymizeIP, PublishTimeout: c.publishTimeout,
+		RateLimit: c.rateLimit, IPRateLimit: c.ipRateLimit}
 	for _, s := range strings.Split(c.trustedProxies, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
