@@ -2,8 +2,8 @@ package collector
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -60,6 +60,7 @@ type request struct {
 	sentAt       json.RawMessage
 	writeKey     string
 	batch        bool
+	parsed       *wireEvent // the single event, already decoded
 }
 
 // decodeBody splits a body into items. Errors are request-level: the whole
@@ -72,19 +73,17 @@ func decodeBody(body []byte, batch bool) (*request, error) {
 	if body[0] != '{' {
 		return nil, herd.Errorf(herd.ErrInvalid, "body must be a JSON object")
 	}
-	if !json.Valid(body) {
-		return nil, herd.Errorf(herd.ErrInvalid, "body is not valid JSON")
-	}
 	if !batch {
-		var probe struct {
-			WriteKey string `json:"writeKey"`
+		// One parse: the event itself, which also carries the write key.
+		w := new(wireEvent)
+		if err := json.Unmarshal(body, w); err != nil {
+			return nil, herd.Errorf(herd.ErrInvalid, "body is not valid JSON: %s", jsonErr(err))
 		}
-		_ = json.Unmarshal(body, &probe)
-		return &request{items: []json.RawMessage{body}, writeKey: probe.WriteKey}, nil
+		return &request{items: []json.RawMessage{body}, parsed: w, writeKey: w.WriteKey}, nil
 	}
 	var b wireBatch
 	if err := json.Unmarshal(body, &b); err != nil {
-		return nil, herd.Errorf(herd.ErrInvalid, "batch: %s", jsonErr(err))
+		return nil, herd.Errorf(herd.ErrInvalid, "body is not valid JSON: %s", jsonErr(err))
 	}
 	if len(b.Batch) == 0 {
 		return nil, herd.Errorf(herd.ErrInvalid, "batch is empty: send {\"batch\": [event, ...]}")

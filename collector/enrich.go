@@ -1,7 +1,7 @@
 package collector
 
 import (
-	"encoding/json"
+	json "github.com/goccy/go-json"
 	"net/url"
 	"strings"
 

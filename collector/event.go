@@ -1,8 +1,8 @@
 package collector
 
 import (
-	"encoding/json"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,7 +29,9 @@ func (c *Collector) buildEvent(item json.RawMessage, r *request, info *reqInfo) 
 		return ev, fmt.Errorf("event must be a JSON object")
 	}
 	var w wireEvent
-	if err := json.Unmarshal(item, &w); err != nil {
+	if r.parsed != nil && len(r.items) == 1 {
+		w = *r.parsed
+	} else if err := json.Unmarshal(item, &w); err != nil {
 		return ev, fmt.Errorf("event: %s", jsonErr(err))
 	}
 	typ := w.Type

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"io"
 	"strconv"
 	"strings"
@@ -315,7 +315,12 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 			c.m.events.WithLabelValues("dropped", "bot").Inc()
 			continue
 		}
-		p.event(c.cfg.Stream.EventSubject(src.ID), &ev)
+		if err := p.event(c.cfg.Stream.EventSubject(src.ID), &ev); err != nil {
+			errs = append(errs, itemError{Index: i, MessageID: ev.MessageID, Error: err.Error()})
+			p.reject(c.cfg.Stream.RejectSubject(src.ID), herd.Reject{SourceID: src.ID, MessageID: ev.MessageID, Reason: err.Error(), Raw: string(item), ReceivedAt: now})
+			c.m.events.WithLabelValues("rejected", reasonCode(err)).Inc()
+			continue
+		}
 		accepted++
 	}
 	if err := p.wait(c.cfg.PublishTimeout); err != nil {
@@ -394,13 +399,15 @@ func (p *publishing) send(subject, msgID string, data []byte) {
 	p.futures = append(p.futures, f)
 }
 
-func (p *publishing) event(subject string, ev *herd.Event) {
+// event publishes ev. An event that cannot be encoded is refused on its own
+// (retrying would fail the same way), not the request with a 503.
+func (p *publishing) event(subject string, ev *herd.Event) error {
 	data, err := json.Marshal(ev)
 	if err != nil {
-		p.err = err
-		return
+		return fmt.Errorf("event cannot be encoded as JSON: %v", err)
 	}
 	p.send(subject, stream.MsgID(ev.SourceID, ev.MessageID), data)
+	return nil
 }
 
 func (p *publishing) reject(subject string, r herd.Reject) {
