@@ -157,17 +157,58 @@ func (s *Store) ForgetPartitions() { s.parts.Clear() }
 
 const stageSQL = `CREATE TEMP TABLE IF NOT EXISTS herd_stage (LIKE herd.events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`
 
-var insertSQL = `WITH firsts AS (
-	SELECT DISTINCT ON (source_id, message_id) * FROM herd_stage
-	ORDER BY source_id, message_id, stream_seq NULLS LAST
-), ledger AS (
+// insertSQL moves the staged rows into herd.events, skipping every
+// (source, message id) the ledger already holds. The rows are unique within
+// the batch (firstOfEach ran before the COPY), so no sort is needed here.
+var insertSQL = `WITH ledger AS (
 	INSERT INTO herd.message_ids (source_id, message_id, day)
-	SELECT source_id, message_id, ("timestamp" AT TIME ZONE 'UTC')::date FROM firsts
+	SELECT source_id, message_id, ("timestamp" AT TIME ZONE 'UTC')::date FROM herd_stage
 	ON CONFLICT DO NOTHING
 	RETURNING source_id, message_id
 )
 INSERT INTO herd.events (` + quotedColumns + `)
-SELECT ` + quotedColumns + ` FROM firsts JOIN ledger USING (source_id, message_id)`
+SELECT ` + quotedColumns + ` FROM herd_stage JOIN ledger USING (source_id, message_id)`
+
+// firstOfEach drops repeats of a (source, message id) within rows, keeping
+// the one with the lowest stream sequence (the first delivery). It returns
+// rows itself when there are none, which is the common case.
+func firstOfEach(rows []Row) []Row {
+	type key struct {
+		src int64
+		id  string
+	}
+	seen := make(map[key]int, len(rows))
+	dup := false
+	for i := range rows {
+		k := key{rows[i].SourceID, rows[i].MessageID}
+		if j, ok := seen[k]; ok {
+			dup = true
+			if seqLess(rows[i].Seq, rows[j].Seq) {
+				seen[k] = i
+			}
+			continue
+		}
+		seen[k] = i
+	}
+	if !dup {
+		return rows
+	}
+	out := make([]Row, 0, len(seen))
+	for i := range rows {
+		if seen[key{rows[i].SourceID, rows[i].MessageID}] == i {
+			out = append(out, rows[i])
+		}
+	}
+	return out
+}
+
+// seqLess orders stream sequences with 0 (not from the stream) last.
+func seqLess(a, b uint64) bool {
+	if a == 0 {
+		return false
+	}
+	return b == 0 || a < b
+}
 
 // Write stores rows and rejects in one transaction. When Postgres refuses
 // the data itself (a value it cannot hold), the rows are split until the
@@ -238,11 +279,12 @@ func (s *Store) write(ctx context.Context, rows []Row, rejects []RejectRow) (Res
 			if _, err := tx.Exec(ctx, stageSQL); err != nil {
 				return fmt.Errorf("create staging table: %w", err)
 			}
-			n, err := tx.CopyFrom(ctx, pgx.Identifier{"herd_stage"}, eventColumns, &rowSource{rows: rows, i: -1})
+			unique := firstOfEach(rows)
+			n, err := tx.CopyFrom(ctx, pgx.Identifier{"herd_stage"}, eventColumns, &rowSource{rows: unique, i: -1})
 			if err != nil {
 				return fmt.Errorf("copy %d events into staging: %w", len(rows), err)
 			}
-			if hasIdentityCalls(rows) {
+			if hasIdentityCalls(unique) {
 				if err := tx.QueryRow(ctx, identitySQL).Scan(&res.Inserted); err != nil {
 					return fmt.Errorf("insert %d events into herd.events and update identities: %w", n, err)
 				}
