@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -42,9 +43,22 @@ type Config struct {
 	// people do. Default: the address herd connected to.
 	Host string
 	Port int
+	// Group is a NOLOGIN role every analyst is made a member of, created
+	// when missing. herd replicate grants the tables it loads to it, also
+	// where they land outside Schemas (logical replication keeps the
+	// source's schema, public.users stays public.users). Roles are
+	// server-wide, so one group serves every warehouse database on the
+	// server. Default DefaultGroup.
+	Group string
 }
 
+// DefaultGroup is the default Config.Group, and replicate's default too.
+const DefaultGroup = "herd_analysts"
+
 func (c Config) withDefaults() Config {
+	if c.Group == "" {
+		c.Group = DefaultGroup
+	}
 	if len(c.Schemas) == 0 {
 		c.Schemas = []string{"herd", "app", "stripe", "rollups"}
 	}
@@ -99,6 +113,12 @@ func Add(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, cfg Config, na
 	if err := ValidName(name); err != nil {
 		return Analyst{}, err
 	}
+	if !groupRE.MatchString(cfg.Group) || strings.HasPrefix(cfg.Group, "pg_") {
+		return Analyst{}, fmt.Errorf("analysts group %q: want a lower-case SQL identifier of at most 63 characters, not starting with pg_", cfg.Group)
+	}
+	if name == cfg.Group {
+		return Analyst{}, fmt.Errorf("analyst name %q is the analysts group's name; choose another", name)
+	}
 	password := randomPassword()
 	verifier, err := scramVerifier(password)
 	if err != nil {
@@ -126,7 +146,15 @@ func Add(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, cfg Config, na
 			// a role to create a schema owned by it.
 			stmts = append(stmts, "GRANT "+role+" TO "+pgx.Identifier{me}.Sanitize())
 		}
+		group := pgx.Identifier{cfg.Group}.Sanitize()
 		stmts = append(stmts,
+			// Roles are server-wide: a concurrent add (or herd replicate,
+			// which also creates the group) may create it at the same time.
+			`DO $herd$ BEGIN
+				IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = `+quoteLiteral(cfg.Group)+`) THEN CREATE ROLE `+group+` NOLOGIN; END IF;
+			EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+			END $herd$`,
+			"GRANT "+group+" TO "+role,
 			"GRANT CONNECT ON DATABASE "+pgx.Identifier{dbname}.Sanitize()+" TO "+role,
 			"CREATE SCHEMA "+role+" AUTHORIZATION "+role,
 			"ALTER ROLE "+role+" SET statement_timeout = "+strconv.FormatInt(cfg.StatementTimeout.Milliseconds(), 10),
@@ -164,7 +192,7 @@ func Add(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, cfg Config, na
 	if err != nil {
 		return Analyst{}, fmt.Errorf("add analyst %s: %w", name, err)
 	}
-	log.Info("analyst added", "name", name, "schemas", cfg.Schemas)
+	log.Info("analyst added", "name", name, "schemas", cfg.Schemas, "group", cfg.Group)
 	return Analyst{Name: name, Password: password, URL: connString(db, cfg, name, password), CreatedAt: time.Now()}, nil
 }
 
@@ -218,6 +246,20 @@ func Remove(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, name string
 		}
 		var stmts []string
 		if exists {
+			// Leave the groups the analyst is a member of, the analysts
+			// group of Add among them; the groups stay for the others.
+			// DROP ROLE would end the memberships as well, so a group herd
+			// may not administer is left to it.
+			rows, _ := tx.Query(ctx, `SELECT quote_ident(g.rolname) FROM pg_auth_members m
+				JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member
+				WHERE r.rolname = $1 AND pg_has_role(g.oid, 'MEMBER WITH ADMIN OPTION') ORDER BY 1`, name)
+			groups, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return fmt.Errorf("read memberships of %s: %w", name, err)
+			}
+			if len(groups) > 0 {
+				stmts = append(stmts, "REVOKE "+strings.Join(groups, ", ")+" FROM "+role)
+			}
 			if !dropObjects {
 				stmts = append(stmts, "REASSIGN OWNED BY "+role+" TO CURRENT_USER")
 			}
@@ -288,6 +330,8 @@ func scramVerifier(password string) (string, error) {
 	b64 := base64.StdEncoding.EncodeToString
 	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, b64(salt), b64(stored[:]), b64(server)), nil
 }
+
+var groupRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 

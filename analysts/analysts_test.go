@@ -31,14 +31,29 @@ func migrated(t *testing.T, url string) *pgxpool.Pool {
 	return db
 }
 
+// testGroup is the analysts group of the test using database db: roles
+// are server-wide and tests share the server, so each test has its own,
+// named after its database.
+func testGroup(t *testing.T, db *pgxpool.Pool) string {
+	t.Helper()
+	var dbname string
+	if err := db.QueryRow(context.Background(), "SELECT current_database()").Scan(&dbname); err != nil {
+		t.Fatal(err)
+	}
+	return "grp_" + dbname
+}
+
 // addAnalyst adds an analyst with a unique name (roles are server-wide and
-// tests share the server) and drops it when the test ends.
+// tests share the server) in the test's own group, and drops both when the
+// test ends.
 func addAnalyst(t *testing.T, db *pgxpool.Pool, prefix string) Analyst {
 	t.Helper()
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	name := prefix + "_" + hex.EncodeToString(b)
-	a, err := Add(context.Background(), db, quietLog(), Config{}, name)
+	group := testGroup(t, db)
+	t.Cleanup(func() { dropRole(t, db, group) }) // after the analyst's own
+	a, err := Add(context.Background(), db, quietLog(), Config{Group: group}, name)
 	if err != nil {
 		t.Fatalf("add analyst %s: %v", name, err)
 	}
@@ -151,6 +166,14 @@ func TestAnalystAccess(t *testing.T) {
 		CREATE MATERIALIZED VIEW rollups.later AS SELECT 1 AS one`); err != nil {
 		t.Fatal(err)
 	}
+	// Outside those schemas (where logical replication puts the app's
+	// tables) a table granted to the analysts group alone is readable.
+	group := pgx.Identifier{testGroup(t, db)}.Sanitize()
+	if _, err := db.Exec(ctx, `CREATE SCHEMA elsewhere; CREATE TABLE elsewhere.shared AS SELECT 1 AS one;
+		CREATE TABLE elsewhere.private AS SELECT 1 AS one;
+		GRANT USAGE ON SCHEMA elsewhere TO `+group+`; GRANT SELECT ON elsewhere.shared TO `+group); err != nil {
+		t.Fatal(err)
+	}
 	bobs := pgx.Identifier{bob.Name, "bobs"}.Sanitize()
 	cases := []struct {
 		what, sql string
@@ -161,6 +184,8 @@ func TestAnalystAccess(t *testing.T) {
 		{"read a view in herd", "SELECT count(*) FROM herd.pages", false},
 		{"read an app table created later", "SELECT id FROM app.customers", false},
 		{"read a rollup created later", "SELECT one FROM rollups.later", false},
+		{"read a table granted to the analysts group only", "SELECT one FROM elsewhere.shared", false},
+		{"read a table not granted", "SELECT one FROM elsewhere.private", true},
 		{"insert into herd", "INSERT INTO herd.sources (name, write_key) VALUES ('x', 'y')", true},
 		{"create a table in herd", "CREATE TABLE herd.mine (x int)", true},
 		{"create a table in app", "CREATE TABLE app.mine (x int)", true},
@@ -224,6 +249,10 @@ func TestRemove(t *testing.T) {
 	}
 	if roles != 0 || schemas != 0 {
 		t.Fatalf("after remove: %d roles, %d schemas of %s left; want 0", roles, schemas, gone.Name)
+	}
+	var groupLeft bool
+	if err := db.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1 AND NOT rolcanlogin)", testGroup(t, db)).Scan(&groupLeft); err != nil || !groupLeft {
+		t.Fatalf("the analysts group went away with its last member: %v %v", groupLeft, err)
 	}
 	// A role herd did not create is never dropped.
 	if _, err := db.Exec(ctx, "CREATE ROLE "+pgx.Identifier{keep.Name}.Sanitize()); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"sort"
 	"strings"
@@ -110,7 +111,7 @@ func addLogical(ctx context.Context, wh *pgxpool.Pool, src *pgx.Conn, cfg Config
 	cfg.Log.Info("replicate: publication created", "name", cfg.Name, "tables", len(tables))
 
 	err = pgx.BeginFunc(ctx, wh, func(tx pgx.Tx) error {
-		if err := createTargets(ctx, tx, tables); err != nil {
+		if err := createTargets(ctx, tx, cfg.Log, cfg.AnalystsGroup, tables); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, warehouseDDLSQL(cfg.Name)); err != nil {
@@ -154,10 +155,13 @@ func addLogical(ctx context.Context, wh *pgxpool.Pool, src *pgx.Conn, cfg Config
 	return waitCopied(ctx, wh, cfg.Name, estimates, cfg.Progress, cfg.ProgressEvery)
 }
 
-// createTargets creates the warehouse tables. A target that exists and
-// holds rows is refused: the initial copy would collide with them.
-func createTargets(ctx context.Context, tx pgx.Tx, tables []table) error {
+// createTargets creates the warehouse tables and lets the analysts group
+// read them. A target that exists and holds rows is refused: the initial
+// copy would collide with them.
+func createTargets(ctx context.Context, tx pgx.Tx, log *slog.Logger, group string, tables []table) error {
+	var schemas, names []string
 	for _, t := range tables {
+		schemas, names = append(schemas, t.Schema), append(names, t.qualified())
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+quote(t.Schema)); err != nil {
 			return fmt.Errorf("create schema %s on the warehouse: %w", t.Schema, err)
 		}
@@ -178,7 +182,7 @@ func createTargets(ctx context.Context, tx pgx.Tx, tables []table) error {
 			return fmt.Errorf("create %s on the warehouse: %w", t, err)
 		}
 	}
-	return nil
+	return grantAnalysts(ctx, tx, log, group, schemas, names)
 }
 
 // tableState is one row of pg_subscription_rel with copy progress.
@@ -315,7 +319,14 @@ func addFDW(ctx context.Context, wh *pgxpool.Pool, cfg Config, tables []table) e
 				return fmt.Errorf("set up postgres_fdw server %s on the warehouse: %s: %w", cfg.Name, strings.SplitN(s, " OPTIONS", 2)[0], err)
 			}
 		}
+		// Analysts read the foreign tables with their own user mapping.
+		if err := ensurePublicMapping(ctx, tx, cfg.Name); err != nil {
+			return err
+		}
 		if err := importForeign(ctx, tx, cfg.Name, cfg.IntoSchema, list); err != nil {
+			return err
+		}
+		if err := grantForeignTables(ctx, tx, cfg.Log, cfg.AnalystsGroup, cfg.Name, cfg.IntoSchema); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO herd.replicate_subscriptions (name, mode, source_url, into_schema, tables, all_tables)

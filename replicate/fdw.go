@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -32,18 +33,44 @@ type dependentView struct {
 	Indexes    []string // of a materialized view
 }
 
+// RefreshConfig configures RefreshWith.
+type RefreshConfig struct {
+	Name     string // replication; may be empty when there is only one
+	Progress io.Writer
+	// AnalystsGroup is granted SELECT on the re-imported foreign tables
+	// (see Config.AnalystsGroup). Default DefaultAnalystsGroup.
+	AnalystsGroup string
+	Log           *slog.Logger
+}
+
 // Refresh re-imports the foreign tables of FDW replication name (for
 // example after a migration on the source added a column) and recreates
 // every view that depends on them, recursively, in dependency order, all
 // in one transaction: readers see the old views until it commits, and a
 // view that no longer fits the new tables makes the whole refresh fail,
-// leaving everything as it was.
+// leaving everything as it was. The new foreign tables are granted to
+// DefaultAnalystsGroup; RefreshWith takes another group.
 func Refresh(ctx context.Context, wh *pgxpool.Pool, name string, progress io.Writer) (RefreshResult, error) {
+	return RefreshWith(ctx, wh, RefreshConfig{Name: name, Progress: progress})
+}
+
+// RefreshWith is Refresh with its configuration.
+func RefreshWith(ctx context.Context, wh *pgxpool.Pool, cfg RefreshConfig) (RefreshResult, error) {
+	progress := cfg.Progress
 	if progress == nil {
 		progress = io.Discard
 	}
+	if cfg.AnalystsGroup == "" {
+		cfg.AnalystsGroup = DefaultAnalystsGroup
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
 	var res RefreshResult
-	sub, err := subscription(ctx, wh, name)
+	if err := validGroup(cfg.AnalystsGroup); err != nil {
+		return res, err
+	}
+	sub, err := subscription(ctx, wh, cfg.Name)
 	if err != nil {
 		return res, err
 	}
@@ -104,6 +131,14 @@ func Refresh(ctx context.Context, wh *pgxpool.Pool, name string, progress io.Wri
 			}
 		}
 		if err := importForeign(ctx, tx, sub.Name, sub.IntoSchema, tables); err != nil {
+			return err
+		}
+		// The dropped tables took their grants with them. The mapping
+		// exists already unless the replication predates it.
+		if err := grantForeignTables(ctx, tx, cfg.Log, cfg.AnalystsGroup, sub.Name, sub.IntoSchema); err != nil {
+			return err
+		}
+		if err := ensurePublicMapping(ctx, tx, sub.Name); err != nil {
 			return err
 		}
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver

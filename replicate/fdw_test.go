@@ -45,8 +45,17 @@ func TestFDWRefreshViewChain(t *testing.T) {
 	ctx := ctxT(t, time.Minute)
 	exec(t, src, `CREATE TABLE customers (id int PRIMARY KEY, name text, country text, spend numeric);
 		INSERT INTO customers SELECT g, 'c' || g, CASE WHEN g % 2 = 0 THEN 'DE' ELSE 'FR' END, g FROM generate_series(1, 10) g`)
-	if err := Add(ctx, wh, Config{SourceURL: srcURL, Tables: []string{"customers"}, Mode: ModeFDW, IntoSchema: "app_fdw"}); err != nil {
+	group := uniqueGroup()
+	if err := Add(ctx, wh, Config{SourceURL: srcURL, Tables: []string{"customers"}, Mode: ModeFDW, IntoSchema: "app_fdw", AnalystsGroup: group}); err != nil {
 		t.Fatalf("add fdw: %v", err)
+	}
+	// An analyst (a non-superuser in the group) reads the foreign table
+	// through the user mapping for PUBLIC.
+	if n, err := countAs(t, wh, group, "app_fdw.customers"); err != nil || n != 10 {
+		t.Fatalf("a member of the analysts group reads %d rows of app_fdw.customers: %v; want 10", n, err)
+	}
+	if _, err := countAs(t, wh, "", "app_fdw.customers"); err == nil {
+		t.Error("a role outside the analysts group reads app_fdw.customers")
 	}
 	exec(t, wh, `CREATE SCHEMA reports;
 		CREATE ROLE herd_test_reader;
@@ -65,9 +74,12 @@ func TestFDWRefreshViewChain(t *testing.T) {
 	if _, err := wh.Exec(ctx, "SELECT email FROM app_fdw.customers"); err == nil {
 		t.Fatal("the foreign table shows the new column before refresh; the test proves nothing")
 	}
-	res, err := Refresh(ctx, wh, "", nil)
+	res, err := RefreshWith(ctx, wh, RefreshConfig{AnalystsGroup: group})
 	if err != nil {
 		t.Fatalf("refresh: %v", err)
+	}
+	if n, err := countAs(t, wh, group, "app_fdw.customers WHERE email IS NOT NULL"); err != nil || n != 10 {
+		t.Errorf("after refresh a member of the analysts group reads %d rows of app_fdw.customers: %v; want 10", n, err)
 	}
 	if strings.Join(res.Views, ",") != `reports.v1,reports.v2,reports.v3` || res.ForeignTables != 1 {
 		t.Errorf("refresh recreated %v over %d foreign tables, want v1,v2,v3 in order over 1", res.Views, res.ForeignTables)

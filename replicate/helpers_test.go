@@ -194,3 +194,34 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// uniqueGroup names an analysts group for one test (roles are server-wide).
+func uniqueGroup() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "analysts_" + hex.EncodeToString(b)
+}
+
+// countAs counts the rows of table as a new role that is a member of
+// group only, as an analyst is (no group: a member of none). The role
+// lives for one transaction.
+func countAs(t *testing.T, pool *pgxpool.Pool, group, table string) (int64, error) {
+	t.Helper()
+	ctx := ctxT(t, 30*time.Second)
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	role := quote("member_" + uniqueGroup())
+	create := "CREATE ROLE " + role
+	if group != "" {
+		create += " IN ROLE " + quote(group)
+	}
+	if _, err := tx.Exec(ctx, create+"; SET LOCAL ROLE "+role); err != nil {
+		t.Fatalf("%s: %v", create, err)
+	}
+	var n int64
+	err = tx.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n)
+	return n, err
+}

@@ -65,9 +65,16 @@ type Config struct {
 	CopyTimeout time.Duration
 	// Log receives what herd did. Default: discard.
 	Log *slog.Logger
+	// AnalystsGroup is the role analysts are members of; it gets USAGE on
+	// the target schemas and SELECT on the tables herd creates or imports
+	// (created NOLOGIN when missing). Default DefaultAnalystsGroup.
+	AnalystsGroup string
 }
 
 func (c Config) withDefaults() Config {
+	if c.AnalystsGroup == "" {
+		c.AnalystsGroup = DefaultAnalystsGroup
+	}
 	if c.Name == "" {
 		c.Name = "herd"
 	}
@@ -107,7 +114,7 @@ func (c Config) validate() error {
 	if c.All == (len(c.Tables) > 0) {
 		return fmt.Errorf("choose the tables: --tables a,b or --all (not both)")
 	}
-	return nil
+	return validGroup(c.AnalystsGroup)
 }
 
 // quote quotes a possibly schema-qualified name given as parts.

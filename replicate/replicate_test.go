@@ -33,8 +33,9 @@ func TestReplicateThreeTables(t *testing.T) {
 	exec(t, p.src, appSchema)
 	ctx := ctxT(t, 2*time.Minute)
 	var progress syncBuffer
+	group := uniqueGroup()
 	err := Add(ctx, p.wh, Config{SourceURL: p.srcURL, Tables: []string{"users", "orders", "public.events"},
-		Progress: &progress, ProgressEvery: 200 * time.Millisecond})
+		Progress: &progress, ProgressEvery: 200 * time.Millisecond, AnalystsGroup: group})
 	if err != nil {
 		t.Fatalf("add: %v", err)
 	}
@@ -42,6 +43,14 @@ func TestReplicateThreeTables(t *testing.T) {
 		if !strings.Contains(progress.String(), tbl+": ready, 1000 rows copied") {
 			t.Errorf("progress lacks %s ready with 1000 rows:\n%s", tbl, progress.String())
 		}
+		// The tables keep the source's schema, outside the analysts'
+		// schemas: the analysts group is granted them.
+		if n, err := countAs(t, p.wh, group, tbl); err != nil || n != 1000 {
+			t.Errorf("a member of the analysts group reads %d rows of %s: %v; want 1000", n, tbl, err)
+		}
+	}
+	if _, err := countAs(t, p.wh, "", "public.users"); err == nil {
+		t.Error("a role outside the analysts group reads public.users; the check above proves nothing")
 	}
 
 	// 10,000 single-row statements in transactions of 50: 60% inserts,

@@ -20,6 +20,9 @@ type WatchConfig struct {
 	Log      *slog.Logger
 	// Registerer receives the watcher's metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// AnalystsGroup is granted SELECT on tables the watcher adds (see
+	// Config.AnalystsGroup). Default DefaultAnalystsGroup.
+	AnalystsGroup string
 }
 
 // Watcher is the part of schema drift that cannot run inside the apply
@@ -45,6 +48,12 @@ func NewWatcher(wh *pgxpool.Pool, cfg WatchConfig) (*Watcher, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.AnalystsGroup == "" {
+		cfg.AnalystsGroup = DefaultAnalystsGroup
+	}
+	if err := validGroup(cfg.AnalystsGroup); err != nil {
+		return nil, err
 	}
 	w := &Watcher{wh: wh, cfg: cfg, lastDrift: map[string]int64{}, health: map[string]string{}, refused: map[string]string{},
 		passes: prometheus.NewCounter(prometheus.CounterOpts{Name: "herd_replicate_watch_passes_total", Help: "Passes of the replication watcher."}),
@@ -202,7 +211,7 @@ func (w *Watcher) addNewTables(ctx context.Context, s Subscription) error {
 	if len(ok) == 0 {
 		return nil
 	}
-	err = pgx.BeginFunc(ctx, w.wh, func(tx pgx.Tx) error { return createTargets(ctx, tx, ok) })
+	err = pgx.BeginFunc(ctx, w.wh, func(tx pgx.Tx) error { return createTargets(ctx, tx, w.cfg.Log, w.cfg.AnalystsGroup, ok) })
 	if err != nil {
 		return err
 	}

@@ -17,14 +17,15 @@ func TestWatchAddsNewTablesAndMetrics(t *testing.T) {
 	p := newPair(t, nil)
 	ctx := ctxT(t, 2*time.Minute)
 	exec(t, p.src, `CREATE TABLE first (id int PRIMARY KEY); INSERT INTO first SELECT generate_series(1, 10)`)
-	if err := Add(ctx, p.wh, Config{SourceURL: p.srcURL, All: true}); err != nil {
+	group := uniqueGroup()
+	if err := Add(ctx, p.wh, Config{SourceURL: p.srcURL, All: true, AnalystsGroup: group}); err != nil {
 		t.Fatalf("add --all: %v", err)
 	}
 	exec(t, p.src, `CREATE TABLE later (id int PRIMARY KEY, v text); INSERT INTO later SELECT g, 'v' || g FROM generate_series(1, 50) g;
 		CREATE TABLE nokey (a int)`)
 
 	reg := prometheus.NewRegistry()
-	w, err := NewWatcher(p.wh, WatchConfig{Registerer: reg})
+	w, err := NewWatcher(p.wh, WatchConfig{Registerer: reg, AnalystsGroup: group})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +39,9 @@ func TestWatchAddsNewTablesAndMetrics(t *testing.T) {
 	requireEqual(t, p, "herd", 2)
 	if n := queryInt(t, p.wh, "SELECT count(*) FROM later"); n != 51 {
 		t.Errorf("warehouse has %d rows of the new table, want 51", n)
+	}
+	if n, err := countAs(t, p.wh, group, "public.later"); err != nil || n != 51 {
+		t.Errorf("a member of the analysts group reads %d rows of the new table: %v; want 51", n, err)
 	}
 	sts, err := Status(ctx, p.wh, "herd")
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/herdhq/herd/internal/herdtest"
 	"github.com/herdhq/herd/internal/pgcluster"
+	"github.com/jackc/pgx/v5"
 )
 
 var (
@@ -172,6 +173,28 @@ func TestUpPrintsWhatToDo(t *testing.T) {
 	if r.Status != 200 {
 		t.Fatalf("track: %d %s", r.Status, r.RawBody)
 	}
+	acked := time.Now()
+	// Operators see the row within a second of the 200 (the design's
+	// promise; typical is tens of milliseconds).
+	dbURL := text[strings.Index(text, "psql \"")+6:]
+	dbURL = dbURL[:strings.Index(dbURL, "\"")]
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for {
+		var n int
+		_ = conn.QueryRow(context.Background(), "SELECT count(*) FROM herd.events WHERE message_id = 'up-1'").Scan(&n)
+		if n == 1 {
+			break
+		}
+		if time.Since(acked) > time.Second {
+			t.Fatalf("event not visible in Postgres a second after its 200")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("row visible %s after the 200", time.Since(acked).Round(time.Millisecond))
 	// The printed psql command shows the event.
 	line := text[strings.Index(text, "psql "):]
 	line = line[:strings.Index(line, "\n")]
