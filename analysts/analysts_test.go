@@ -74,37 +74,10 @@ func dropRole(t *testing.T, db *pgxpool.Pool, name string) {
 	}
 }
 
-// privateCluster is pgtest.Cluster with one difference: when running as
-// root, pgcluster's Init leaves the data directory at mode 0711 (it makes
-// the parents of postgresql.auto.conf traversable), which the server refuses
-// to start on; restoring 0700 before Start works around it.
+// privateCluster starts a private cluster with config for this test.
 func privateCluster(t *testing.T, config map[string]string) *pgcluster.Cluster {
 	t.Helper()
-	if _, err := pgcluster.FindBinDir(); err != nil {
-		t.Skipf("private cluster: %v", err)
-	}
-	dir := t.TempDir()
-	c, err := pgcluster.New(filepath.Join(dir, "data"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Config = config
-	ctx := context.Background()
-	if err := c.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(c.Dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c.Running(context.Background()) {
-			_ = c.Stop(context.Background(), "immediate")
-		}
-	})
-	return c
+	return pgtest.Cluster(t, config)
 }
 
 func connectAs(t *testing.T, url string) *pgx.Conn {

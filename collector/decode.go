@@ -2,6 +2,7 @@ package collector
 
 import (
 	"bytes"
+	stdjson "encoding/json"
 	"fmt"
 	json "github.com/goccy/go-json"
 	"strconv"
@@ -72,6 +73,13 @@ func decodeBody(body []byte, batch bool) (*request, error) {
 	}
 	if body[0] != '{' {
 		return nil, herd.Errorf(herd.ErrInvalid, "body must be a JSON object")
+	}
+	// goccy/go-json copies RawMessage fields (properties, context, batch
+	// items) without checking them, and its Valid accepts numbers such as 01:
+	// without this check invalid JSON would be answered 200 and reach the
+	// stream.
+	if !stdjson.Valid(body) {
+		return nil, herd.Errorf(herd.ErrInvalid, "body is not valid JSON")
 	}
 	if !batch {
 		// One parse: the event itself, which also carries the write key.

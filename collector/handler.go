@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
-	json "github.com/goccy/go-json"
 	"io"
 	"strconv"
 	"strings"
@@ -399,8 +399,10 @@ func (p *publishing) send(subject, msgID string, data []byte) {
 	p.futures = append(p.futures, f)
 }
 
-// event publishes ev. An event that cannot be encoded is refused on its own
-// (retrying would fail the same way), not the request with a 503.
+// event publishes ev. Encoding uses encoding/json: it writes every valid
+// JSON number as it came (1e400 included), where the faster decoder's
+// encoder refuses some. An event that still cannot be encoded is refused on
+// its own (retrying would fail the same way), not the request with a 503.
 func (p *publishing) event(subject string, ev *herd.Event) error {
 	data, err := json.Marshal(ev)
 	if err != nil {

@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/herdhq/herd/internal/pgcluster"
 	"github.com/herdhq/herd/internal/pgtest"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -50,61 +47,16 @@ func warehouseCluster(t *testing.T) *pgcluster.Cluster {
 	})
 }
 
-// startCluster is pgtest.Cluster with one repair: when the tests run as
-// root, pgcluster.Init makes the data directory traversable (0711) while
-// giving postgresql.auto.conf to the server's user, and PostgreSQL then
-// refuses to start on it. The directory is set back to 0700 before Start.
+// startCluster starts a private cluster with conf for this test.
 func startCluster(t *testing.T, conf map[string]string) *pgcluster.Cluster {
 	t.Helper()
-	if _, err := pgcluster.FindBinDir(); err != nil {
-		t.Skipf("no PostgreSQL binaries: %v", err)
-	}
-	dir := t.TempDir()
-	// The server runs as another user when the tests run as root; it must
-	// reach its data directory through the temporary directory.
-	if err := os.Chmod(dir, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	c, err := pgcluster.New(filepath.Join(dir, "data"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Config = conf
-	ctx := context.Background()
-	if err := c.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(c.Dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c.Running(context.Background()) {
-			_ = c.Stop(context.Background(), "immediate")
-		}
-	})
-	return c
+	return pgtest.Cluster(t, conf)
 }
 
-// newDB creates a database on cluster c and returns its URL. The cluster
-// (and so the database) goes away when the test ends.
+// newDB creates a database on cluster c and returns its URL.
 func newDB(t *testing.T, c *pgcluster.Cluster) string {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.URL("postgres"))
-	if err != nil {
-		t.Fatalf("connect to cluster on port %d: %v", c.Port, err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "t_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database %s: %v", name, err)
-	}
-	return c.URL(name)
+	return pgtest.NewDB(t, c.URL("postgres"))
 }
 
 func exec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {

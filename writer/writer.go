@@ -5,6 +5,7 @@ package writer
 
 import (
 	"context"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	json "github.com/goccy/go-json"
@@ -20,7 +21,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-var jsonMarshal = json.Marshal
+// jsonMarshal re-encodes a refused event for herd.rejects with
+// encoding/json, which writes every valid JSON number as it came (the
+// faster decoder's encoder refuses numbers beyond float64).
+var jsonMarshal = stdjson.Marshal
 
 // BatchPolicy bounds a batch: it is written when any bound is reached.
 type BatchPolicy struct {
