@@ -177,15 +177,25 @@ export function launchBrowser() {
   });
 }
 
-// watch records a page's requests to the collector (beacons included) and
-// the errors that reached it.
+// watch records a page's requests to the collector (beacons included) in
+// requests; in all, every request made in the page's browser context (the
+// page, its workers, the browser on its behalf); and the errors that reached
+// the page.
 export function watch(page, herdUrl, site) {
-  const w = { requests: [], errors: [] };
+  const w = { requests: [], all: [], errors: [] };
+  page.context().on('request', (r) => w.all.push({ url: r.url(), method: r.method(), type: r.resourceType() }));
   page.on('request', (r) => {
     const u = r.url();
     if (u.startsWith(herdUrl + '/v1/') || u.startsWith(site.url + '/herd/v1/')) w.requests.push({ url: u, type: r.resourceType(), body: r.postData() });
   });
   page.on('pageerror', (e) => w.errors.push(String(e)));
-  w.messageIds = () => new Set(w.requests.flatMap((r) => (r.body ? JSON.parse(r.body).batch.map((e) => e.messageId) : [])));
+  w.batches = () => w.requests.filter((r) => r.body).map((r) => JSON.parse(r.body).batch.map((e) => e.messageId));
+  w.messageIds = () => new Set(w.batches().flat());
+  // resent lists the messageIds that went out in more than one request
+  w.resent = () => {
+    const seen = new Map();
+    for (const id of w.batches().flat()) seen.set(id, (seen.get(id) || 0) + 1);
+    return [...seen].filter(([, n]) => n > 1).map(([id]) => id);
+  };
   return w;
 }
