@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/collector"
 	"github.com/herdhq/herd/internal/herdtest"
 	"github.com/herdhq/herd/warehouse"
@@ -115,5 +116,48 @@ func TestClientIPRateLimit(t *testing.T) {
 	}
 	if statuses[0] != 200 || statuses[4] != 429 {
 		t.Fatalf("statuses %v: want the first accepted and the fifth refused", statuses)
+	}
+}
+
+// TestAllowedOrigins: a browser source limited to its sites refuses events
+// from other origins with 403 (still with CORS headers, so the page can read
+// why), and takes them from its own.
+func TestAllowedOrigins(t *testing.T) {
+	t.Parallel()
+	p := herdtest.Start(t, herdtest.Options{})
+	src, err := warehouse.CreateSource(context.Background(), p.DB, herd.Source{Name: "shop", Kind: herd.KindBrowser, AllowedOrigins: []string{"https://shop.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(origin, id string) reply {
+		h := map[string]string{"Authorization": basic(src.WriteKey)}
+		if origin != "" {
+			h["Origin"] = origin
+		}
+		var r reply
+		deadline := time.Now().Add(3 * time.Second)
+		for { // the new source reaches the collector through the mirror
+			r = post(t, p.URL+"/v1/track", []byte(`{"event":"e","userId":"u","messageId":"`+id+`"}`), h)
+			if r.Status != 401 || time.Now().After(deadline) {
+				return r
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if r := send("https://shop.example", "own"); r.Status != 200 {
+		t.Fatalf("own origin: %d %s", r.Status, r.RawBody)
+	}
+	r := send("https://evil.example", "foreign")
+	if r.Status != 403 || r.Header.Get("Access-Control-Allow-Origin") != "https://evil.example" || !strings.Contains(r.RawBody, "not allowed") {
+		t.Fatalf("foreign origin: %d %v %s", r.Status, r.Header, r.RawBody)
+	}
+	if r := send("", "server-side"); r.Status != 200 {
+		t.Fatalf("no Origin (a server or curl): %d %s", r.Status, r.RawBody)
+	}
+	p.WaitRows(t, 2, 5*time.Second, "SELECT count(*) FROM herd.events WHERE source_id = $1", src.ID)
+	var foreign int
+	_ = p.DB.QueryRow(context.Background(), "SELECT count(*) FROM herd.events WHERE message_id = 'foreign'").Scan(&foreign)
+	if foreign != 0 {
+		t.Fatal("an event from a refused origin was stored")
 	}
 }
