@@ -179,19 +179,11 @@ func runArchive(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	nc, err := stream.Connect(f.natsURL, "herd-archiver")
+	nc, js, sc, err := joinStream(ctx, f.natsURL, "herd-archiver", &f.streamFlags)
 	if err != nil {
 		return err
 	}
 	defer nc.Drain() //nolint:errcheck
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	sc := f.streamFlags.config()
-	if err := ensureStream(ctx, js, sc); err != nil {
-		return err
-	}
 	g := newGroup(ctx, e.log)
 	a := newAdmin()
 	ar := archive.New(f.archiverFlags.config(sc), lake, js, e.log.With("component", "archiver"), a.reg)

@@ -207,19 +207,11 @@ func startWriter(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 
 func runCollect(ctx context.Context, e *env, args []string) error {
 	f := config[*collectFlags]("collect")
-	nc, err := stream.Connect(f.natsURL, "herd-collector")
+	nc, _, sc, err := joinStream(ctx, f.natsURL, "herd-collector", &f.streamFlags)
 	if err != nil {
 		return err
 	}
 	defer nc.Drain() //nolint:errcheck
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	sc := f.streamFlags.config()
-	if err := ensureStream(ctx, js, sc); err != nil {
-		return err
-	}
 	g := newGroup(ctx, e.log)
 	a := newAdmin()
 	if err := startCollector(ctx, e, g, a, nc, &f.collectorFlags, sc, ""); err != nil {
@@ -241,19 +233,11 @@ func runWrite(ctx context.Context, e *env, args []string) error {
 	if _, err := schemas.Migrate(ctx, db); err != nil {
 		return err
 	}
-	nc, err := stream.Connect(f.natsURL, "herd-writer")
+	nc, js, sc, err := joinStream(ctx, f.natsURL, "herd-writer", &f.streamFlags)
 	if err != nil {
 		return err
 	}
 	defer nc.Drain() //nolint:errcheck
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	sc := f.streamFlags.config()
-	if err := ensureStream(ctx, js, sc); err != nil {
-		return err
-	}
 	g := newGroup(ctx, e.log)
 	a := newAdmin()
 	if err := startWriter(e, g, a, db, js, &f.writerFlags, sc); err != nil {
@@ -263,6 +247,25 @@ func runWrite(ctx context.Context, e *env, args []string) error {
 	g.Go("admin", func(ctx context.Context) error { return serveHTTP(ctx, f.adminListen, a.mux) })
 	e.log.Info("writer running", "nats", f.natsURL, "stream", sc.Name)
 	return g.Wait()
+}
+
+// joinStream connects to NATS at url as name and ensures the stream: what
+// every standalone component does first. Close the connection with Drain.
+func joinStream(ctx context.Context, url, name string, sf *streamFlags) (*nats.Conn, jetstream.JetStream, stream.Config, error) {
+	sc := sf.config()
+	nc, err := stream.Connect(url, name)
+	if err != nil {
+		return nil, nil, sc, err
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		err = ensureStream(ctx, js, sc)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, sc, err
+	}
+	return nc, js, sc, nil
 }
 
 // ensureStream creates the stream, waiting for NATS to come up.
