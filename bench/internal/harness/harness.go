@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -50,8 +51,11 @@ type Options struct {
 	BatchSize   int // events per batch request; default 50
 	NaiveConns  int // Postgres connections of the naive baseline
 
-	Writers     int // herd --writers
-	BatchEvents int // herd --batch-events
+	// The writer's settings; default herd's own: 2 writers, batches of
+	// 2,000 events or 25ms.
+	Writers     int           // herd --writers
+	BatchEvents int           // herd --batch-events
+	BatchWait   time.Duration // herd --batch-wait
 
 	// ProfileDir, when set, receives CPU profiles of herd under each load.
 	ProfileDir string
@@ -66,10 +70,10 @@ func Quick() Options {
 
 func (o *Options) defaults() {
 	if o.Backlog <= 0 {
-		o.Backlog = 1_000_000
+		o.Backlog = 500_000
 	}
 	if o.Phase <= 0 {
-		o.Phase = 10 * time.Second
+		o.Phase = 8 * time.Second
 	}
 	if len(o.Rates) == 0 {
 		o.Rates = []float64{5000, 10000, 20000}
@@ -95,6 +99,9 @@ func (o *Options) defaults() {
 	if o.BatchEvents <= 0 {
 		o.BatchEvents = 2000
 	}
+	if o.BatchWait <= 0 {
+		o.BatchWait = 25 * time.Millisecond
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
@@ -117,11 +124,15 @@ type bench struct {
 	runID    string
 
 	herd      *child
+	starts    int    // herd up processes started
+	enrich    bool   // whether the running herd up enriches
 	collector string // http://host:port
 	adminURL  string
 	natsAddr  string // herd up's embedded NATS, for a separate collector
-	// accepted counts events accepted by collectors other than herd up's.
-	accepted float64
+	// accepted counts events accepted by collectors other than the running
+	// herd up's (herd collect, and herd up processes stopped since), and
+	// priorRows the rows written by herd up processes stopped since.
+	accepted, priorRows float64
 
 	rep *Report
 }
@@ -166,14 +177,21 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	if err := b.publishBacklog(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.startHerd(ctx); err != nil {
+	// The herd up that drains the backlog runs without enrichment, which
+	// only the collector does: the drain exercises the writer alone. The
+	// same process then takes the first half of the enrichment-off closed
+	// loops.
+	if err := b.startHerd(ctx, false); err != nil {
 		return nil, err
 	}
-	defer b.herd.stop()
+	defer func() { b.herd.stop() }()
 	if err := b.drain(ctx); err != nil {
 		return nil, err
 	}
 	if err := b.rawCopy(ctx); err != nil {
+		return nil, err
+	}
+	if err := b.vacuum(ctx); err != nil {
 		return nil, err
 	}
 	if err := b.herdPhases(ctx); err != nil {
@@ -354,6 +372,28 @@ func waitReady(ctx context.Context, c *child, url string, timeout time.Duration)
 	}
 }
 
+// waitListening waits until addr accepts TCP connections.
+func waitListening(ctx context.Context, c *child, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if c.exited() {
+			return fmt.Errorf("%s exited before it was ready (%v); see its log", c.name, c.err)
+		}
+		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			conn.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not listening on %s within %s", c.name, addr, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 func freeAddr() (string, error) {
 	p, err := pgcluster.FreePort()
 	if err != nil {
@@ -363,8 +403,9 @@ func freeAddr() (string, error) {
 }
 
 // startHerd starts `herd up` on the warehouse, with embedded NATS on the
-// data directory the backlog was published into.
-func (b *bench) startHerd(ctx context.Context) error {
+// data directory the backlog was published into, with or without the
+// collector's enrichment.
+func (b *bench) startHerd(ctx context.Context, enrich bool) error {
 	listen, err := freeAddr()
 	if err != nil {
 		return err
@@ -377,12 +418,45 @@ func (b *bench) startHerd(ctx context.Context) error {
 		return err
 	}
 	b.collector, b.adminURL = "http://"+listen, "http://"+admin
-	b.herd, err = b.start(ctx, "herd", "herd", "up",
+	b.starts++
+	b.enrich = enrich
+	b.herd, err = b.start(ctx, "herd-"+strconv.Itoa(b.starts), "herd", "up",
 		"--listen", listen, "--admin-listen", admin, "--nats-listen", b.natsAddr,
 		"--data-dir", filepath.Join(b.o.WorkDir, "herd"),
 		"--database-url", b.herdURL, "--write-key", writeKey,
-		"--writers", strconv.Itoa(b.o.Writers), "--batch-events", strconv.Itoa(b.o.BatchEvents))
+		"--enrich="+strconv.FormatBool(enrich),
+		"--writers", strconv.Itoa(b.o.Writers), "--batch-events", strconv.Itoa(b.o.BatchEvents),
+		"--batch-wait", b.o.BatchWait.String())
 	return err
+}
+
+// restartHerd stops herd up once the writer has stored everything its
+// collector accepted, and starts it again with or without enrichment.
+func (b *bench) restartHerd(ctx context.Context, enrich bool) error {
+	start := time.Now()
+	b.settle(ctx, 60*time.Second)
+	acc, err := b.metric(ctx, acceptedMetric)
+	if err != nil {
+		return err
+	}
+	rows, err := b.metric(ctx, rowsMetric)
+	if err != nil {
+		return err
+	}
+	b.herd.stop()
+	b.accepted += acc
+	b.priorRows += rows
+	if err := b.startHerd(ctx, enrich); err != nil {
+		return err
+	}
+	if err := waitReady(ctx, b.herd, b.adminURL+"/readyz", time.Minute); err != nil {
+		return err
+	}
+	if err := waitListening(ctx, b.herd, strings.TrimPrefix(b.collector, "http://"), time.Minute); err != nil {
+		return err
+	}
+	b.log.Info("herd up restarted", "enrich", enrich, "took", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // metric reads one sample of herd's /metrics: the first line starting with
@@ -423,7 +497,7 @@ func (b *bench) settle(ctx context.Context, timeout time.Duration) {
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		rows, err1 := b.metric(ctx, rowsMetric)
 		acc, err2 := b.metric(ctx, acceptedMetric)
-		if err1 == nil && err2 == nil && rows >= acc+b.accepted+float64(b.o.Backlog) {
+		if err1 == nil && err2 == nil && b.priorRows+rows >= acc+b.accepted+float64(b.o.Backlog) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -495,8 +569,8 @@ func (m *meter) stop(p *Phase) {
 
 // loadgen runs the load generator as its own process and returns its result
 // and the CPU it used.
-func (b *bench) loadgen(ctx context.Context, name string, args ...string) (*load.Result, float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.o.Phase+2*time.Minute)
+func (b *bench) loadgen(ctx context.Context, name string, dur time.Duration, args ...string) (*load.Result, float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, dur+2*time.Minute)
 	defer cancel()
 	logf, err := os.Create(filepath.Join(b.logs, "loadgen-"+name+".log"))
 	if err != nil {

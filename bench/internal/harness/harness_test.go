@@ -37,7 +37,7 @@ func TestRunTiny(t *testing.T) {
 	if rep.Check.Rows != rep.Check.Accepted || rep.Check.Distinct != rep.Check.Rows {
 		t.Errorf("accepted %d events; Postgres holds %d rows, %d distinct", rep.Check.Accepted, rep.Check.Rows, rep.Check.Distinct)
 	}
-	for _, key := range []string{"single_events_per_s", "batch_events_per_s", "drain_rows_per_s", "copy_rows_per_s", "open300_row_p99_ms", "split300_peak_rss_mb"} {
+	for _, key := range []string{"single_events_per_s", "batch_events_per_s", "single_reply_p99_ms", "batch_reply_p50_ms", "single_enrich_on_off", "batch_noenrich_events_per_s", "drain_rows_per_s", "copy_rows_per_s", "open300_row_p99_ms", "split300_peak_rss_mb"} {
 		var found bool
 		for _, f := range rep.Figures {
 			if f.Key == key {

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,24 +110,32 @@ func (b *bench) publishBacklog(ctx context.Context) error {
 	return nil
 }
 
-// drain times herd's writer storing the backlog, from the first committed
-// batch to the last.
+// drain times herd's writer storing the backlog. The figure is the writer's
+// steady state: the rate between the moments a tenth and nine tenths of the
+// backlog were committed, which leaves out the start (connections, the
+// consumer's first pulls, the heap growing) and the last batches, whose
+// number of writers busy falls. The rate from the first committed batch to
+// the last row, and from process start, are in the JSON.
 func (b *bench) drain(ctx context.Context) error {
 	started := time.Now()
 	m := b.startMeter(b.herd.pid())
 	var first, done time.Time
 	var firstRows float64
 	var prof <-chan struct{}
+	var samples []drainSample
 	deadline := time.Now().Add(5*time.Minute + time.Duration(b.o.Backlog/10_000)*time.Second)
 	for {
 		if b.herd.exited() {
-			return fmt.Errorf("herd exited while draining the backlog (%v); see %s", b.herd.err, filepath.Join(b.logs, "herd.log"))
+			return fmt.Errorf("herd exited while draining the backlog (%v); see %s", b.herd.err, filepath.Join(b.logs, "herd-1.log"))
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("herd did not drain a backlog of %d events by %s", b.o.Backlog, deadline.Format(time.TimeOnly))
 		}
 		rows, err := b.metric(ctx, rowsMetric)
 		now := time.Now()
+		if err == nil && rows > 0 {
+			samples = append(samples, drainSample{t: now, rows: rows})
+		}
 		if err == nil && rows > 0 && first.IsZero() {
 			first, firstRows = now, rows
 			// The profile covers about the expected drain at 80k rows/s.
@@ -147,12 +157,33 @@ func (b *bench) drain(ctx context.Context) error {
 	d := &b.rep.Backlog
 	d.FromStartS = done.Sub(started).Seconds()
 	d.DrainS = done.Sub(first).Seconds()
-	if d.DrainS > 0 && firstRows < float64(b.o.Backlog) {
-		d.RowsPerSec = (float64(b.o.Backlog) - firstRows) / d.DrainS
+	n := float64(b.o.Backlog)
+	if d.DrainS > 0 && firstRows < n {
+		d.WholeRowsPerSec = (n - firstRows) / d.DrainS
 	} else {
 		// A backlog that fits in the first batches leaves nothing to time
 		// between batches: fall back to the time since herd started.
-		d.RowsPerSec = float64(b.o.Backlog) / d.FromStartS
+		d.WholeRowsPerSec = n / d.FromStartS
+	}
+	d.RowsPerSec, d.SteadyFrom, d.SteadyTo = d.WholeRowsPerSec, 0, 1
+	lo, hi := crossing(samples, 0.1*n), crossing(samples, 0.9*n)
+	if !lo.IsZero() && hi.Sub(lo) > 100*time.Millisecond {
+		d.RowsPerSec, d.SteadyFrom, d.SteadyTo = 0.8*n/hi.Sub(lo).Seconds(), 0.1, 0.9
+	}
+	// The rows committed every 250 ms, to see how steady the writer was.
+	for i, next := 0, first; i < len(samples); i++ {
+		if s := samples[i]; !s.t.Before(next) || i == len(samples)-1 {
+			d.Series = append(d.Series, [2]float64{math.Round(1000*s.t.Sub(first).Seconds()) / 1000, s.rows})
+			next = s.t.Add(250 * time.Millisecond)
+		}
+	}
+	if sum, err := b.metric(ctx, "herd_writer_batch_size_sum"); err == nil {
+		if cnt, err := b.metric(ctx, "herd_writer_batch_size_count"); err == nil && cnt > 0 {
+			d.Batches, d.MeanBatch = int64(cnt), sum/cnt
+		}
+	}
+	if sum, err := b.metric(ctx, "herd_writer_commit_seconds_sum"); err == nil && d.Batches > 0 {
+		d.MeanCommitMs = 1000 * sum / float64(d.Batches)
 	}
 	b.rep.Phases["drain"] = &p
 	if err := waitReady(ctx, b.herd, b.adminURL+"/readyz", time.Minute); err != nil {
@@ -161,7 +192,49 @@ func (b *bench) drain(ctx context.Context) error {
 	if prof != nil {
 		<-prof
 	}
-	b.log.Info("backlog drained", "rows_per_s", int(d.RowsPerSec), "took", time.Duration(d.DrainS*float64(time.Second)).Round(time.Millisecond))
+	b.log.Info("backlog drained", "rows_per_s", int(d.RowsPerSec), "whole_rows_per_s", int(d.WholeRowsPerSec),
+		"mean_batch", int(d.MeanBatch), "took", time.Duration(d.DrainS*float64(time.Second)).Round(time.Millisecond))
+	return nil
+}
+
+// drainSample is the writer's row count at one poll.
+type drainSample struct {
+	t    time.Time
+	rows float64
+}
+
+// crossing is when the row count reached n, interpolated between the polls
+// either side; zero if it never did.
+func crossing(s []drainSample, n float64) time.Time {
+	for i, x := range s {
+		if x.rows < n {
+			continue
+		}
+		if i == 0 || x.rows == s[i-1].rows {
+			return x.t
+		}
+		prev := s[i-1]
+		f := (n - prev.rows) / (x.rows - prev.rows)
+		return prev.t.Add(time.Duration(f * float64(x.t.Sub(prev.t))))
+	}
+	return time.Time{}
+}
+
+// vacuum runs what autovacuum would run after the backlog, now rather than
+// in the middle of a later phase: the backlog's rows are over its insert
+// threshold.
+func (b *bench) vacuum(ctx context.Context) error {
+	start := time.Now()
+	conn, err := pgx.Connect(ctx, b.herdURL)
+	if err != nil {
+		return fmt.Errorf("connect to the warehouse: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "VACUUM (ANALYZE) herd.events, herd.message_ids"); err != nil {
+		return fmt.Errorf("vacuum the backlog's tables: %w", err)
+	}
+	b.rep.Backlog.VacuumS = time.Since(start).Seconds()
+	b.log.Info("vacuumed after the backlog", "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -171,6 +244,7 @@ var copyColumns = []string{
 	"url", "path", "referrer", "title", "search", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
 	"ip", "country", "region", "city", "user_agent", "browser", "browser_version", "os", "device_type", "is_bot",
 	"session_id", "library_name", "library_version", "stream_seq",
+	"referrer_host", "referrer_class", "gclid", "fbclid", "os_version", "bot_reason", "asn", "as_org",
 }
 
 func str(s string) any {
@@ -178,6 +252,13 @@ func str(s string) any {
 		return nil
 	}
 	return s
+}
+
+func asn(n int64) any {
+	if n == 0 {
+		return nil
+	}
+	return n
 }
 
 func raw(b []byte) any {
@@ -199,6 +280,8 @@ func copyValues(e *herd.Event, seq int64) []any {
 		ip, str(e.Country), str(e.Region), str(e.City), str(e.UserAgent), str(e.Browser),
 		str(e.BrowserVersion), str(e.OS), str(e.DeviceType), e.IsBot,
 		str(e.SessionID), str(e.LibraryName), str(e.LibraryVersion), seq,
+		str(e.ReferrerHost), str(e.ReferrerClass), str(e.GCLID), str(e.FBCLID), str(e.OSVersion), str(e.BotReason),
+		asn(e.ASN), str(e.ASOrg),
 	}
 }
 
@@ -286,13 +369,13 @@ func (b *bench) rawCopy(ctx context.Context) error {
 
 // loadPhase runs one load-generator phase against the process pid and records
 // it under name.
-func (b *bench) loadPhase(ctx context.Context, name string, pid int, profile bool, args ...string) (*Phase, error) {
+func (b *bench) loadPhase(ctx context.Context, name string, pid int, profile bool, dur time.Duration, args ...string) (*Phase, error) {
 	m := b.startMeter(pid)
 	var prof <-chan struct{}
 	if profile {
-		prof = b.profile(ctx, name, int(b.o.Phase.Seconds())-1)
+		prof = b.profile(ctx, name, int(dur.Seconds())-1)
 	}
-	res, cpu, err := b.loadgen(ctx, name, args...)
+	res, cpu, err := b.loadgen(ctx, name, dur, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -303,40 +386,78 @@ func (b *bench) loadPhase(ctx context.Context, name string, pid int, profile boo
 	if prof != nil {
 		<-prof
 	}
-	b.log.Info("phase done", "phase", name, "events_per_s", int(res.EventsPerSec), "p99_ms", res.Latency.P99, "cores", fmt.Sprintf("%.2f", p.Cores))
+	b.log.Info("phase done", "phase", name, "events_per_s", int(res.EventsPerSec), "p50_ms", res.Latency.P50, "p99_ms", res.Latency.P99, "cores", fmt.Sprintf("%.2f", p.Cores))
 	return &p, nil
 }
 
-func (b *bench) common(url, prefix string, conns int) []string {
+func (b *bench) common(url, prefix string, conns int, dur time.Duration) []string {
 	return []string{"--url", url, "--write-key", writeKey, "--id-prefix", prefix + b.runID,
-		"--conns", strconv.Itoa(conns), "--duration", b.o.Phase.String()}
+		"--conns", strconv.Itoa(conns), "--duration", dur.String()}
 }
 
-// herdPhases: the closed-loop maxima, then the open-loop rates.
+// closedLoops runs the two closed loops, 1-event requests and batches, at
+// the running herd up, recording them as single<suffix> and batch<suffix>.
+func (b *bench) closedLoops(ctx context.Context, suffix string, dur time.Duration, profile bool) error {
+	tag := strings.ReplaceAll(suffix, "_", "")
+	single := append(b.common(b.collector, "single"+tag, b.o.SingleConns, dur), "--mode", "closed", "--batch", "1")
+	if _, err := b.loadPhase(ctx, "single"+suffix, b.herd.pid(), profile, dur, single...); err != nil {
+		return err
+	}
+	b.settle(ctx, 60*time.Second)
+	batch := append(b.common(b.collector, "batch"+tag, b.o.BatchConns, dur), "--mode", "closed", "--batch", strconv.Itoa(b.o.BatchSize))
+	if _, err := b.loadPhase(ctx, "batch"+suffix, b.herd.pid(), profile, dur, batch...); err != nil {
+		return err
+	}
+	b.settle(ctx, 60*time.Second)
+	return nil
+}
+
+// herdPhases: the closed-loop maxima with enrichment off, on and off again,
+// then the open-loop rates (enrichment on). Each enrichment-off stretch is
+// half a phase, one just before the enrichment-on closed loops and one just
+// after, so that the machine's other work, drifting over the three, weighs
+// on both sides of the comparison alike.
 func (b *bench) herdPhases(ctx context.Context) error {
-	single := append(b.common(b.collector, "single", b.o.SingleConns), "--mode", "closed", "--batch", "1")
-	if _, err := b.loadPhase(ctx, "single", b.herd.pid(), true, single...); err != nil {
+	half := max(b.o.Phase/2, 100*time.Millisecond)
+	if b.enrich {
+		if err := b.restartHerd(ctx, false); err != nil {
+			return err
+		}
+	}
+	if err := b.closedLoops(ctx, noEnrich+"_a", half, false); err != nil {
 		return err
 	}
-	b.settle(ctx, 60*time.Second)
-	batch := append(b.common(b.collector, "batch", b.o.BatchConns), "--mode", "closed", "--batch", strconv.Itoa(b.o.BatchSize))
-	if _, err := b.loadPhase(ctx, "batch", b.herd.pid(), true, batch...); err != nil {
+	if err := b.restartHerd(ctx, true); err != nil {
 		return err
 	}
-	b.settle(ctx, 60*time.Second)
+	if err := b.closedLoops(ctx, "", b.o.Phase, true); err != nil {
+		return err
+	}
+	if err := b.restartHerd(ctx, false); err != nil {
+		return err
+	}
+	if err := b.closedLoops(ctx, noEnrich+"_b", half, false); err != nil {
+		return err
+	}
+	if err := b.restartHerd(ctx, true); err != nil {
+		return err
+	}
 	for i, rate := range b.o.Rates {
 		name := "open" + strconv.Itoa(int(rate))
-		args := append(b.common(b.collector, name, b.o.OpenConns), "--mode", "open", "--batch", "1",
+		args := append(b.common(b.collector, name, b.o.OpenConns, b.o.Phase), "--mode", "open", "--batch", "1",
 			"--rate", strconv.FormatFloat(rate, 'f', -1, 64), "--database-url", b.herdURL,
 			"--sample-every", strconv.Itoa(max(1, int(rate/500))))
 		// Profile the middle rate: the one the latency targets are set at.
-		if _, err := b.loadPhase(ctx, name, b.herd.pid(), i == len(b.o.Rates)/2, args...); err != nil {
+		if _, err := b.loadPhase(ctx, name, b.herd.pid(), i == len(b.o.Rates)/2, b.o.Phase, args...); err != nil {
 			return err
 		}
 		b.settle(ctx, 60*time.Second)
 	}
 	return b.splitPhase(ctx)
 }
+
+// noEnrich marks the phases against herd up --enrich=false.
+const noEnrich = "_noenrich"
 
 // splitPhase offers the highest rate to a collector in its own process (herd
 // collect, publishing over TCP to herd up's NATS), so that the collector's
@@ -364,11 +485,11 @@ func (b *bench) splitPhase(ctx context.Context) error {
 		return err
 	}
 	name := "split" + strconv.Itoa(int(rate))
-	args := append(b.common("http://"+listen, name, b.o.OpenConns), "--mode", "open", "--batch", "1",
+	args := append(b.common("http://"+listen, name, b.o.OpenConns, b.o.Phase), "--mode", "open", "--batch", "1",
 		"--rate", strconv.FormatFloat(rate, 'f', -1, 64), "--database-url", b.herdURL,
 		"--sample-every", strconv.Itoa(max(1, int(rate/500))))
 	rest := b.startMeter(b.herd.pid())
-	p, err := b.loadPhase(ctx, name, col.pid(), false, args...)
+	p, err := b.loadPhase(ctx, name, col.pid(), false, b.o.Phase, args...)
 	if err != nil {
 		return err
 	}
@@ -401,12 +522,12 @@ func (b *bench) naivePhases(ctx context.Context) error {
 	if err := waitReady(ctx, nv, url+"/readyz", 30*time.Second); err != nil {
 		return err
 	}
-	single := append(b.common(url, "naivesingle", b.o.SingleConns), "--mode", "closed", "--batch", "1")
-	if _, err := b.loadPhase(ctx, "naive_single", nv.pid(), false, single...); err != nil {
+	single := append(b.common(url, "naivesingle", b.o.SingleConns, b.o.Phase), "--mode", "closed", "--batch", "1")
+	if _, err := b.loadPhase(ctx, "naive_single", nv.pid(), false, b.o.Phase, single...); err != nil {
 		return err
 	}
-	batch := append(b.common(url, "naivebatch", b.o.BatchConns), "--mode", "closed", "--batch", strconv.Itoa(b.o.BatchSize))
-	if _, err := b.loadPhase(ctx, "naive_batch", nv.pid(), false, batch...); err != nil {
+	batch := append(b.common(url, "naivebatch", b.o.BatchConns, b.o.Phase), "--mode", "closed", "--batch", strconv.Itoa(b.o.BatchSize))
+	if _, err := b.loadPhase(ctx, "naive_batch", nv.pid(), false, b.o.Phase, batch...); err != nil {
 		return err
 	}
 	if nv.exited() {

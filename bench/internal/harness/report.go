@@ -36,15 +36,29 @@ type Machine struct {
 
 // Backlog is the drain and its ceiling.
 type Backlog struct {
-	Events         int     `json:"events"`
-	StreamBytes    uint64  `json:"stream_bytes"`
-	PublishS       float64 `json:"publish_s"`
-	PublishPerSec  float64 `json:"publish_per_s"`
-	FromStartS     float64 `json:"drain_from_process_start_s"`
-	DrainS         float64 `json:"drain_s"`
-	RowsPerSec     float64 `json:"drain_rows_per_s"`
-	CopyS          float64 `json:"raw_copy_s"`
-	CopyRowsPerSec float64 `json:"raw_copy_rows_per_s"`
+	Events        int     `json:"events"`
+	StreamBytes   uint64  `json:"stream_bytes"`
+	PublishS      float64 `json:"publish_s"`
+	PublishPerSec float64 `json:"publish_per_s"`
+	FromStartS    float64 `json:"drain_from_process_start_s"`
+	// DrainS runs from the first committed batch to the last row.
+	DrainS float64 `json:"drain_s"`
+	// RowsPerSec is the writer's steady state: the rate between the
+	// moments the fractions SteadyFrom and SteadyTo of the backlog were
+	// committed. WholeRowsPerSec is over DrainS.
+	RowsPerSec      float64 `json:"drain_rows_per_s"`
+	SteadyFrom      float64 `json:"drain_steady_from"`
+	SteadyTo        float64 `json:"drain_steady_to"`
+	WholeRowsPerSec float64 `json:"drain_whole_rows_per_s"`
+	// Batches, MeanBatch and MeanCommitMs are the writer's, over the drain.
+	Batches      int64   `json:"drain_batches"`
+	MeanBatch    float64 `json:"drain_mean_batch_events"`
+	MeanCommitMs float64 `json:"drain_mean_commit_ms"`
+	// Series is [seconds since the first committed batch, rows] every 250 ms.
+	Series         [][2]float64 `json:"drain_series"`
+	CopyS          float64      `json:"raw_copy_s"`
+	CopyRowsPerSec float64      `json:"raw_copy_rows_per_s"`
+	VacuumS        float64      `json:"vacuum_s"`
 }
 
 // Phase is one measured stretch: the load (when there was any) and what the
@@ -59,6 +73,38 @@ type Phase struct {
 	PostgresCores      float64      `json:"postgres_cores"`
 	LoadgenCPUSeconds  float64      `json:"loadgen_cpu_s,omitempty"`
 	Load               *load.Result `json:"load,omitempty"`
+}
+
+// merged is two phases of the same load taken together.
+type merged struct {
+	Events            int64
+	WallS, LoadS      float64
+	CPUSeconds        float64
+	PostgresCPUSecond float64
+}
+
+func merge(ps ...*Phase) merged {
+	var m merged
+	for _, p := range ps {
+		if p == nil {
+			continue
+		}
+		m.Events += p.Events
+		m.WallS += p.WallS
+		m.CPUSeconds += p.CPUSeconds
+		m.PostgresCPUSecond += p.PostgresCPUSeconds
+		if p.Load != nil {
+			m.LoadS += p.Load.ElapsedS
+		}
+	}
+	return m
+}
+
+func latency(p *Phase) *load.Summary {
+	if p == nil || p.Load == nil {
+		return nil
+	}
+	return &p.Load.Latency
 }
 
 // Check compares what herd accepted with what Postgres holds at the end.
@@ -88,6 +134,7 @@ func newReport(o Options) *Report {
 			"backlog": o.Backlog, "phase_s": o.Phase.Seconds(), "rates": o.Rates,
 			"single_conns": o.SingleConns, "batch_conns": o.BatchConns, "open_conns": o.OpenConns,
 			"batch_size": o.BatchSize, "naive_pg_conns": o.NaiveConns, "writers": o.Writers, "batch_events": o.BatchEvents,
+			"batch_wait_ms": o.BatchWait.Seconds() * 1000,
 		},
 		Machine: Machine{CPUs: runtime.NumCPU(), Go: runtime.Version()},
 		Phases:  map[string]*Phase{},
@@ -133,22 +180,55 @@ func (r *Report) finish() {
 		}
 		return 0
 	}
-	single, batch := rate("single"), rate("batch")
-	nsingle, nbatch := rate("naive_single"), rate("naive_batch")
-	r.add("single_events_per_s", "closed loop, 1-event requests: accepted", single, "events/s", "naive, same load", nsingle, atLeast(30000))
-	if nsingle > 0 {
-		r.add("single_vs_naive", "closed loop, 1-event requests: herd ÷ naive", single/nsingle, "×", "", 0, atLeast(10))
-	}
 	bs := "?"
 	if p := ph["batch"]; p != nil && p.Load != nil {
 		bs = strconv.Itoa(p.Load.Batch)
 	}
-	r.add("batch_events_per_s", "closed loop, "+bs+"-event batches: accepted", batch, "events/s", "naive, same load", nbatch, atLeast(75000))
+	for _, c := range []struct {
+		name, label string
+		target      float64
+	}{
+		{"single", "closed loop, 1-event requests", 30000},
+		{"batch", "closed loop, " + bs + "-event batches", 75000},
+	} {
+		herdR, naiveR := rate(c.name), rate("naive_"+c.name)
+		r.add(c.name+"_events_per_s", c.label+": accepted", herdR, "events/s", "naive, same load", naiveR, atLeast(c.target))
+		if c.name == "single" && naiveR > 0 {
+			r.add("single_vs_naive", c.label+": herd ÷ naive", herdR/naiveR, "×", "", 0, atLeast(10))
+		}
+		if l := latency(ph[c.name]); l != nil {
+			nl := latency(ph["naive_"+c.name])
+			if nl == nil {
+				nl = &load.Summary{}
+			}
+			r.add(c.name+"_reply_p50_ms", c.label+": reply p50", l.P50, "ms", "naive, same load", nl.P50, nil)
+			r.add(c.name+"_reply_p99_ms", c.label+": reply p99", l.P99, "ms", "naive, same load", nl.P99, nil)
+		}
+		off := merge(ph[c.name+noEnrich+"_a"], ph[c.name+noEnrich+"_b"])
+		if off.WallS == 0 {
+			continue
+		}
+		offR := float64(off.Events) / off.WallS
+		if off.LoadS > 0 {
+			offR = float64(off.Events) / off.LoadS
+		}
+		r.add(c.name+"_noenrich_events_per_s", c.label+", herd up --enrich=false: accepted", offR, "events/s", "", 0, nil)
+		if offR > 0 {
+			r.add(c.name+"_enrich_on_off", c.label+": enrichment on ÷ off", 100*herdR/offR, "%", "", 0, atLeast(85))
+		}
+		if p := ph[c.name]; p != nil && p.Events > 0 && off.Events > 0 {
+			r.add(c.name+"_noenrich_cpu_us_per_event", c.label+", herd up --enrich=false: CPU per event", 1e6*off.CPUSeconds/float64(off.Events), "µs",
+				"enrichment on", 1e6*p.CPUSeconds/float64(p.Events), nil)
+		}
+	}
 	bl := r.Backlog
-	r.add("drain_rows_per_s", fmt.Sprintf("backlog drain of %s events into Postgres", num(float64(bl.Events))), bl.RowsPerSec, "rows/s", "raw COPY, same rows", bl.CopyRowsPerSec, nil)
+	r.add("drain_rows_per_s", fmt.Sprintf("backlog drain of %s events into Postgres, steady state (%.0f–%.0f%% of rows)", num(float64(bl.Events)), 100*bl.SteadyFrom, 100*bl.SteadyTo),
+		bl.RowsPerSec, "rows/s", "raw COPY, same rows", bl.CopyRowsPerSec, nil)
 	if bl.CopyRowsPerSec > 0 {
 		r.add("drain_vs_copy", "backlog drain ÷ raw COPY", 100*bl.RowsPerSec/bl.CopyRowsPerSec, "%", "", 0, atLeast(60))
 	}
+	r.add("drain_whole_rows_per_s", fmt.Sprintf("backlog drain, first batch to last row (%s batches, mean %s events, %.1f ms to commit)",
+		num(float64(bl.Batches)), num(bl.MeanBatch), bl.MeanCommitMs), bl.WholeRowsPerSec, "rows/s", "", 0, nil)
 	r.add("copy_rows_per_s", "ceiling: raw COPY, "+num(float64(bl.Events))+" rows", bl.CopyRowsPerSec, "rows/s", "", 0, nil)
 	r.add("publish_per_s", "JetStream: backlog published (async, with Nats-Msg-Id)", bl.PublishPerSec, "msgs/s", "", 0, nil)
 	for _, name := range []string{"single", "batch", "drain"} {
