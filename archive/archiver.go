@@ -6,7 +6,6 @@ package archive
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -265,7 +264,7 @@ func (a *Archiver) handle(ctx context.Context, m jetstream.Msg) error {
 	}
 	seq := meta.Sequence.Stream
 	var ev herd.Event
-	if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.MessageID == "" || ev.Timestamp.IsZero() {
+	if err := stream.DecodeEvent(m.Data(), &ev); err != nil || ev.MessageID == "" || ev.Timestamp.IsZero() {
 		// The writer records such a message in herd.rejects; the lake holds
 		// events only.
 		a.m.undecodable.Inc()

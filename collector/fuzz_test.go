@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd"
+	"github.com/herdhq/herd/stream"
 )
 
 func fuzzCollector() *Collector {
@@ -48,8 +49,14 @@ func FuzzDecode(f *testing.F) {
 			if ev.Timestamp.Before(minTime) || ev.Timestamp.After(now.Add(maxFuture)) {
 				t.Fatalf("accepted timestamp %s", ev.Timestamp)
 			}
-			if _, err := json.Marshal(ev); err != nil {
-				t.Fatalf("accepted event does not encode: %v", err)
+			// What goes on the stream must be valid JSON that decodes back.
+			data := stream.EncodeEvent(nil, &ev)
+			if !json.Valid(data) {
+				t.Fatalf("accepted event encodes to invalid JSON: %s", data)
+			}
+			var back herd.Event
+			if err := stream.DecodeEvent(data, &back); err != nil || back.MessageID != ev.MessageID {
+				t.Fatalf("accepted event does not decode back: %v", err)
 			}
 		}
 	})

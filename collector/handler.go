@@ -315,12 +315,7 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 			c.m.events.WithLabelValues("dropped", "bot").Inc()
 			continue
 		}
-		if err := p.event(c.cfg.Stream.EventSubject(src.ID), &ev); err != nil {
-			errs = append(errs, itemError{Index: i, MessageID: ev.MessageID, Error: err.Error()})
-			p.reject(c.cfg.Stream.RejectSubject(src.ID), herd.Reject{SourceID: src.ID, MessageID: ev.MessageID, Reason: err.Error(), Raw: string(item), ReceivedAt: now})
-			c.m.events.WithLabelValues("rejected", reasonCode(err)).Inc()
-			continue
-		}
+		p.event(c.cfg.Stream.EventSubject(src.ID), &ev)
 		accepted++
 	}
 	if err := p.wait(c.cfg.PublishTimeout); err != nil {
@@ -399,17 +394,9 @@ func (p *publishing) send(subject, msgID string, data []byte) {
 	p.futures = append(p.futures, f)
 }
 
-// event publishes ev. Encoding uses encoding/json: it writes every valid
-// JSON number as it came (1e400 included), where the faster decoder's
-// encoder refuses some. An event that still cannot be encoded is refused on
-// its own (retrying would fail the same way), not the request with a 503.
-func (p *publishing) event(subject string, ev *herd.Event) error {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("event cannot be encoded as JSON: %v", err)
-	}
-	p.send(subject, stream.MsgID(ev.SourceID, ev.MessageID), data)
-	return nil
+// event publishes ev, encoded by the stream's own codec.
+func (p *publishing) event(subject string, ev *herd.Event) {
+	p.send(subject, stream.MsgID(ev.SourceID, ev.MessageID), stream.EncodeEvent(make([]byte, 0, 1024), ev))
 }
 
 func (p *publishing) reject(subject string, r herd.Reject) {

@@ -133,7 +133,7 @@ func (b *batch) decode(rejectsPrefix string) {
 			continue
 		}
 		var ev herd.Event
-		if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.MessageID == "" || ev.Timestamp.IsZero() {
+		if err := stream.DecodeEvent(m.Data(), &ev); err != nil || ev.MessageID == "" || ev.Timestamp.IsZero() {
 			reason := "undecodable event on the stream"
 			if err != nil {
 				reason += ": " + err.Error()
