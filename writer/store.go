@@ -276,24 +276,15 @@ func (s *Store) write(ctx context.Context, rows []Row, rejects []RejectRow) (Res
 	var res Result
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		if len(rows) > 0 {
-			if _, err := tx.Exec(ctx, stageSQL); err != nil {
-				return fmt.Errorf("create staging table: %w", err)
-			}
 			unique := firstOfEach(rows)
-			n, err := tx.CopyFrom(ctx, pgx.Identifier{"herd_stage"}, eventColumns, &rowSource{rows: unique, i: -1})
-			if err != nil {
-				return fmt.Errorf("copy %d events into staging: %w", len(rows), err)
-			}
+			var err error
 			if hasIdentityCalls(unique) {
-				if err := tx.QueryRow(ctx, identitySQL).Scan(&res.Inserted); err != nil {
-					return fmt.Errorf("insert %d events into herd.events and update identities: %w", n, err)
-				}
+				res.Inserted, err = s.insertStaged(ctx, tx, unique)
 			} else {
-				tag, err := tx.Exec(ctx, insertSQL)
-				if err != nil {
-					return fmt.Errorf("insert %d events into herd.events: %w", n, err)
-				}
-				res.Inserted = tag.RowsAffected()
+				res.Inserted, err = s.insertDirect(ctx, tx, unique)
+			}
+			if err != nil {
+				return err
 			}
 			res.Duplicates = int64(len(rows)) - res.Inserted
 		}
@@ -310,6 +301,77 @@ func (s *Store) write(ctx context.Context, rows []Row, rejects []RejectRow) (Res
 		return Result{}, err
 	}
 	return res, nil
+}
+
+// insertStaged copies the rows into a staging table and moves the new ones
+// into herd.events in one statement, which also keeps the identity tables
+// (identitySQL). Used for batches holding identify, alias or group calls.
+func (s *Store) insertStaged(ctx context.Context, tx pgx.Tx, rows []Row) (int64, error) {
+	if _, err := tx.Exec(ctx, stageSQL); err != nil {
+		return 0, fmt.Errorf("create staging table: %w", err)
+	}
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{"herd_stage"}, eventColumns, &rowSource{rows: rows, i: -1})
+	if err != nil {
+		return 0, fmt.Errorf("copy %d events into staging: %w", len(rows), err)
+	}
+	var inserted int64
+	if err := tx.QueryRow(ctx, identitySQL).Scan(&inserted); err != nil {
+		return 0, fmt.Errorf("insert %d events into herd.events and update identities: %w", n, err)
+	}
+	return inserted, nil
+}
+
+// insertDirect claims the rows' (source, message id) pairs in the ledger
+// first, then COPYs only the rows it claimed straight into herd.events: each
+// row is written once, not staged and copied again. The ledger's unique key
+// makes a concurrent writer holding the same id wait for this transaction
+// and then skip it.
+func (s *Store) insertDirect(ctx context.Context, tx pgx.Tx, rows []Row) (int64, error) {
+	srcs := make([]int64, len(rows))
+	ids := make([]string, len(rows))
+	days := make([]time.Time, len(rows))
+	for i := range rows {
+		srcs[i], ids[i], days[i] = rows[i].SourceID, rows[i].MessageID, day(rows[i].Timestamp)
+	}
+	claimed, err := tx.Query(ctx, `INSERT INTO herd.message_ids (source_id, message_id, day)
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::date[])
+		ON CONFLICT DO NOTHING RETURNING source_id, message_id`, srcs, ids, days)
+	if err != nil {
+		return 0, fmt.Errorf("claim %d message ids: %w", len(rows), err)
+	}
+	type key struct {
+		src int64
+		id  string
+	}
+	fresh := make(map[key]bool, len(rows))
+	for claimed.Next() {
+		var k key
+		if err := claimed.Scan(&k.src, &k.id); err != nil {
+			claimed.Close()
+			return 0, err
+		}
+		fresh[k] = true
+	}
+	if err := claimed.Err(); err != nil {
+		return 0, fmt.Errorf("claim %d message ids: %w", len(rows), err)
+	}
+	keep := rows
+	if len(fresh) < len(rows) {
+		keep = make([]Row, 0, len(fresh))
+		for i := range rows {
+			if fresh[key{rows[i].SourceID, rows[i].MessageID}] {
+				keep = append(keep, rows[i])
+			}
+		}
+	}
+	if len(keep) == 0 {
+		return 0, nil
+	}
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{"herd", "events"}, eventColumns, &rowSource{rows: keep, i: -1})
+	if err != nil {
+		return 0, fmt.Errorf("copy %d events into herd.events: %w", len(keep), err)
+	}
+	return n, nil
 }
 
 func insertRejects(ctx context.Context, tx pgx.Tx, rejects []RejectRow) (int64, error) {
