@@ -19,14 +19,23 @@ import (
 // Config names the stream and sets its limits. The zero value, after
 // Defaults, is a single-replica file stream.
 type Config struct {
-	Name        string        // stream name; default HERD_EVENTS
-	Prefix      string        // subject prefix; default "herd"
-	Replicas    int           // 1 on a single node, 3 on a cluster
-	MaxBytes    int64         // stream size limit; publishes are refused past it (default 10 GiB)
-	MaxAge      time.Duration // 0: keep until consumed and acked by every consumer's retention
-	DupeWindow  time.Duration // Nats-Msg-Id deduplication window; default 2 minutes
-	SourcesKV   string        // KV bucket mirroring herd.sources; default herd_sources
-	MemoryStore bool          // for tests and benchmarks only: not durable across restarts
+	Name       string        // stream name; default HERD_EVENTS
+	Prefix     string        // subject prefix; default "herd"
+	Replicas   int           // 1 on a single node, 3 on a cluster
+	MaxBytes   int64         // stream size limit; publishes are refused past it (default 10 GiB)
+	MaxAge     time.Duration // 0: keep until consumed and acked by every consumer's retention
+	DupeWindow time.Duration // Nats-Msg-Id deduplication window; default 2 minutes
+	SourcesKV  string        // KV bucket mirroring herd.sources; default herd_sources
+	// BestEffort names durable consumers (the archiver) whose unacknowledged
+	// messages are kept only while the stream is below TrimPressure of its
+	// size limit; past it they are trimmed as soon as the other consumers
+	// have them, so that a stopped archiver never makes the collector refuse
+	// events. Default: herd-archiver.
+	BestEffort []string
+	// TrimPressure is the fraction of MaxBytes past which BestEffort
+	// consumers stop holding messages; default 0.75.
+	TrimPressure float64
+	MemoryStore  bool // for tests and benchmarks only: not durable across restarts
 }
 
 // Defaults fills unset fields.
@@ -48,6 +57,12 @@ func (c *Config) Defaults() {
 	}
 	if c.SourcesKV == "" {
 		c.SourcesKV = "herd_sources"
+	}
+	if c.BestEffort == nil {
+		c.BestEffort = []string{"herd-archiver"}
+	}
+	if c.TrimPressure == 0 {
+		c.TrimPressure = 0.75
 	}
 }
 

@@ -13,17 +13,44 @@ import (
 // Trim deletes messages that every consumer interested in them has
 // acknowledged, one subject family at a time (events, rejects, each
 // webhook). A family no consumer covers is kept whole: nothing is deleted
-// before someone has taken it. It returns the number of messages purged.
+// before someone has taken it. Best-effort consumers (the archiver) count
+// only while the stream is below its trim pressure: past it, the warehouse
+// and the collector come first, and the archiver's lake gets a gap it
+// reports (see TrimResult.Unarchived). It returns what it purged.
 //
 // Why not an interest-retention stream: such a stream drops what is
 // published while no consumer exists yet (a webhook before its loader
 // starts, events before the first writer), and the collector would have
 // answered 200 for them. Trimming by acknowledged floors never does.
 func Trim(ctx context.Context, js jetstream.JetStream, c Config) (uint64, error) {
+	r, err := TrimReport(ctx, js, c)
+	return r.Purged, err
+}
+
+// TrimResult says what a Trim did.
+type TrimResult struct {
+	Purged uint64
+	// Skipped names best-effort consumers that were passed over because the
+	// stream was under pressure; their unacknowledged messages may be gone.
+	Skipped []string
+}
+
+// TrimReport is Trim with the details.
+func TrimReport(ctx context.Context, js jetstream.JetStream, c Config) (TrimResult, error) {
+	var res TrimResult
 	c.Defaults()
 	s, err := js.Stream(ctx, c.Name)
 	if err != nil {
-		return 0, fmt.Errorf("open stream %s: %w", c.Name, err)
+		return res, fmt.Errorf("open stream %s: %w", c.Name, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return res, fmt.Errorf("stream %s info: %w", c.Name, err)
+	}
+	pressure := info.Config.MaxBytes > 0 && float64(info.State.Bytes) >= c.TrimPressure*float64(info.Config.MaxBytes)
+	bestEffort := map[string]bool{}
+	for _, n := range c.BestEffort {
+		bestEffort[n] = true
 	}
 	type cons struct {
 		filters []string
@@ -32,6 +59,10 @@ func Trim(ctx context.Context, js jetstream.JetStream, c Config) (uint64, error)
 	var all []cons
 	lister := s.ListConsumers(ctx)
 	for ci := range lister.Info() {
+		if pressure && bestEffort[ci.Name] {
+			res.Skipped = append(res.Skipped, ci.Name)
+			continue
+		}
 		f := ci.Config.FilterSubjects
 		if ci.Config.FilterSubject != "" {
 			f = append(f, ci.Config.FilterSubject)
@@ -39,7 +70,7 @@ func Trim(ctx context.Context, js jetstream.JetStream, c Config) (uint64, error)
 		all = append(all, cons{filters: f, floor: ci.AckFloor.Stream})
 	}
 	if err := lister.Err(); err != nil {
-		return 0, fmt.Errorf("list consumers of %s: %w", c.Name, err)
+		return res, fmt.Errorf("list consumers of %s: %w", c.Name, err)
 	}
 	families := []string{c.EventsFilter(), c.RejectsFilter()}
 	for _, cs := range all {
@@ -49,7 +80,6 @@ func Trim(ctx context.Context, js jetstream.JetStream, c Config) (uint64, error)
 			}
 		}
 	}
-	var purged uint64
 	seen := map[string]bool{}
 	for _, fam := range families {
 		if seen[fam] {
@@ -74,20 +104,20 @@ func Trim(ctx context.Context, js jetstream.JetStream, c Config) (uint64, error)
 		// by every interested consumer.
 		before, err := s.Info(ctx)
 		if err != nil {
-			return purged, err
+			return res, err
 		}
 		if err := s.Purge(ctx, jetstream.WithPurgeSubject(fam), jetstream.WithPurgeSequence(floor+1)); err != nil {
-			return purged, fmt.Errorf("purge %s below %d: %w", fam, floor+1, err)
+			return res, fmt.Errorf("purge %s below %d: %w", fam, floor+1, err)
 		}
 		after, err := s.Info(ctx)
 		if err != nil {
-			return purged, err
+			return res, err
 		}
 		if before.State.Msgs > after.State.Msgs {
-			purged += before.State.Msgs - after.State.Msgs
+			res.Purged += before.State.Msgs - after.State.Msgs
 		}
 	}
-	return purged, nil
+	return res, nil
 }
 
 // TrimLoop runs Trim every interval until ctx ends.
@@ -103,12 +133,15 @@ func TrimLoop(ctx context.Context, js jetstream.JetStream, c Config, interval ti
 			return nil
 		case <-t.C:
 		}
-		n, err := Trim(ctx, js, c)
+		r, err := TrimReport(ctx, js, c)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("trim acknowledged messages from the stream", "err", err)
 		}
-		if n > 0 {
-			log.Debug("trimmed acknowledged messages", "count", n)
+		if len(r.Skipped) > 0 && r.Purged > 0 {
+			log.Error("stream near its size limit: trimming past best-effort consumers, whose copies will miss these events",
+				"consumers", r.Skipped, "purged", r.Purged, "pressure", c.TrimPressure)
+		} else if r.Purged > 0 {
+			log.Debug("trimmed acknowledged messages", "count", r.Purged)
 		}
 	}
 }

@@ -92,3 +92,71 @@ func TestCovers(t *testing.T) {
 	}
 	_ = fmt.Sprint
 }
+
+// TestTrimPassesAStoppedArchiverUnderPressure: a best-effort consumer (the
+// archiver) that stopped holds messages only until the stream nears its
+// limit; then what the writer has is trimmed and publishes go through again.
+func TestTrimPassesAStoppedArchiverUnderPressure(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Run(t)
+	c := natstest.StreamConfig(t)
+	c.MaxBytes = 64 << 10
+	c.BestEffort = []string{"archiver"}
+	js := natstest.JetStream(t, srv, c)
+	ctx := context.Background()
+	pub := func(n int) int {
+		ok := 0
+		for i := 0; i < n; i++ {
+			if _, err := js.Publish(ctx, c.EventSubject(1), make([]byte, 900)); err == nil {
+				ok++
+			}
+		}
+		return ok
+	}
+	for _, name := range []string{"writer", "archiver"} {
+		if _, err := js.CreateOrUpdateConsumer(ctx, c.Name, jetstream.ConsumerConfig{
+			Durable: name, AckPolicy: jetstream.AckExplicitPolicy, FilterSubjects: []string{c.EventsFilter()},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Below the pressure mark the archiver's position holds messages back.
+	pub(20)
+	ackAll := func() {
+		cons, _ := js.Consumer(ctx, c.Name, "writer")
+		for {
+			batch, err := cons.Fetch(100, jetstream.FetchMaxWait(300*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for m := range batch.Messages() {
+				_ = m.DoubleAck(ctx)
+				n++
+			}
+			if n == 0 {
+				return
+			}
+		}
+	}
+	ackAll()
+	if r, err := stream.TrimReport(ctx, js, c); err != nil || r.Purged != 0 || len(r.Skipped) != 0 {
+		t.Fatalf("below pressure: %+v %v; want nothing purged while the archiver lacks them", r, err)
+	}
+	// Fill the stream: the collector would now get errors.
+	pub(100)
+	ackAll()
+	if got := pub(5); got != 0 {
+		t.Fatalf("%d publishes into a full stream", got)
+	}
+	r, err := stream.TrimReport(ctx, js, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Purged == 0 || len(r.Skipped) != 1 || r.Skipped[0] != "archiver" {
+		t.Fatalf("under pressure: %+v; want the writer's acked messages purged past the archiver", r)
+	}
+	if got := pub(5); got != 5 {
+		t.Fatalf("after trimming, %d of 5 publishes went through", got)
+	}
+}
