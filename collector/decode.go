@@ -39,29 +39,26 @@ type wireEvent struct {
 	Context           json.RawMessage `json:"context"`
 	Properties        json.RawMessage `json:"properties"`
 	Traits            json.RawMessage `json:"traits"`
-	Integrations      json.RawMessage `json:"integrations"`
 	WriteKey          string          `json:"writeKey"`
 }
 
 // wireBatch is the body of /v1/batch and /v1/import.
 type wireBatch struct {
-	Batch        []json.RawMessage `json:"batch"`
-	Context      json.RawMessage   `json:"context"`
-	Integrations json.RawMessage   `json:"integrations"`
-	SentAt       json.RawMessage   `json:"sentAt"`
-	WriteKey     string            `json:"writeKey"`
+	Batch    []json.RawMessage `json:"batch"`
+	Context  json.RawMessage   `json:"context"`
+	SentAt   json.RawMessage   `json:"sentAt"`
+	WriteKey string            `json:"writeKey"`
 }
 
 // request is a decoded body: the raw items, with the batch-level fields to
 // merge into each.
 type request struct {
-	items        []json.RawMessage
-	context      json.RawMessage
-	integrations json.RawMessage
-	sentAt       json.RawMessage
-	writeKey     string
-	batch        bool
-	parsed       *wireEvent // the single event, already decoded
+	items    []json.RawMessage
+	context  json.RawMessage
+	sentAt   json.RawMessage
+	writeKey string
+	batch    bool
+	parsed   *wireEvent // the single event, already decoded
 }
 
 // decodeBody splits a body into items. Errors are request-level: the whole
@@ -99,7 +96,7 @@ func decodeBody(body []byte, batch bool) (*request, error) {
 	if len(b.Batch) > MaxBatchEvents {
 		return nil, herd.Errorf(herd.ErrTooLarge, "batch holds %d events; the limit is %d", len(b.Batch), MaxBatchEvents)
 	}
-	return &request{items: b.Batch, context: b.Context, integrations: b.Integrations, sentAt: b.SentAt, writeKey: b.WriteKey, batch: true}, nil
+	return &request{items: b.Batch, context: b.Context, sentAt: b.SentAt, writeKey: b.WriteKey, batch: true}, nil
 }
 
 func jsonErr(err error) string {
@@ -280,7 +277,8 @@ func truncate(s string, n int) string {
 }
 
 // mergeObjects returns base's keys overlaid by item's: batch-level context
-// and integrations are defaults for each event.
+// is the default for each event. (integrations only address destinations
+// herd does not have, so they are neither merged nor stored.)
 func mergeObjects(base, item json.RawMessage) (json.RawMessage, error) {
 	if len(base) == 0 || string(base) == "null" {
 		return item, nil

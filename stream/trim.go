@@ -10,23 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Trim deletes messages that every consumer interested in them has
-// acknowledged, one subject family at a time (events, rejects, each
-// webhook). A family no consumer covers is kept whole: nothing is deleted
-// before someone has taken it. Best-effort consumers (the archiver) count
-// only while the stream is below its trim pressure: past it, the warehouse
-// and the collector come first, and the archiver's lake gets a gap it
-// reports (see TrimResult.Unarchived). It returns what it purged.
-//
-// Why not an interest-retention stream: such a stream drops what is
-// published while no consumer exists yet (a webhook before its loader
-// starts, events before the first writer), and the collector would have
-// answered 200 for them. Trimming by acknowledged floors never does.
-func Trim(ctx context.Context, js jetstream.JetStream, c Config) (uint64, error) {
-	r, err := TrimReport(ctx, js, c)
-	return r.Purged, err
-}
-
 // TrimResult says what a Trim did.
 type TrimResult struct {
 	Purged uint64
@@ -35,8 +18,19 @@ type TrimResult struct {
 	Skipped []string
 }
 
-// TrimReport is Trim with the details.
-func TrimReport(ctx context.Context, js jetstream.JetStream, c Config) (TrimResult, error) {
+// Trim deletes messages that every consumer interested in them has
+// acknowledged, one subject family at a time (events, rejects, each
+// webhook). A family no consumer covers is kept whole: nothing is deleted
+// before someone has taken it. Best-effort consumers (the archiver) count
+// only while the stream is below its trim pressure: past it, the warehouse
+// and the collector come first, and the archiver's lake gets a gap it
+// reports (TrimResult.Skipped names the consumers passed over).
+//
+// Why not an interest-retention stream: such a stream drops what is
+// published while no consumer exists yet (a webhook before its loader
+// starts, events before the first writer), and the collector would have
+// answered 200 for them. Trimming by acknowledged floors never does.
+func Trim(ctx context.Context, js jetstream.JetStream, c Config) (TrimResult, error) {
 	var res TrimResult
 	c.Defaults()
 	s, err := js.Stream(ctx, c.Name)
@@ -133,7 +127,7 @@ func TrimLoop(ctx context.Context, js jetstream.JetStream, c Config, interval ti
 			return nil
 		case <-t.C:
 		}
-		r, err := TrimReport(ctx, js, c)
+		r, err := Trim(ctx, js, c)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("trim acknowledged messages from the stream", "err", err)
 		}

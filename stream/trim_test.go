@@ -35,8 +35,8 @@ func TestTrimKeepsWhatIsNotAcked(t *testing.T) {
 	}
 	pub(c.WebhookSubject("stripe"), 0)
 	// No consumer yet: nothing may go.
-	if n, err := stream.Trim(ctx, js, c); err != nil || n != 0 {
-		t.Fatalf("trim without consumers: %d %v", n, err)
+	if r, err := stream.Trim(ctx, js, c); err != nil || r.Purged != 0 {
+		t.Fatalf("trim without consumers: %+v %v", r, err)
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, c.Name, jetstream.ConsumerConfig{
 		Durable: "w", AckPolicy: jetstream.AckExplicitPolicy, FilterSubjects: []string{c.EventsFilter(), c.RejectsFilter()},
@@ -57,10 +57,11 @@ func TestTrimKeepsWhatIsNotAcked(t *testing.T) {
 	}
 	s, _ := js.Stream(ctx, c.Name)
 	before, _ := s.Info(ctx)
-	n, err := stream.Trim(ctx, js, c)
+	r, err := stream.Trim(ctx, js, c)
 	if err != nil {
 		t.Fatal(err)
 	}
+	n := r.Purged
 	after, _ := s.Info(ctx)
 	if n != uint64(acked) || after.State.Msgs != before.State.Msgs-uint64(acked) {
 		t.Fatalf("trimmed %d (msgs %d -> %d), want the %d acked", n, before.State.Msgs, after.State.Msgs, acked)
@@ -140,7 +141,7 @@ func TestTrimPassesAStoppedArchiverUnderPressure(t *testing.T) {
 		}
 	}
 	ackAll()
-	if r, err := stream.TrimReport(ctx, js, c); err != nil || r.Purged != 0 || len(r.Skipped) != 0 {
+	if r, err := stream.Trim(ctx, js, c); err != nil || r.Purged != 0 || len(r.Skipped) != 0 {
 		t.Fatalf("below pressure: %+v %v; want nothing purged while the archiver lacks them", r, err)
 	}
 	// Fill the stream: the collector would now get errors.
@@ -149,7 +150,7 @@ func TestTrimPassesAStoppedArchiverUnderPressure(t *testing.T) {
 	if got := pub(5); got != 0 {
 		t.Fatalf("%d publishes into a full stream", got)
 	}
-	r, err := stream.TrimReport(ctx, js, c)
+	r, err := stream.Trim(ctx, js, c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,27 +1,27 @@
 package writer
 
-import (
-	"strings"
+import "github.com/herdhq/herd"
 
-	"github.com/herdhq/herd"
-)
-
-// identitySQL is insertSQL that also keeps herd.users, herd.identities,
-// herd.groups and herd.group_members current, from the rows the statement
-// itself inserted (the RETURNING of the events insert). Rows skipped as
-// duplicates are not in it, so a redelivered batch changes nothing: the
-// identity tables move exactly once per stored event. It is one statement
-// so that the events and the identity they imply commit together.
+// identitySQL moves the staged rows whose (source, message id) the ledger
+// does not hold yet into herd.events, and keeps herd.users,
+// herd.identities, herd.groups and herd.group_members current from the rows
+// the statement itself inserted (the RETURNING of the events insert). Rows
+// skipped as duplicates are not in it, so a redelivered batch changes
+// nothing: the identity tables move exactly once per stored event. It is one
+// statement so that the events and the identity they imply commit together.
+// The staged rows are unique within the batch (firstOfEach ran first).
 //
 // Traits merge so that the newest identify wins key by key: a batch's
 // identifies fold in timestamp order, and against the stored row an older
 // batch (a late event) only fills keys the user does not have yet.
-var identitySQL = func() string {
-	i := strings.LastIndex(insertSQL, "\nINSERT INTO herd.events")
-	if i < 0 {
-		panic("writer: insertSQL has no INSERT INTO herd.events")
-	}
-	return insertSQL[:i] + `, ins AS (` + insertSQL[i:] + `
+var identitySQL = `WITH ledger AS (
+	INSERT INTO herd.message_ids (source_id, message_id, day)
+	SELECT source_id, message_id, ("timestamp" AT TIME ZONE 'UTC')::date FROM herd_stage
+	ON CONFLICT DO NOTHING
+	RETURNING source_id, message_id
+), ins AS (
+	INSERT INTO herd.events (` + quotedColumns + `)
+	SELECT ` + quotedColumns + ` FROM herd_stage JOIN ledger USING (source_id, message_id)
 	RETURNING source_id, type, anonymous_id, user_id, previous_id, group_id, traits, "timestamp"
 ), users AS (
 	INSERT INTO herd.users AS u (source_id, user_id, traits, first_seen, last_seen, traits_at)
@@ -68,7 +68,6 @@ var identitySQL = func() string {
 		last_seen = greatest(m.last_seen, excluded.last_seen)
 )
 SELECT count(*) FROM ins`
-}()
 
 // hasIdentityCalls reports whether the batch needs identitySQL. Most
 // batches are tracks and pages: they keep the plain insert.

@@ -157,18 +157,6 @@ func (s *Store) ForgetPartitions() { s.parts.Clear() }
 
 const stageSQL = `CREATE TEMP TABLE IF NOT EXISTS herd_stage (LIKE herd.events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`
 
-// insertSQL moves the staged rows into herd.events, skipping every
-// (source, message id) the ledger already holds. The rows are unique within
-// the batch (firstOfEach ran before the COPY), so no sort is needed here.
-var insertSQL = `WITH ledger AS (
-	INSERT INTO herd.message_ids (source_id, message_id, day)
-	SELECT source_id, message_id, ("timestamp" AT TIME ZONE 'UTC')::date FROM herd_stage
-	ON CONFLICT DO NOTHING
-	RETURNING source_id, message_id
-)
-INSERT INTO herd.events (` + quotedColumns + `)
-SELECT ` + quotedColumns + ` FROM herd_stage JOIN ledger USING (source_id, message_id)`
-
 // firstOfEach drops repeats of a (source, message id) within rows, keeping
 // the one with the lowest stream sequence (the first delivery). It returns
 // rows itself when there are none, which is the common case.
