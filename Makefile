@@ -53,8 +53,8 @@ chaos:
 ## fuzz: each fuzz target for FUZZTIME (default 60s)
 FUZZTIME ?= 60s
 fuzz:
-	@for t in $$($(GO) test -list '^Fuzz' ./collector/ | grep ^Fuzz); do \
-		echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./collector/ || exit 1; done
+	@for pkg in ./collector/ ./stream/; do for t in $$($(GO) test -list '^Fuzz' $$pkg | grep ^Fuzz); do \
+		echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done; done
 
 clean:
 	rm -rf bin

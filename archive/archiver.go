@@ -125,7 +125,7 @@ type partState struct {
 // they are acked only once the file and its manifest entry are stored.
 type openFile struct {
 	recs    []record
-	msgs    []jetstream.Msg
+	msgs    []*held
 	seen    map[uint64]struct{}
 	bytes   int
 	opened  time.Time
@@ -166,7 +166,8 @@ func (a *Archiver) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1000), jetstream.PullHeartbeat(5*time.Second))
+	// Messages are single events or frames of up to stream.MaxFrameBytes.
+	it, err := cons.Messages(jetstream.PullMaxBytes(16<<20), jetstream.PullHeartbeat(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("pull from consumer %s: %w", a.cfg.Consumer, err)
 	}
@@ -263,55 +264,100 @@ func (a *Archiver) handle(ctx context.Context, m jetstream.Msg) error {
 		return nil
 	}
 	seq := meta.Sequence.Stream
-	var ev herd.Event
-	if err := stream.DecodeEvent(m.Data(), &ev); err != nil || ev.MessageID == "" || ev.Timestamp.IsZero() {
-		// The writer records such a message in herd.rejects; the lake holds
+	// A frame's events may fall in several partitions (hours): each part is
+	// held by its partition's open file, and the message is acked once every
+	// file holding a part of it is stored.
+	var (
+		groups = map[partition][]record{}
+		order  []partition
+		size   = map[partition]int{}
+		bad    int
+	)
+	err = stream.Entries(m.Data(), func(_ int, data []byte) bool {
+		var ev herd.Event
+		if err := stream.DecodeEvent(data, &ev); err != nil || ev.MessageID == "" || ev.Timestamp.IsZero() {
+			bad++
+			return true
+		}
+		p := partitionOf(&ev)
+		if _, ok := groups[p]; !ok {
+			order = append(order, p)
+		}
+		groups[p] = append(groups[p], toRecord(&ev, seq))
+		size[p] += len(data)
+		return true
+	})
+	if err != nil || bad > 0 {
+		// The writer records such events in herd.rejects; the lake holds
 		// events only.
-		a.m.undecodable.Inc()
-		a.log.Warn("not an event; not archived", "seq", seq, "subject", m.Subject(), "err", err)
-		_ = m.Ack()
-		return nil
+		a.m.undecodable.Add(float64(max(bad, 1)))
+		a.log.Warn("not an event; not archived", "seq", seq, "subject", m.Subject(), "undecodable", bad, "err", err)
 	}
-	p := partitionOf(&ev)
-	st, err := a.partition(ctx, p)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	st.used = now
-	if seq <= st.maxLast {
-		// A redelivery after a crash: the message may sit in a file already.
-		done, err := retry(ctx, a, "check redelivered message", func() (bool, error) { return a.archived(ctx, st, seq) })
+	h := &held{m: m}
+	var full []*partState
+	for _, p := range order {
+		st, err := a.partition(ctx, p)
 		if err != nil {
 			return err
 		}
-		if done {
-			a.m.skipped.Inc()
-			_ = m.Ack()
-			return nil
+		now := time.Now()
+		st.used = now
+		if seq <= st.maxLast {
+			// A redelivery after a crash: this part may sit in a file already.
+			done, err := retry(ctx, a, "check redelivered message", func() (bool, error) { return a.archived(ctx, st, seq) })
+			if err != nil {
+				return err
+			}
+			if done {
+				a.m.skipped.Inc()
+				continue
+			}
+		}
+		f := st.buf
+		if f == nil {
+			f = &openFile{seen: map[uint64]struct{}{}, opened: now, touched: now}
+			st.buf = f
+		}
+		f.msgs = append(f.msgs, h)
+		h.files++
+		if _, dup := f.seen[seq]; dup {
+			continue // redelivered while held: ack both deliveries with the file
+		}
+		f.seen[seq] = struct{}{}
+		f.recs = append(f.recs, groups[p]...)
+		f.bytes += size[p]
+		a.buffered += len(groups[p])
+		a.bufferedBytes += size[p]
+		if len(f.recs) >= a.cfg.FileMaxRows || f.bytes >= a.cfg.FileMaxBytes {
+			full = append(full, st)
 		}
 	}
-	f := st.buf
-	if f == nil {
-		f = &openFile{seen: map[uint64]struct{}{}, opened: now, touched: now}
-		st.buf = f
+	if h.files == 0 {
+		_ = m.Ack()
+		return nil
 	}
-	f.msgs = append(f.msgs, m)
-	if _, dup := f.seen[seq]; dup {
-		return nil // redelivered while held: ack both deliveries with the file
-	}
-	f.seen[seq] = struct{}{}
-	f.recs = append(f.recs, toRecord(&ev, seq))
-	f.bytes += len(m.Data())
-	a.buffered++
-	a.bufferedBytes += len(m.Data())
-	if len(f.recs) >= a.cfg.FileMaxRows || f.bytes >= a.cfg.FileMaxBytes {
-		return a.flush(ctx, st)
+	for _, st := range full {
+		if err := a.flush(ctx, st); err != nil {
+			return err
+		}
 	}
 	if a.buffered >= a.cfg.MaxPending*3/4 || a.bufferedBytes >= a.cfg.BufferMaxBytes {
 		return a.flush(ctx, a.largest())
 	}
 	return nil
+}
+
+// held is a message whose events wait in open files; it is acked when the
+// last of them is stored.
+type held struct {
+	m     jetstream.Msg
+	files int
+}
+
+func (h *held) stored() {
+	if h.files--; h.files == 0 {
+		_ = h.m.Ack()
+	}
 }
 
 func (a *Archiver) largest() *partState {
@@ -456,7 +502,7 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 		return nil
 	}
 	start := time.Now()
-	sort.Slice(f.recs, func(i, j int) bool { return f.recs[i].StreamSeq < f.recs[j].StreamSeq })
+	sort.SliceStable(f.recs, func(i, j int) bool { return f.recs[i].StreamSeq < f.recs[j].StreamSeq })
 	first, last := uint64(f.recs[0].StreamSeq), uint64(f.recs[len(f.recs)-1].StreamSeq)
 	name := fileName(first, last)
 	key := st.p.prefix() + name
@@ -487,8 +533,8 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	}); err != nil {
 		return err
 	}
-	for _, m := range f.msgs {
-		_ = m.Ack()
+	for _, h := range f.msgs {
+		h.stored()
 	}
 	st.maxLast = max(st.maxLast, last)
 	st.buf = nil
@@ -531,8 +577,8 @@ func (a *Archiver) rollAged(ctx context.Context, now time.Time) error {
 func (a *Archiver) touch(now time.Time) {
 	for _, st := range a.parts {
 		if f := st.buf; f != nil && now.Sub(f.touched) >= a.cfg.AckWait/3 {
-			for _, m := range f.msgs {
-				_ = m.InProgress()
+			for _, h := range f.msgs {
+				_ = h.m.InProgress()
 			}
 			f.touched = now
 		}

@@ -152,6 +152,26 @@ func publish(t *testing.T, js jetstream.JetStream, sc stream.Config, evs []herd.
 	wait()
 }
 
+// publishFrames sends the events as the collector does under load: per
+// frames of up to per events, and waits for every PubAck.
+func publishFrames(t *testing.T, js jetstream.JetStream, sc stream.Config, evs []herd.Event, per int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := 0; i < len(evs); i += per {
+		var frame []byte
+		for j := i; j < min(i+per, len(evs)); j++ {
+			if evs[j].SourceID != evs[i].SourceID {
+				t.Fatalf("a frame holds one source's events: %d and %d", evs[i].SourceID, evs[j].SourceID)
+			}
+			frame = stream.AppendFrameEntry(frame, stream.EncodeEvent(nil, &evs[j]))
+		}
+		if _, err := js.Publish(ctx, sc.EventSubject(evs[i].SourceID), frame); err != nil {
+			t.Fatalf("publish frame: %v", err)
+		}
+	}
+}
+
 // runWriter runs the Postgres writer until the test ends.
 func runWriter(t *testing.T, e *env) {
 	t.Helper()

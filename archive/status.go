@@ -65,8 +65,10 @@ func LakeStatus(ctx context.Context, lake Lake) ([]DayStatus, error) {
 type ConsumerStatus struct {
 	Consumer   string
 	StreamLast uint64 // last sequence in the stream
-	AckFloor   uint64 // every event up to here is archived
-	Pending    uint64 // events not yet delivered to the archiver
+	AckFloor   uint64 // every message up to here is archived
+	// The counts are of stream messages; one message holds one event or a
+	// frame of several (stream.FrameMagic).
+	Pending    uint64 // messages not yet delivered to the archiver
 	AckPending int    // delivered, held in open files or in flight
 	Lag        uint64 // Pending + AckPending
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -110,6 +111,7 @@ type Collector struct {
 	webhooks map[string]Webhook
 	static   map[string]Static
 	limits   *limiters
+	packers  sync.Map // event subject → *packer
 	ready    atomic.Bool
 }
 

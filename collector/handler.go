@@ -301,6 +301,8 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 	}
 
 	p := c.newPublish()
+	defer p.release()
+	pk := c.packerFor(c.cfg.Stream.EventSubject(src.ID))
 	var errs []itemError
 	accepted := 0
 	for i, item := range r.items {
@@ -315,9 +317,10 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 			c.m.events.WithLabelValues("dropped", "bot").Inc()
 			continue
 		}
-		p.event(c.cfg.Stream.EventSubject(src.ID), &ev)
+		p.event(pk, &ev)
 		accepted++
 	}
+	pk.kick()
 	if err := p.wait(c.cfg.PublishTimeout); err != nil {
 		c.log.Warn("publish to JetStream", "err", err, "events", accepted)
 		ctx.Response.Header.Set("Retry-After", "2")
@@ -360,13 +363,18 @@ func allowed(origins []string, origin string) bool {
 	return false
 }
 
-// publishing collects the acknowledgements of one request's messages.
+// publishing collects the acknowledgements of one request's messages: the
+// frames holding its events and its own messages (rejects, webhooks).
 type publishing struct {
 	c       *Collector
 	futures []jetstream.PubAckFuture
+	frames  []*frame
+	scratch *[]byte
 	err     error
 	start   time.Time
 }
+
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 func (c *Collector) newPublish() *publishing {
 	return &publishing{c: c, start: time.Now()}
@@ -394,9 +402,31 @@ func (p *publishing) send(subject, msgID string, data []byte) {
 	p.futures = append(p.futures, f)
 }
 
-// event publishes ev, encoded by the stream's own codec.
-func (p *publishing) event(subject string, ev *herd.Event) {
-	p.send(subject, stream.MsgID(ev.SourceID, ev.MessageID), stream.EncodeEvent(make([]byte, 0, 1024), ev))
+// event encodes ev with the stream's own codec into the packer's open frame.
+func (p *publishing) event(pk *packer, ev *herd.Event) {
+	if p.err != nil {
+		return
+	}
+	if !p.c.nc.IsConnected() {
+		p.err = errors.New("NATS is not connected")
+		return
+	}
+	if p.scratch == nil {
+		p.scratch = scratchPool.Get().(*[]byte)
+	}
+	*p.scratch = stream.EncodeEvent((*p.scratch)[:0], ev)
+	f := pk.add(*p.scratch)
+	if n := len(p.frames); n == 0 || p.frames[n-1] != f {
+		p.frames = append(p.frames, f)
+	}
+}
+
+// release returns the encoding buffer.
+func (p *publishing) release() {
+	if p.scratch != nil && cap(*p.scratch) <= 64<<10 {
+		scratchPool.Put(p.scratch)
+	}
+	p.scratch = nil
 }
 
 func (p *publishing) reject(subject string, r herd.Reject) {
@@ -412,11 +442,21 @@ func (p *publishing) wait(timeout time.Duration) error {
 	if p.err != nil {
 		return p.err
 	}
-	if len(p.futures) == 0 {
+	if len(p.futures) == 0 && len(p.frames) == 0 {
 		return nil
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
+	for _, f := range p.frames {
+		select {
+		case <-f.done:
+			if f.err != nil {
+				return f.err
+			}
+		case <-t.C:
+			return fmt.Errorf("no acknowledgement from JetStream within %s", timeout)
+		}
+	}
 	for _, f := range p.futures {
 		select {
 		case <-f.Ok():

@@ -18,16 +18,20 @@ import (
 )
 
 // Row is an event with the stream sequence it came from (0 when it did not
-// come from the stream, as in a replay).
+// come from the stream, as in a replay) and its place in that message's
+// frame.
 type Row struct {
 	herd.Event
 	Seq uint64
+	Pos int
 }
 
-// RejectRow is a refusal to store in herd.rejects.
+// RejectRow is a refusal to store in herd.rejects; Seq and Pos, as in Row,
+// make its recording idempotent.
 type RejectRow struct {
 	herd.Reject
 	Seq uint64
+	Pos int
 }
 
 var eventColumns = []string{
@@ -171,7 +175,7 @@ func firstOfEach(rows []Row) []Row {
 		k := key{rows[i].SourceID, rows[i].MessageID}
 		if j, ok := seen[k]; ok {
 			dup = true
-			if seqLess(rows[i].Seq, rows[j].Seq) {
+			if seqLess(rows[i].Seq, rows[j].Seq) || (rows[i].Seq == rows[j].Seq && rows[i].Pos < rows[j].Pos) {
 				seen[k] = i
 			}
 			continue
@@ -239,7 +243,7 @@ func (s *Store) isolate(ctx context.Context, rows []Row, total *Result) error {
 	}
 	if len(rows) == 1 {
 		raw, _ := jsonMarshal(&rows[0].Event)
-		rej := RejectRow{Seq: rows[0].Seq, Reject: herd.Reject{
+		rej := RejectRow{Seq: rows[0].Seq, Pos: rows[0].Pos, Reject: herd.Reject{
 			SourceID: rows[0].SourceID, MessageID: rows[0].MessageID,
 			Reason: "refused by Postgres: " + err.Error(), Raw: string(raw), ReceivedAt: rows[0].ReceivedAt,
 		}}
@@ -370,6 +374,7 @@ func insertRejects(ctx context.Context, tx pgx.Tx, rejects []RejectRow) (int64, 
 		raw    = make([]string, len(rejects))
 		recv   = make([]time.Time, len(rejects))
 		seq    = make([]*int64, len(rejects))
+		pos    = make([]int32, len(rejects))
 	)
 	for i := range rejects {
 		r := &rejects[i]
@@ -391,10 +396,11 @@ func insertRejects(ctx context.Context, tx pgx.Tx, rejects []RejectRow) (int64, 
 			v := int64(r.Seq)
 			seq[i] = &v
 		}
+		pos[i] = int32(r.Pos)
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO herd.rejects (source_id, message_id, reason, raw, received_at, stream_seq)
-		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[])
-		ON CONFLICT (stream_seq) DO NOTHING`, src, msg, reason, raw, recv, seq)
+	tag, err := tx.Exec(ctx, `INSERT INTO herd.rejects (source_id, message_id, reason, raw, received_at, stream_seq, stream_pos)
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[], $7::int[])
+		ON CONFLICT (stream_seq, stream_pos) DO NOTHING`, src, msg, reason, raw, recv, seq, pos)
 	if err != nil {
 		return 0, fmt.Errorf("insert %d rejects: %w", len(rejects), err)
 	}

@@ -105,19 +105,21 @@ type batch struct {
 	msgs    []jetstream.Msg
 	rows    []Row
 	rejects []RejectRow
+	events  int // in msgs: a frame holds several
 	bytes   int
 	first   time.Time
 }
 
 func (b *batch) add(m jetstream.Msg) {
 	b.msgs = append(b.msgs, m)
+	b.events += stream.CountEntries(m.Data())
 	b.bytes += len(m.Data())
 }
 
 // decode turns the batch's messages into rows and rejects. It runs in the
 // commit workers, in parallel, not on the goroutine that gathers batches.
 func (b *batch) decode(rejectsPrefix string) {
-	b.rows = make([]Row, 0, len(b.msgs))
+	b.rows = make([]Row, 0, b.events)
 	for _, m := range b.msgs {
 		meta, _ := m.Metadata()
 		var seq uint64
@@ -132,16 +134,24 @@ func (b *batch) decode(rejectsPrefix string) {
 			b.rejects = append(b.rejects, RejectRow{Reject: r, Seq: seq})
 			continue
 		}
-		var ev herd.Event
-		if err := stream.DecodeEvent(m.Data(), &ev); err != nil || ev.MessageID == "" || ev.Timestamp.IsZero() {
-			reason := "undecodable event on the stream"
-			if err != nil {
-				reason += ": " + err.Error()
+		n := 0
+		err := stream.Entries(m.Data(), func(pos int, data []byte) bool {
+			n = pos + 1
+			var ev herd.Event
+			if err := stream.DecodeEvent(data, &ev); err != nil || ev.MessageID == "" || ev.Timestamp.IsZero() {
+				reason := "undecodable event on the stream"
+				if err != nil {
+					reason += ": " + err.Error()
+				}
+				b.rejects = append(b.rejects, RejectRow{Reject: herd.Reject{Reason: reason, Raw: string(data), ReceivedAt: time.Now()}, Seq: seq, Pos: pos})
+				return true
 			}
-			b.rejects = append(b.rejects, RejectRow{Reject: herd.Reject{Reason: reason, Raw: string(m.Data()), ReceivedAt: time.Now()}, Seq: seq})
-			continue
+			b.rows = append(b.rows, Row{Event: ev, Seq: seq, Pos: pos})
+			return true
+		})
+		if err != nil {
+			b.rejects = append(b.rejects, RejectRow{Reject: herd.Reject{Reason: fmt.Sprintf("after %d events: %v", n, err), Raw: string(m.Data()), ReceivedAt: time.Now()}, Seq: seq, Pos: n})
 		}
-		b.rows = append(b.rows, Row{Event: ev, Seq: seq})
 	}
 }
 
@@ -159,8 +169,10 @@ func (w *Writer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create consumer %s on %s: %w", w.cfg.Consumer, w.cfg.Stream.Name, err)
 	}
+	// Messages are single events or frames of up to stream.MaxFrameBytes:
+	// the pull is bounded in bytes, two batches' worth.
 	pull := func() (jetstream.MessagesContext, error) {
-		return cons.Messages(jetstream.PullMaxMessages(2*w.cfg.Batch.MaxEvents), jetstream.PullHeartbeat(2*time.Second))
+		return cons.Messages(jetstream.PullMaxBytes(2*w.cfg.Batch.MaxBytes), jetstream.PullHeartbeat(2*time.Second))
 	}
 	first, err := pull()
 	if err != nil {
@@ -275,7 +287,7 @@ func (w *Writer) Run(ctx context.Context) error {
 				timer.Reset(w.cfg.Batch.MaxWait)
 			}
 			cur.add(m)
-			if len(cur.msgs) >= w.cfg.Batch.MaxEvents || cur.bytes >= w.cfg.Batch.MaxBytes {
+			if cur.events >= w.cfg.Batch.MaxEvents || cur.bytes >= w.cfg.Batch.MaxBytes {
 				flush()
 			}
 		case <-timer.C:
@@ -294,7 +306,7 @@ func (w *Writer) commit(ctx context.Context, b *batch) {
 		res, err := w.store.Write(ctx, b.rows, b.rejects)
 		if err == nil {
 			w.m.copySeconds.Observe(time.Since(start).Seconds())
-			w.m.batchSize.Observe(float64(len(b.msgs)))
+			w.m.batchSize.Observe(float64(b.events))
 			w.m.rows.WithLabelValues("events").Add(float64(res.Inserted))
 			w.m.rows.WithLabelValues("rejects").Add(float64(res.Rejected))
 			w.m.duplicates.Add(float64(res.Duplicates))

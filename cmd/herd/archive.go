@@ -238,7 +238,7 @@ func runArchiveStatus(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "consumer lag: unknown (%v)\n", err)
 		return nil
 	}
-	fmt.Fprintf(e.stdout, "consumer %s: lag %d events (%d not yet delivered, %d in open files); archived through stream sequence %d of %d\n",
+	fmt.Fprintf(e.stdout, "consumer %s: lag %d stream messages (%d not yet delivered, %d in open files); archived through stream sequence %d of %d\n",
 		st.Consumer, st.Lag, st.Pending, st.AckPending, st.AckFloor, st.StreamLast)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -150,6 +151,146 @@ func TestNULIsolated(t *testing.T) {
 	}
 	if n := p.WaitRows(t, 1, 5*time.Second, "SELECT count(*) FROM herd.events WHERE message_id = 'after-1'"); n != 1 {
 		t.Fatal("writer stopped after the bad events")
+	}
+}
+
+// TestConcurrentRequestsShareFrames: single-event requests sent at once
+// are answered 200 only once stored, and ride together in fewer stream
+// messages than events; every event lands once.
+func TestConcurrentRequestsShareFrames(t *testing.T) {
+	t.Parallel()
+	p := herdtest.Start(t, herdtest.Options{})
+	const clients, each = 32, 25
+	var wg sync.WaitGroup
+	failed := make(chan string, clients*each)
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				r := post(t, p.URL+"/v1/track", []byte(fmt.Sprintf(`{"event":"E","userId":"u","messageId":"cf-%d-%d"}`, c, i)),
+					map[string]string{"Authorization": basic(p.WriteKey)})
+				if r.Status != 200 {
+					failed <- fmt.Sprint(r.Status, " ", string(r.RawBody))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(failed)
+	for f := range failed {
+		t.Fatalf("request refused: %s", f)
+	}
+	// Every 200 came after JetStream stored the event: the stream holds them
+	// all now, in fewer messages.
+	s, err := p.JS.Stream(context.Background(), p.Stream.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := 0
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatalf("message %d: %v", seq, err)
+		}
+		events += stream.CountEntries(m.Data)
+	}
+	if events != clients*each || info.State.Msgs >= clients*each {
+		t.Fatalf("the stream holds %d events in %d messages, want %d events in fewer messages", events, info.State.Msgs, clients*each)
+	}
+	t.Logf("%d events in %d stream messages", events, info.State.Msgs)
+	if n := p.WaitRows(t, clients*each, 10*time.Second, "SELECT count(DISTINCT message_id) FROM herd.events WHERE message_id LIKE 'cf-%'"); n != clients*each {
+		t.Fatalf("events stored: %d, want %d", n, clients*each)
+	}
+	if n := p.WaitRows(t, clients*each, time.Second, "SELECT count(*) FROM herd.events WHERE message_id LIKE 'cf-%'"); n != clients*each {
+		t.Fatalf("rows: %d, want %d", n, clients*each)
+	}
+}
+
+// TestFrameWithBadEntries: one stream message holding several events, some
+// of which cannot be stored, delivered twice. Each bad entry is its own
+// reject, recorded once however often the message comes; the good entries
+// are stored once; the damaged tail of the frame is a reject too.
+func TestFrameWithBadEntries(t *testing.T) {
+	t.Parallel()
+	p := herdtest.Start(t, herdtest.Options{})
+	var frame []byte
+	for i := 0; i < 6; i++ {
+		ev := herd.Event{MessageID: fmt.Sprintf("fr-%d", i), SourceID: p.Source.ID, Type: "track", Event: "E", UserID: "u",
+			Timestamp: time.Now(), ReceivedAt: time.Now(), Properties: []byte(fmt.Sprintf(`{"v":"ok %d"}`, i))}
+		switch i {
+		case 1, 4: // refused by Postgres: both in the same message
+			ev.Properties = []byte(`{"v":"bad \u0000"}`)
+		}
+		entry := stream.EncodeEvent(nil, &ev)
+		if i == 2 {
+			entry = []byte(`{"not":"an event"`)
+		}
+		frame = stream.AppendFrameEntry(frame, entry)
+	}
+	frame = append(frame, 0x7f, '{') // an entry of 127 bytes, cut short
+	subject := p.Stream.EventSubject(p.Source.ID)
+	publishRaw(t, p, subject, frame, "")
+	if n := p.WaitRows(t, 3, 10*time.Second, "SELECT count(*) FROM herd.events WHERE message_id LIKE 'fr-%'"); n != 3 {
+		t.Fatalf("events: %d, want fr-0, fr-3 and fr-5", n)
+	}
+	want := []string{
+		"1 refused by Postgres",
+		"2 undecodable event on the stream",
+		"4 refused by Postgres",
+		"6 after 6 events: " + stream.ErrBadFrame.Error(),
+	}
+	check := func(when string) {
+		t.Helper()
+		p.WaitRows(t, 4, 10*time.Second, "SELECT count(*) FROM herd.rejects")
+		rows, err := p.DB.Query(context.Background(), `SELECT stream_pos, reason FROM herd.rejects ORDER BY stream_pos`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for rows.Next() {
+			var pos int
+			var reason string
+			if err := rows.Scan(&pos, &reason); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, fmt.Sprint(pos, " ", reason))
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: rejects %q, want %d", when, got, len(want))
+		}
+		for i := range want {
+			if !strings.HasPrefix(got[i], want[i]) {
+				t.Fatalf("%s: rejects %q, want %q", when, got, want)
+			}
+		}
+	}
+	check("first delivery")
+
+	// The same message again (a redelivery: same stream sequence) through a
+	// second writer consumer reading from the start adds nothing.
+	p.StopWriter()
+	p.StartWriter(t, func(c *writer.Config) { c.Consumer = "second-reader" })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := p.JS.Consumer(context.Background(), p.Stream.Name, "second-reader")
+		if err == nil {
+			if info, err := c.Info(context.Background()); err == nil && info.AckFloor.Stream >= 1 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second writer did not ack the frame")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	check("second delivery")
+	if n := p.WaitRows(t, 3, time.Second, "SELECT count(*) FROM herd.events WHERE message_id LIKE 'fr-%'"); n != 3 {
+		t.Fatalf("events after the second delivery: %d, want 3", n)
 	}
 }
 
