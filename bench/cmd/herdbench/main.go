@@ -31,6 +31,7 @@ func run() int {
 	binDir := fs.String("bin-dir", "", "prebuilt herd, loadgen and naive binaries (default: built with go build)")
 	profileDir := fs.String("profile-dir", "", "write CPU profiles of herd under each load here")
 	backlog := fs.Int("backlog", 0, "events in the backlog the writer drains (default 500,000; 100,000 with --quick)")
+	backlogFrame := fs.Int("backlog-frame", 16, "events per stream message in the backlog (the collector packs concurrent requests' events into frames; 1 is one message per event)")
 	phase := fs.Duration("phase", 0, "length of each load phase (default 8s; 4s with --quick; the enrichment-off closed loops take two halves)")
 	rates := fs.String("rates", "5000,10000,20000", "open-loop offered rates, events/s, comma-separated")
 	singleConns := fs.Int("single-conns", 64, "closed loop, 1-event requests: connections")
@@ -47,6 +48,7 @@ func run() int {
 	if *backlog > 0 {
 		o.Backlog = *backlog
 	}
+	o.BacklogFrame = *backlogFrame
 	if *phase > 0 {
 		o.Phase = *phase
 	}

@@ -41,9 +41,12 @@ type Options struct {
 	BinDir    string
 	ModuleDir string
 
-	Backlog int           // events published to the stream before the writer starts
-	Phase   time.Duration // length of each load phase
-	Rates   []float64     // open-loop offered rates, events/s
+	Backlog int // events published to the stream before the writer starts
+	// BacklogFrame is how many events share one stream message of the
+	// backlog, as the collector packs concurrent requests; default 16.
+	BacklogFrame int
+	Phase        time.Duration // length of each load phase
+	Rates        []float64     // open-loop offered rates, events/s
 
 	SingleConns int // closed loop, single-event requests
 	BatchConns  int // closed loop, 50-event batches
@@ -71,6 +74,9 @@ func Quick() Options {
 func (o *Options) defaults() {
 	if o.Backlog <= 0 {
 		o.Backlog = 500_000
+	}
+	if o.BacklogFrame <= 0 {
+		o.BacklogFrame = 16
 	}
 	if o.Phase <= 0 {
 		o.Phase = 8 * time.Second
@@ -486,8 +492,10 @@ func metric(ctx context.Context, adminURL, prefix string) (float64, error) {
 }
 
 const (
-	rowsMetric     = `herd_writer_rows_total{table="events"}`
-	acceptedMetric = `herd_collector_events_total{reason="",result="accepted"}`
+	frameSumMetric   = `herd_collector_frame_events_sum`
+	frameCountMetric = `herd_collector_frame_events_count`
+	rowsMetric       = `herd_writer_rows_total{table="events"}`
+	acceptedMetric   = `herd_collector_events_total{reason="",result="accepted"}`
 )
 
 // settle waits until the writer has stored every event the collector

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -53,7 +52,9 @@ func (b *bench) publishBacklog(ctx context.Context) error {
 	at := time.Now()
 	start := time.Now()
 	// Encoding and publishing from one goroutine would measure herdbench;
-	// one publisher per CPU keeps JetStream the limit.
+	// one publisher per CPU keeps JetStream the limit. Each message is a
+	// frame of BacklogFrame events in the collector's own encoding.
+	per := int64(b.o.BacklogFrame)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, runtime.NumCPU())
@@ -62,20 +63,19 @@ func (b *bench) publishBacklog(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for {
-				i := next.Add(1) - 1
-				if i >= int64(b.o.Backlog) || ctx.Err() != nil {
+				from := (next.Add(1) - 1) * per
+				if from >= int64(b.o.Backlog) || ctx.Err() != nil {
 					return
 				}
-				ev := gen.Event(b.sourceID, prefix, i, at)
-				data, err := json.Marshal(&ev)
-				if err != nil {
-					errs <- fmt.Errorf("encode backlog event %d: %w", i, err)
-					return
+				var frame []byte
+				for i := from; i < min(from+per, int64(b.o.Backlog)); i++ {
+					ev := gen.Event(b.sourceID, prefix, i, at)
+					frame = stream.AppendFrameEntry(frame, stream.EncodeEvent(nil, &ev))
 				}
 				m := nats.NewMsg(subject)
-				m.Data = data
-				if _, err := js.PublishMsgAsync(m, jetstream.WithMsgID(stream.MsgID(b.sourceID, ev.MessageID)), jetstream.WithStallWait(30*time.Second)); err != nil {
-					errs <- fmt.Errorf("publish backlog event %d to %s: %w", i, subject, err)
+				m.Data = frame
+				if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(30*time.Second)); err != nil {
+					errs <- fmt.Errorf("publish backlog events from %d to %s: %w", from, subject, err)
 					return
 				}
 			}
@@ -102,10 +102,10 @@ func (b *bench) publishBacklog(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read stream %s: %w", sc.Name, err)
 	}
-	if si.State.Msgs != uint64(b.o.Backlog) {
-		return fmt.Errorf("stream %s holds %d messages after publishing a backlog of %d", sc.Name, si.State.Msgs, b.o.Backlog)
+	if msgs := (b.o.Backlog + b.o.BacklogFrame - 1) / b.o.BacklogFrame; si.State.Msgs != uint64(msgs) {
+		return fmt.Errorf("stream %s holds %d messages after publishing a backlog of %d events in %d", sc.Name, si.State.Msgs, b.o.Backlog, msgs)
 	}
-	b.rep.Backlog = Backlog{Events: b.o.Backlog, PublishS: took.Seconds(), PublishPerSec: float64(b.o.Backlog) / took.Seconds(), StreamBytes: si.State.Bytes}
+	b.rep.Backlog = Backlog{Events: b.o.Backlog, FrameEvents: b.o.BacklogFrame, PublishS: took.Seconds(), PublishPerSec: float64(b.o.Backlog) / took.Seconds(), StreamBytes: si.State.Bytes}
 	b.log.Info("backlog on the stream", "events", b.o.Backlog, "took", took.Round(time.Millisecond))
 	return nil
 }
@@ -369,7 +369,10 @@ func (b *bench) rawCopy(ctx context.Context) error {
 
 // loadPhase runs one load-generator phase against the process pid and records
 // it under name.
-func (b *bench) loadPhase(ctx context.Context, name string, pid int, profile bool, dur time.Duration, args ...string) (*Phase, error) {
+// loadPhase runs the loadgen with args against the process pid; admin, when
+// it is a herd process's admin URL, is where its frame metrics are read.
+func (b *bench) loadPhase(ctx context.Context, name string, pid int, admin string, profile bool, dur time.Duration, args ...string) (*Phase, error) {
+	sum0, count0 := frameMetrics(ctx, admin)
 	m := b.startMeter(pid)
 	var prof <-chan struct{}
 	if profile {
@@ -382,12 +385,29 @@ func (b *bench) loadPhase(ctx context.Context, name string, pid int, profile boo
 	var p Phase
 	m.stop(&p)
 	p.Load, p.LoadgenCPUSeconds, p.Events = res, cpu, res.Events
+	if sum1, count1 := frameMetrics(ctx, admin); count1 > count0 {
+		p.FrameEvents = (sum1 - sum0) / (count1 - count0)
+	}
 	b.rep.Phases[name] = &p
 	if prof != nil {
 		<-prof
 	}
 	b.log.Info("phase done", "phase", name, "events_per_s", int(res.EventsPerSec), "p50_ms", res.Latency.P50, "p99_ms", res.Latency.P99, "cores", fmt.Sprintf("%.2f", p.Cores))
 	return &p, nil
+}
+
+// frameMetrics reads the sum and count of herd_collector_frame_events (0, 0
+// without an admin URL or on error: the figure is then left out).
+func frameMetrics(ctx context.Context, admin string) (sum, count float64) {
+	if admin == "" {
+		return 0, 0
+	}
+	sum, err1 := metric(ctx, admin, frameSumMetric)
+	count, err2 := metric(ctx, admin, frameCountMetric)
+	if err1 != nil || err2 != nil {
+		return 0, 0
+	}
+	return sum, count
 }
 
 func (b *bench) common(url, prefix string, conns int, dur time.Duration) []string {
@@ -400,12 +420,12 @@ func (b *bench) common(url, prefix string, conns int, dur time.Duration) []strin
 func (b *bench) closedLoops(ctx context.Context, suffix string, dur time.Duration, profile bool) error {
 	tag := strings.ReplaceAll(suffix, "_", "")
 	single := append(b.common(b.collector, "single"+tag, b.o.SingleConns, dur), "--mode", "closed", "--batch", "1")
-	if _, err := b.loadPhase(ctx, "single"+suffix, b.herd.pid(), profile, dur, single...); err != nil {
+	if _, err := b.loadPhase(ctx, "single"+suffix, b.herd.pid(), b.adminURL, profile, dur, single...); err != nil {
 		return err
 	}
 	b.settle(ctx, 60*time.Second)
 	batch := append(b.common(b.collector, "batch"+tag, b.o.BatchConns, dur), "--mode", "closed", "--batch", strconv.Itoa(b.o.BatchSize))
-	if _, err := b.loadPhase(ctx, "batch"+suffix, b.herd.pid(), profile, dur, batch...); err != nil {
+	if _, err := b.loadPhase(ctx, "batch"+suffix, b.herd.pid(), b.adminURL, profile, dur, batch...); err != nil {
 		return err
 	}
 	b.settle(ctx, 60*time.Second)
@@ -448,7 +468,7 @@ func (b *bench) herdPhases(ctx context.Context) error {
 			"--rate", strconv.FormatFloat(rate, 'f', -1, 64), "--database-url", b.herdURL,
 			"--sample-every", strconv.Itoa(max(1, int(rate/500))))
 		// Profile the middle rate: the one the latency targets are set at.
-		if _, err := b.loadPhase(ctx, name, b.herd.pid(), i == len(b.o.Rates)/2, b.o.Phase, args...); err != nil {
+		if _, err := b.loadPhase(ctx, name, b.herd.pid(), b.adminURL, i == len(b.o.Rates)/2, b.o.Phase, args...); err != nil {
 			return err
 		}
 		b.settle(ctx, 60*time.Second)
@@ -489,7 +509,7 @@ func (b *bench) splitPhase(ctx context.Context) error {
 		"--rate", strconv.FormatFloat(rate, 'f', -1, 64), "--database-url", b.herdURL,
 		"--sample-every", strconv.Itoa(max(1, int(rate/500))))
 	rest := b.startMeter(b.herd.pid())
-	p, err := b.loadPhase(ctx, name, col.pid(), false, b.o.Phase, args...)
+	p, err := b.loadPhase(ctx, name, col.pid(), "http://"+admin, false, b.o.Phase, args...)
 	if err != nil {
 		return err
 	}
@@ -523,11 +543,11 @@ func (b *bench) naivePhases(ctx context.Context) error {
 		return err
 	}
 	single := append(b.common(url, "naivesingle", b.o.SingleConns, b.o.Phase), "--mode", "closed", "--batch", "1")
-	if _, err := b.loadPhase(ctx, "naive_single", nv.pid(), false, b.o.Phase, single...); err != nil {
+	if _, err := b.loadPhase(ctx, "naive_single", nv.pid(), "", false, b.o.Phase, single...); err != nil {
 		return err
 	}
 	batch := append(b.common(url, "naivebatch", b.o.BatchConns, b.o.Phase), "--mode", "closed", "--batch", strconv.Itoa(b.o.BatchSize))
-	if _, err := b.loadPhase(ctx, "naive_batch", nv.pid(), false, b.o.Phase, batch...); err != nil {
+	if _, err := b.loadPhase(ctx, "naive_batch", nv.pid(), "", false, b.o.Phase, batch...); err != nil {
 		return err
 	}
 	if nv.exited() {

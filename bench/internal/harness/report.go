@@ -37,6 +37,7 @@ type Machine struct {
 // Backlog is the drain and its ceiling.
 type Backlog struct {
 	Events        int     `json:"events"`
+	FrameEvents   int     `json:"events_per_message"`
 	StreamBytes   uint64  `json:"stream_bytes"`
 	PublishS      float64 `json:"publish_s"`
 	PublishPerSec float64 `json:"publish_per_s"`
@@ -64,15 +65,18 @@ type Backlog struct {
 // Phase is one measured stretch: the load (when there was any) and what the
 // process under test and Postgres used meanwhile.
 type Phase struct {
-	Events             int64        `json:"events"`
-	WallS              float64      `json:"wall_s"`
-	CPUSeconds         float64      `json:"cpu_s"`
-	Cores              float64      `json:"cores"`
-	PeakRSSMB          float64      `json:"peak_rss_mb"`
-	PostgresCPUSeconds float64      `json:"postgres_cpu_s"`
-	PostgresCores      float64      `json:"postgres_cores"`
-	LoadgenCPUSeconds  float64      `json:"loadgen_cpu_s,omitempty"`
-	Load               *load.Result `json:"load,omitempty"`
+	Events             int64   `json:"events"`
+	WallS              float64 `json:"wall_s"`
+	CPUSeconds         float64 `json:"cpu_s"`
+	Cores              float64 `json:"cores"`
+	PeakRSSMB          float64 `json:"peak_rss_mb"`
+	PostgresCPUSeconds float64 `json:"postgres_cpu_s"`
+	PostgresCores      float64 `json:"postgres_cores"`
+	LoadgenCPUSeconds  float64 `json:"loadgen_cpu_s,omitempty"`
+	// FrameEvents is the collector's mean events per stream message over
+	// the phase (herd_collector_frame_events).
+	FrameEvents float64      `json:"mean_events_per_stream_message,omitempty"`
+	Load        *load.Result `json:"load,omitempty"`
 }
 
 // merged is two phases of the same load taken together.
@@ -204,6 +208,9 @@ func (r *Report) finish() {
 			r.add(c.name+"_reply_p50_ms", c.label+": reply p50", l.P50, "ms", "naive, same load", nl.P50, nil)
 			r.add(c.name+"_reply_p99_ms", c.label+": reply p99", l.P99, "ms", "naive, same load", nl.P99, nil)
 		}
+		if p := ph[c.name]; p != nil && p.FrameEvents > 0 {
+			r.add(c.name+"_events_per_message", c.label+": events per stream message (collector's frames)", p.FrameEvents, "events", "", 0, nil)
+		}
 		off := merge(ph[c.name+noEnrich+"_a"], ph[c.name+noEnrich+"_b"])
 		if off.WallS == 0 {
 			continue
@@ -230,7 +237,7 @@ func (r *Report) finish() {
 	r.add("drain_whole_rows_per_s", fmt.Sprintf("backlog drain, first batch to last row (%s batches, mean %s events, %.1f ms to commit)",
 		num(float64(bl.Batches)), num(bl.MeanBatch), bl.MeanCommitMs), bl.WholeRowsPerSec, "rows/s", "", 0, nil)
 	r.add("copy_rows_per_s", "ceiling: raw COPY, "+num(float64(bl.Events))+" rows", bl.CopyRowsPerSec, "rows/s", "", 0, nil)
-	r.add("publish_per_s", "JetStream: backlog published (async, with Nats-Msg-Id)", bl.PublishPerSec, "msgs/s", "", 0, nil)
+	r.add("publish_per_s", fmt.Sprintf("JetStream: backlog published (async, frames of %d events)", bl.FrameEvents), bl.PublishPerSec, "events/s", "", 0, nil)
 	for _, name := range []string{"single", "batch", "drain"} {
 		if p := ph[name]; p != nil {
 			r.cpuFigures(name, p, nil)
@@ -249,6 +256,9 @@ func (r *Report) finish() {
 		r.add(key+"_reply_p50_ms", lbl+"reply p50", l.Latency.P50, "ms", "", 0, nil)
 		r.add(key+"_reply_p99_ms", lbl+"reply p99", l.Latency.P99, "ms", tgtRef(p99t), tgtVal(p99t), p99t)
 		r.add(key+"_reply_p999_ms", lbl+"reply p99.9", l.Latency.P999, "ms", "", 0, nil)
+		if p.FrameEvents > 0 {
+			r.add(key+"_events_per_message", lbl+"events per stream message", p.FrameEvents, "events", "", 0, nil)
+		}
 		if l.ReplyToRow != nil {
 			r.add(key+"_row_p50_ms", lbl+"reply-to-row p50", l.ReplyToRow.P50, "ms", "", 0, nil)
 			r.add(key+"_row_p99_ms", lbl+"reply-to-row p99 ("+strconv.Itoa(l.ReplyToRow.Count)+" sampled)", l.ReplyToRow.P99, "ms", tgtRef(r2rt), tgtVal(r2rt), r2rt)
