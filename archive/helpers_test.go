@@ -164,7 +164,7 @@ func publishFrames(t *testing.T, js jetstream.JetStream, sc stream.Config, evs [
 			if evs[j].SourceID != evs[i].SourceID {
 				t.Fatalf("a frame holds one source's events: %d and %d", evs[i].SourceID, evs[j].SourceID)
 			}
-			frame = stream.AppendFrameEntry(frame, stream.EncodeEvent(nil, &evs[j]))
+			frame = stream.AppendFrameEntry(frame, stream.EncodeEntry(nil, &evs[j]))
 		}
 		if _, err := js.Publish(ctx, sc.EventSubject(evs[i].SourceID), frame); err != nil {
 			t.Fatalf("publish frame: %v", err)

@@ -71,8 +71,8 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
-// BenchmarkEncode is the stream message of one event: stream.EncodeEvent of
-// herd.Event, as the collector publishes it.
+// BenchmarkEncode is the frame entry of one event: stream.EncodeEntry of
+// herd.Event, as the collector packs it.
 func BenchmarkEncode(b *testing.B) {
 	c, info := benchCollector(), benchInfo()
 	r, err := decodeBody([]byte(benchEvent), false)
@@ -86,7 +86,7 @@ func BenchmarkEncode(b *testing.B) {
 	b.ReportAllocs()
 	buf := make([]byte, 0, 2048)
 	for b.Loop() {
-		buf = stream.EncodeEvent(buf[:0], &ev)
+		buf = stream.EncodeEntry(buf[:0], &ev)
 		b.SetBytes(int64(len(buf)))
 	}
 }

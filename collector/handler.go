@@ -402,7 +402,7 @@ func (p *publishing) send(subject, msgID string, data []byte) {
 	p.futures = append(p.futures, f)
 }
 
-// event encodes ev with the stream's own codec into the packer's open frame.
+// event encodes ev as a frame entry into the packer's open frame.
 func (p *publishing) event(pk *packer, ev *herd.Event) {
 	if p.err != nil {
 		return
@@ -414,7 +414,7 @@ func (p *publishing) event(pk *packer, ev *herd.Event) {
 	if p.scratch == nil {
 		p.scratch = scratchPool.Get().(*[]byte)
 	}
-	*p.scratch = stream.EncodeEvent((*p.scratch)[:0], ev)
+	*p.scratch = stream.EncodeEntry((*p.scratch)[:0], ev)
 	f := pk.add(*p.scratch)
 	if n := len(p.frames); n == 0 || p.frames[n-1] != f {
 		p.frames = append(p.frames, f)

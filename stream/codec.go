@@ -9,12 +9,13 @@ import (
 	"github.com/herdhq/herd"
 )
 
-// The stream carries each event as JSON: readable with any NATS tool, and
-// stable as fields are added. EncodeEvent writes it by hand rather than
-// through reflection: it is the hottest code of the collector, and its raw
-// fields (context, properties, traits) were validated already, so they are
-// copied as they are instead of being parsed and compacted once more.
-// DecodeEvent is the matching reader for the writer and the archiver.
+// An event on the stream is a message of its own in JSON (what replays and
+// collectors before frames publish; readable with any NATS tool), or an
+// entry of a frame in the binary form of entry.go (what the collector
+// publishes). EncodeEvent writes the JSON by hand rather than through
+// reflection, and copies the raw fields (context, properties, traits), which
+// were validated already, as they are. DecodeEvent reads both forms, for the
+// writer and the archiver.
 
 // EncodeEvent appends ev as JSON to dst. The output decodes, with
 // encoding/json or DecodeEvent, to an Event equal to ev; fields follow the
@@ -79,8 +80,12 @@ func EncodeEvent(dst []byte, ev *herd.Event) []byte {
 	return append(e.b, '}')
 }
 
-// DecodeEvent reads an event written by EncodeEvent (or encoding/json).
+// DecodeEvent reads an event written by EncodeEntry, EncodeEvent or
+// encoding/json.
 func DecodeEvent(data []byte, ev *herd.Event) error {
+	if len(data) > 0 && data[0] == EntryBinary {
+		return decodeEntry(data, ev)
+	}
 	return json.Unmarshal(data, ev)
 }
 

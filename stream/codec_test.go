@@ -114,3 +114,55 @@ func BenchmarkEncodeEvent(b *testing.B) {
 		}
 	})
 }
+
+// The binary entry decodes to the same event as the JSON form, for every
+// field, absent optional ones, invalid UTF-8 and zoned times.
+func TestEntryMatchesJSON(t *testing.T) {
+	var full herd.Event
+	n := 0
+	fill(reflect.ValueOf(&full).Elem(), &n)
+	minimal := herd.Event{MessageID: "m", SourceID: 1, Type: "track", Timestamp: time.Unix(0, 1).UTC(), ReceivedAt: time.Unix(5, 0).UTC()}
+	invalid := minimal
+	invalid.UserID, invalid.Properties = "bad \xff utf8", stdjson.RawMessage("null")
+	negative := minimal
+	negative.SourceID, negative.ASN = -7, -1
+	for name, ev := range map[string]herd.Event{"every field": full, "minimal": minimal, "invalid utf8": invalid, "negative": negative} {
+		var viaJSON, viaEntry herd.Event
+		if err := stream.DecodeEvent(stream.EncodeEvent(nil, &ev), &viaJSON); err != nil {
+			t.Fatal(err)
+		}
+		entry := stream.EncodeEntry(nil, &ev)
+		if err := stream.DecodeEvent(entry, &viaEntry); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !reflect.DeepEqual(normalize(viaEntry), normalize(viaJSON)) {
+			t.Errorf("%s: binary entry decoded\n %+v\nJSON decoded\n %+v", name, viaEntry, viaJSON)
+		}
+		// Cut short inside a field: an error, never a panic.
+		for cut := 1; cut < len(entry); cut++ {
+			var back herd.Event
+			_ = stream.DecodeEvent(entry[:cut], &back)
+		}
+	}
+}
+
+func BenchmarkDecodeEvent(b *testing.B) {
+	ev := herd.Event{MessageID: "m-123456", SourceID: 1, Type: "track", Event: "Product Viewed", UserID: "user-42",
+		Timestamp: time.Now(), ReceivedAt: time.Now(),
+		Properties: []byte(`{"product_id":"sku-1234","price":19.99,"currency":"EUR","category":"books"}`),
+		Context:    []byte(`{"library":{"name":"analytics.js","version":"5.2.0"},"page":{"url":"https://shop.example.com/p/sku-1234","path":"/p/sku-1234","title":"A book"},"locale":"en-GB"}`),
+		Enrichment: herd.Enrichment{URL: "https://shop.example.com/p/sku-1234", Path: "/p/sku-1234", IP: "203.0.113.7",
+			Browser: "Chrome", OS: "Linux", DeviceType: "desktop", LibraryName: "analytics.js", LibraryVersion: "5.2.0"}}
+	for name, data := range map[string][]byte{"json": stream.EncodeEvent(nil, &ev), "entry": stream.EncodeEntry(nil, &ev)} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				var back herd.Event
+				if err := stream.DecodeEvent(data, &back); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -11,9 +11,10 @@ import (
 // each: per message, not per byte, is where the stream spends its time.
 //
 // Layout: the byte FrameMagic, then for each event its length as a uvarint
-// and its EncodeEvent bytes. JSON never starts with FrameMagic, so a reader
-// tells a frame from a message holding one bare event (as older collectors
-// and the replay tools publish) by the first byte.
+// and its bytes: EncodeEntry's binary form (JSON is read too). JSON never
+// starts with FrameMagic, so a reader tells a frame from a message holding
+// one bare JSON event (as older collectors and the replay tools publish) by
+// the first byte.
 const FrameMagic = 0x1e
 
 // MaxFrameBytes bounds the frames the collector builds; an event larger than

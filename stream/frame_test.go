@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/stream"
 )
 
@@ -51,16 +52,20 @@ func TestFrameRoundTrip(t *testing.T) {
 	}
 }
 
-// FuzzEntries: any message is walked without panicking, and every entry lies
-// inside it.
+// FuzzEntries: any message is walked and its entries decoded without
+// panicking, and every entry lies inside it.
 func FuzzEntries(f *testing.F) {
 	f.Add(stream.AppendFrameEntry(stream.AppendFrameEntry(nil, []byte(`{"a":1}`)), []byte(`{}`)))
 	f.Add([]byte{stream.FrameMagic, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add([]byte(`{"message_id":"x"}`))
+	ev := herd.Event{MessageID: "m", SourceID: 3, Type: "track", Context: []byte(`{"a":1}`)}
+	f.Add(stream.AppendFrameEntry(nil, stream.EncodeEntry(nil, &ev)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		total := 0
 		_ = stream.Entries(data, func(_ int, e []byte) bool {
 			total += len(e)
+			var ev herd.Event
+			_ = stream.DecodeEvent(e, &ev)
 			return true
 		})
 		if total > len(data) {

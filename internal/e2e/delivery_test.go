@@ -226,7 +226,10 @@ func TestFrameWithBadEntries(t *testing.T) {
 		case 1, 4: // refused by Postgres: both in the same message
 			ev.Properties = []byte(`{"v":"bad \u0000"}`)
 		}
-		entry := stream.EncodeEvent(nil, &ev)
+		entry := stream.EncodeEntry(nil, &ev)
+		if i == 3 {
+			entry = stream.EncodeEvent(nil, &ev) // JSON entries are read too
+		}
 		if i == 2 {
 			entry = []byte(`{"not":"an event"`)
 		}

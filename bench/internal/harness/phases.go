@@ -70,7 +70,7 @@ func (b *bench) publishBacklog(ctx context.Context) error {
 				var frame []byte
 				for i := from; i < min(from+per, int64(b.o.Backlog)); i++ {
 					ev := gen.Event(b.sourceID, prefix, i, at)
-					frame = stream.AppendFrameEntry(frame, stream.EncodeEvent(nil, &ev))
+					frame = stream.AppendFrameEntry(frame, stream.EncodeEntry(nil, &ev))
 				}
 				m := nats.NewMsg(subject)
 				m.Data = frame
