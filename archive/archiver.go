@@ -122,9 +122,13 @@ type partState struct {
 }
 
 // openFile is a file being filled. It carries the messages it came from:
-// they are acked only once the file and its manifest entry are stored.
+// they are acked only once the file and its manifest entry are stored. Its
+// events are kept as they came, encoded, and made into records when the file
+// is written: a decoded record holds dozens of pointers, and a hundred
+// thousand of them held for minutes made every garbage collection of the
+// process (the collector's too, in herd up) scan them.
 type openFile struct {
-	recs    []record
+	entries []pendingEntry
 	msgs    []*held
 	seen    map[uint64]struct{}
 	bytes   int
@@ -268,7 +272,7 @@ func (a *Archiver) handle(ctx context.Context, m jetstream.Msg) error {
 	// held by its partition's open file, and the message is acked once every
 	// file holding a part of it is stored.
 	var (
-		groups = map[partition][]record{}
+		groups = map[partition][]pendingEntry{}
 		order  []partition
 		size   = map[partition]int{}
 		bad    int
@@ -283,7 +287,7 @@ func (a *Archiver) handle(ctx context.Context, m jetstream.Msg) error {
 		if _, ok := groups[p]; !ok {
 			order = append(order, p)
 		}
-		groups[p] = append(groups[p], toRecord(&ev, seq))
+		groups[p] = append(groups[p], pendingEntry{data: data, seq: seq})
 		size[p] += len(data)
 		return true
 	})
@@ -324,11 +328,11 @@ func (a *Archiver) handle(ctx context.Context, m jetstream.Msg) error {
 			continue // redelivered while held: ack both deliveries with the file
 		}
 		f.seen[seq] = struct{}{}
-		f.recs = append(f.recs, groups[p]...)
+		f.entries = append(f.entries, groups[p]...)
 		f.bytes += size[p]
 		a.buffered += len(groups[p])
 		a.bufferedBytes += size[p]
-		if len(f.recs) >= a.cfg.FileMaxRows || f.bytes >= a.cfg.FileMaxBytes {
+		if len(f.entries) >= a.cfg.FileMaxRows || f.bytes >= a.cfg.FileMaxBytes {
 			full = append(full, st)
 		}
 	}
@@ -345,6 +349,13 @@ func (a *Archiver) handle(ctx context.Context, m jetstream.Msg) error {
 		return a.flush(ctx, a.largest())
 	}
 	return nil
+}
+
+// pendingEntry is one event of an open file: its encoded bytes (aliasing
+// the message) and the message's stream sequence.
+type pendingEntry struct {
+	data []byte
+	seq  uint64
 }
 
 // held is a message whose events wait in open files; it is acked when the
@@ -498,15 +509,21 @@ func (a *Archiver) archived(ctx context.Context, st *partState, seq uint64) (boo
 // file is found then and the messages acked without a second copy.
 func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	f := st.buf
-	if f == nil || len(f.recs) == 0 {
+	if f == nil || len(f.entries) == 0 {
 		return nil
 	}
 	start := time.Now()
-	sort.SliceStable(f.recs, func(i, j int) bool { return f.recs[i].StreamSeq < f.recs[j].StreamSeq })
-	first, last := uint64(f.recs[0].StreamSeq), uint64(f.recs[len(f.recs)-1].StreamSeq)
+	sort.SliceStable(f.entries, func(i, j int) bool { return f.entries[i].seq < f.entries[j].seq })
+	recs := make([]record, len(f.entries))
+	for i, e := range f.entries {
+		var ev herd.Event
+		_ = stream.DecodeEvent(e.data, &ev) // decoded once already, in handle
+		recs[i] = toRecord(&ev, e.seq)
+	}
+	first, last := f.entries[0].seq, f.entries[len(f.entries)-1].seq
 	name := fileName(first, last)
 	key := st.p.prefix() + name
-	data, err := encodeFile(f.recs)
+	data, err := encodeFile(recs)
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", key, err)
 	}
@@ -518,7 +535,7 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 			return err
 		}
 	}
-	entry := describe(name, a.cfg.Stream.Name, data, f.recs)
+	entry := describe(name, a.cfg.Stream.Name, data, recs)
 	replaced := false
 	for i := range st.man.Files {
 		if st.man.Files[i].Name == name {
@@ -538,14 +555,14 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	}
 	st.maxLast = max(st.maxLast, last)
 	st.buf = nil
-	a.buffered -= len(f.recs)
+	a.buffered -= len(recs)
 	a.bufferedBytes -= f.bytes
 	a.m.files.Inc()
-	a.m.rows.Add(float64(len(f.recs)))
+	a.m.rows.Add(float64(len(recs)))
 	a.m.bytes.Add(float64(len(data)))
 	a.m.writeSeconds.Observe(time.Since(start).Seconds())
 	a.m.buffered.Set(float64(a.buffered))
-	a.log.Debug("archived file", "file", key, "rows", len(f.recs), "bytes", len(data))
+	a.log.Debug("archived file", "file", key, "rows", len(recs), "bytes", len(data))
 	return nil
 }
 
