@@ -279,7 +279,13 @@ func (a *Archiver) handle(ctx context.Context, m jetstream.Msg) error {
 	)
 	err = stream.Entries(m.Data(), func(_ int, data []byte) bool {
 		var ev herd.Event
-		if err := stream.DecodeEvent(data, &ev); err != nil || ev.MessageID == "" || ev.Timestamp.IsZero() {
+		var hasID bool
+		var err error
+		if ev.SourceID, ev.Timestamp, hasID, err = stream.PeekEntry(data); errors.Is(err, stream.ErrNotEntry) {
+			err = stream.DecodeEvent(data, &ev) // the JSON form
+			hasID = ev.MessageID != ""
+		}
+		if err != nil || !hasID || ev.Timestamp.IsZero() {
 			bad++
 			return true
 		}
@@ -514,13 +520,27 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	}
 	start := time.Now()
 	sort.SliceStable(f.entries, func(i, j int) bool { return f.entries[i].seq < f.entries[j].seq })
-	recs := make([]record, len(f.entries))
-	for i, e := range f.entries {
+	recs := make([]record, 0, len(f.entries))
+	for _, e := range f.entries {
 		var ev herd.Event
-		_ = stream.DecodeEvent(e.data, &ev) // decoded once already, in handle
-		recs[i] = toRecord(&ev, e.seq)
+		if err := stream.DecodeEvent(e.data, &ev); err != nil {
+			// Its head was readable (handle placed it), the rest is not.
+			a.m.undecodable.Inc()
+			a.log.Warn("not an event; not archived", "seq", e.seq, "partition", st.p.String(), "err", err)
+			continue
+		}
+		recs = append(recs, toRecord(&ev, e.seq))
 	}
-	first, last := f.entries[0].seq, f.entries[len(f.entries)-1].seq
+	if len(recs) == 0 {
+		for _, h := range f.msgs {
+			h.stored()
+		}
+		st.buf = nil
+		a.buffered -= len(f.entries)
+		a.bufferedBytes -= f.bytes
+		return nil
+	}
+	first, last := uint64(recs[0].StreamSeq), uint64(recs[len(recs)-1].StreamSeq)
 	name := fileName(first, last)
 	key := st.p.prefix() + name
 	data, err := encodeFile(recs)
@@ -555,7 +575,7 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	}
 	st.maxLast = max(st.maxLast, last)
 	st.buf = nil
-	a.buffered -= len(recs)
+	a.buffered -= len(f.entries)
 	a.bufferedBytes -= f.bytes
 	a.m.files.Inc()
 	a.m.rows.Add(float64(len(recs)))

@@ -138,10 +138,18 @@ func TestEntryMatchesJSON(t *testing.T) {
 		if !reflect.DeepEqual(normalize(viaEntry), normalize(viaJSON)) {
 			t.Errorf("%s: binary entry decoded\n %+v\nJSON decoded\n %+v", name, viaEntry, viaJSON)
 		}
+		src, ts, hasID, err := stream.PeekEntry(entry)
+		if err != nil || src != ev.SourceID || !ts.Equal(ev.Timestamp) || hasID != (ev.MessageID != "") {
+			t.Errorf("%s: PeekEntry %d %s %v %v, want %d %s", name, src, ts, hasID, err, ev.SourceID, ev.Timestamp)
+		}
+		if _, _, _, err := stream.PeekEntry(stream.EncodeEvent(nil, &ev)); err != stream.ErrNotEntry {
+			t.Errorf("%s: PeekEntry of JSON: %v, want ErrNotEntry", name, err)
+		}
 		// Cut short inside a field: an error, never a panic.
 		for cut := 1; cut < len(entry); cut++ {
 			var back herd.Event
 			_ = stream.DecodeEvent(entry[:cut], &back)
+			_, _, _, _ = stream.PeekEntry(entry[:cut])
 		}
 	}
 }

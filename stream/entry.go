@@ -228,3 +228,24 @@ func decodeEntry(data []byte, ev *herd.Event) error {
 	r.str(&x.ASOrg)
 	return r.err
 }
+
+// ErrNotEntry is returned by PeekEntry for data in the JSON form.
+var ErrNotEntry = errors.New("not a binary entry")
+
+// PeekEntry reads what places a binary entry, without decoding the rest:
+// its source, its event time, and whether it has a message id. The archiver
+// sorts events into partitions with it, and decodes each only once, when its
+// file is written.
+func PeekEntry(data []byte) (sourceID int64, ts time.Time, hasID bool, err error) {
+	if len(data) == 0 || data[0] != EntryBinary {
+		return 0, time.Time{}, false, ErrNotEntry
+	}
+	r := entryReader{data: data, i: 1}
+	i, j := r.span()
+	sourceID = r.varint()
+	for range 6 { // type, event, anonymous, user, group and previous ids
+		r.span()
+	}
+	r.time(&ts)
+	return sourceID, ts, j > i, r.err
+}

@@ -66,6 +66,7 @@ func FuzzEntries(f *testing.F) {
 			total += len(e)
 			var ev herd.Event
 			_ = stream.DecodeEvent(e, &ev)
+			_, _, _, _ = stream.PeekEntry(e)
 			return true
 		})
 		if total > len(data) {

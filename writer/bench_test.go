@@ -11,8 +11,9 @@ import (
 	"github.com/herdhq/herd/schemas"
 )
 
-// BenchmarkCopy is one writer batch through the insert path: COPY into the
-// staging table, then the ledger and herd.events, in one transaction. Every
+// BenchmarkCopy is one writer batch through the insert path: the message ids
+// claimed in the ledger, then the claimed rows COPYed into herd.events, in
+// one transaction. Every
 // operation writes rows never seen before, so nothing is skipped as a
 // duplicate.
 func BenchmarkCopy(b *testing.B) {

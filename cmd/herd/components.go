@@ -35,7 +35,7 @@ func (s *streamFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&s.cfg.SourcesKV, "sources-bucket", "herd_sources", "NATS key-value bucket mirroring herd.sources")
 	fs.Int64Var(&s.maxBytes, "stream-max-bytes", 10<<30, "stream size limit in bytes; the collector answers 503 once it is full")
 	fs.IntVar(&s.replicas, "stream-replicas", 1, "stream replicas (3 on a 3-node JetStream cluster)")
-	fs.DurationVar(&s.dupeWindow, "dupe-window", 2*time.Minute, "JetStream duplicate window for Nats-Msg-Id")
+	fs.DurationVar(&s.dupeWindow, "dupe-window", 2*time.Minute, "JetStream duplicate window for Nats-Msg-Id (webhooks; events are deduplicated by the writer's message-id ledger)")
 }
 
 func (s *streamFlags) config() stream.Config {

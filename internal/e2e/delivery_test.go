@@ -29,8 +29,9 @@ func TestSameMessageIDThreeTimes(t *testing.T) {
 			t.Fatalf("try %d: %d %s", i, r.Status, r.RawBody)
 		}
 	}
-	// Past JetStream's duplicate window the writer's ledger must catch it:
-	// publish the same id straight to the stream, as a replay would.
+	// The stream itself does not drop repeats (frames carry no message id):
+	// the writer's ledger does, also for the same id published straight to
+	// the stream, as a replay would.
 	ev := herd.Event{MessageID: "dup-1", SourceID: p.Source.ID, Type: "track", Event: "Paid", UserID: "u1", Timestamp: time.Now(), ReceivedAt: time.Now()}
 	publishRaw(t, p, p.Stream.EventSubject(p.Source.ID), jsonBody(t, ev), "")
 	time.Sleep(300 * time.Millisecond)
@@ -57,8 +58,8 @@ func publishRaw(t *testing.T, p *herdtest.Pipeline, subject string, data []byte,
 }
 
 // TestRetryAcrossMidnight: an event first received at 23:59:59.9 and retried
-// after midnight (past JetStream's duplicate window) stays one row, although
-// its skew-corrected timestamp now falls on the next day's partition.
+// after midnight stays one row, although its skew-corrected timestamp now
+// falls on the next day's partition.
 func TestRetryAcrossMidnight(t *testing.T) {
 	t.Parallel()
 	var now atomic.Pointer[time.Time]
@@ -79,7 +80,7 @@ func TestRetryAcrossMidnight(t *testing.T) {
 	}
 	p.WaitRows(t, 1, 5*time.Second, "SELECT count(*) FROM herd.events")
 	set("2026-03-02T00:00:00.500Z")
-	time.Sleep(1200 * time.Millisecond) // past the duplicate window
+	time.Sleep(1200 * time.Millisecond) // past any duplicate window
 	if r := post(t, p.URL+"/v1/track", body, map[string]string{"Authorization": basic(p.WriteKey)}); r.Status != 200 {
 		t.Fatal(r.RawBody)
 	}
