@@ -2,7 +2,6 @@ package collector
 
 import (
 	"bytes"
-	stdjson "encoding/json"
 	"fmt"
 	json "github.com/goccy/go-json"
 	"strconv"
@@ -59,6 +58,7 @@ type request struct {
 	writeKey string
 	batch    bool
 	parsed   *wireEvent // the single event, already decoded
+	scanned  *scanInfo  // and scanned
 }
 
 // decodeBody splits a body into items. Errors are request-level: the whole
@@ -74,8 +74,9 @@ func decodeBody(body []byte, batch bool) (*request, error) {
 	// goccy/go-json copies RawMessage fields (properties, context, batch
 	// items) without checking them, and its Valid accepts numbers such as 01:
 	// without this check invalid JSON would be answered 200 and reach the
-	// stream.
-	if !stdjson.Valid(body) {
+	// stream. scanJSON has encoding/json.Valid's verdict.
+	info, ok := scanJSON(body)
+	if !ok {
 		return nil, herd.Errorf(herd.ErrInvalid, "body is not valid JSON")
 	}
 	if !batch {
@@ -84,7 +85,7 @@ func decodeBody(body []byte, batch bool) (*request, error) {
 		if err := json.Unmarshal(body, w); err != nil {
 			return nil, herd.Errorf(herd.ErrInvalid, "body is not valid JSON: %s", jsonErr(err))
 		}
-		return &request{items: []json.RawMessage{body}, parsed: w, writeKey: w.WriteKey}, nil
+		return &request{items: []json.RawMessage{body}, parsed: w, scanned: &info, writeKey: w.WriteKey}, nil
 	}
 	var b wireBatch
 	if err := json.Unmarshal(body, &b); err != nil {
@@ -109,70 +110,29 @@ func jsonErr(err error) string {
 }
 
 // checkRaw refuses an item Postgres could not store or that is unreasonable:
-// over the size limit, invalid UTF-8, a NUL character, nesting too deep.
-func checkRaw(item []byte) error {
+// over the size limit, invalid UTF-8, a NUL character, nesting too deep. info
+// is the item's scan when the body's scan was the item's own; nil scans it.
+func checkRaw(item []byte, info *scanInfo) error {
 	if len(item) > MaxEventBytes {
 		return fmt.Errorf("event is %d bytes; the limit is %d", len(item), MaxEventBytes)
 	}
-	if !utf8.Valid(item) {
+	if info == nil {
+		in, ok := scanJSON(item)
+		if !ok {
+			return fmt.Errorf("event is not valid JSON")
+		}
+		info = &in
+	}
+	if info.badUTF8 {
 		return fmt.Errorf("event is not valid UTF-8")
 	}
-	if hasNULEscape(item) {
+	if info.nul {
 		return fmt.Errorf(`event contains \u0000 (NUL), which Postgres text and jsonb cannot store`)
 	}
-	if d := depth(item); d > MaxDepth {
-		return fmt.Errorf("event nests %d levels deep; the limit is %d", d, MaxDepth)
+	if info.depth > MaxDepth {
+		return fmt.Errorf("event nests %d levels deep; the limit is %d", info.depth, MaxDepth)
 	}
 	return nil
-}
-
-// hasNULEscape reports whether a JSON text holds the escape \u0000 (not a
-// literal backslash followed by "u0000").
-func hasNULEscape(b []byte) bool {
-	for i := 0; ; {
-		j := bytes.Index(b[i:], []byte(`u0000`))
-		if j < 0 {
-			return false
-		}
-		j += i
-		n := 0
-		for k := j - 1; k >= 0 && b[k] == '\\'; k-- {
-			n++
-		}
-		if n%2 == 1 {
-			return true
-		}
-		i = j + 5
-	}
-}
-
-// depth returns the deepest nesting of objects and arrays in valid JSON.
-func depth(b []byte) int {
-	d, max := 0, 0
-	in := false
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if in {
-			if c == '\\' {
-				i++
-			} else if c == '"' {
-				in = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			in = true
-		case '{', '[':
-			d++
-			if d > max {
-				max = d
-			}
-		case '}', ']':
-			d--
-		}
-	}
-	return max
 }
 
 // idString turns a JSON string or number into an identifier.
