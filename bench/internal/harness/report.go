@@ -16,15 +16,18 @@ import (
 
 // Report is everything a run measured; Figures is the summary the table shows.
 type Report struct {
-	Started  time.Time         `json:"started"`
-	TookS    float64           `json:"took_s"`
-	Options  map[string]any    `json:"options"`
-	Machine  Machine           `json:"machine"`
-	Figures  []Figure          `json:"figures"`
-	Backlog  Backlog           `json:"backlog"`
-	Phases   map[string]*Phase `json:"phases"`
-	Check    Check             `json:"check"`
-	Profiles []string          `json:"profiles,omitempty"`
+	Started time.Time         `json:"started"`
+	TookS   float64           `json:"took_s"`
+	Options map[string]any    `json:"options"`
+	Machine Machine           `json:"machine"`
+	Figures []Figure          `json:"figures"`
+	Backlog Backlog           `json:"backlog"`
+	Phases  map[string]*Phase `json:"phases"`
+	Check   Check             `json:"check"`
+	// VacuumBetweenS is the time spent vacuuming between phases (autovacuum
+	// is off in the benchmark's cluster).
+	VacuumBetweenS float64  `json:"vacuum_between_phases_s"`
+	Profiles       []string `json:"profiles,omitempty"`
 }
 
 // Machine describes where the run happened.
