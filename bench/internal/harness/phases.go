@@ -229,8 +229,9 @@ func (b *bench) vacuum(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("connect to the warehouse: %w", err)
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "VACUUM (ANALYZE) herd.events, herd.message_ids"); err != nil {
+	_, err = conn.Exec(ctx, "VACUUM (ANALYZE) herd.events, herd.message_ids")
+	closeAndReap(ctx, conn)
+	if err != nil {
 		return fmt.Errorf("vacuum the backlog's tables: %w", err)
 	}
 	b.rep.Backlog.VacuumS = time.Since(start).Seconds()
