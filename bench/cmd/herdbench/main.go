@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -25,7 +26,7 @@ func main() {
 
 func run() int {
 	fs := flag.NewFlagSet("herdbench", flag.ContinueOnError)
-	quick := fs.Bool("quick", os.Getenv("BENCH_QUICK") != "", "a run of about a minute: smaller backlog, shorter phases (BENCH_QUICK)")
+	quick := fs.Bool("quick", os.Getenv("BENCH_QUICK") != "", "a run of about two minutes: smaller backlog, shorter phases (BENCH_QUICK)")
 	jsonPath := fs.String("json", "", "write the report as JSON to this path")
 	workDir := fs.String("work-dir", "", "keep the cluster, data and logs here (default: a temporary directory, removed)")
 	binDir := fs.String("bin-dir", "", "prebuilt herd, loadgen and naive binaries (default: built with go build)")
@@ -39,6 +40,9 @@ func run() int {
 	batchSize := fs.Int("batch-size", 50, "events per batch request")
 	writers := fs.Int("writers", 2, "herd --writers")
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	o := harness.Options{}
@@ -73,9 +77,14 @@ func run() int {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
 	rep, err := harness.Run(ctx, o)
-	if err != nil {
+	if rep == nil {
 		fmt.Fprintf(os.Stderr, "herdbench: %v\n", err)
 		return 1
+	}
+	code := 0
+	if err != nil { // the run finished, and lost or duplicated events
+		fmt.Fprintf(os.Stderr, "herdbench: %v\n", err)
+		code = 1
 	}
 	if err := rep.Markdown(os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "herdbench: %v\n", err)
@@ -88,5 +97,5 @@ func run() int {
 		}
 		fmt.Fprintf(os.Stderr, "herdbench: report written to %s\n", *jsonPath)
 	}
-	return 0
+	return code
 }

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -138,6 +139,9 @@ type bench struct {
 	collector string // http://host:port
 	adminURL  string
 	natsAddr  string // herd up's embedded NATS, for a separate collector
+	// vacuumedRows is how many rows the writers had stored at the last
+	// vacuum between phases.
+	vacuumedRows float64
 	// accepted counts events accepted by collectors other than the running
 	// herd up's (herd collect, and herd up processes stopped since), and
 	// priorRows the rows written by herd up processes stopped since.
@@ -203,13 +207,11 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	if err := b.rawCopy(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.vacuum(ctx); err != nil {
-		return nil, err
-	}
 	if err := b.herdPhases(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.verify(ctx); err != nil {
+	lost, err := b.verify(ctx)
+	if err != nil {
 		return nil, err
 	}
 	b.herd.stop()
@@ -217,8 +219,13 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 		return nil, err
 	}
 	b.rep.finish()
-	return b.rep, nil
+	// A run that lost or duplicated events still reports, and fails.
+	return b.rep, lost
 }
+
+// ErrLost is returned, with the report, when the rows in Postgres differ
+// from the events herd accepted.
+var ErrLost = errors.New("the rows in Postgres differ from the events herd accepted")
 
 // build compiles the three programs the run starts, unless given.
 func (b *bench) build(ctx context.Context) error {
@@ -537,9 +544,15 @@ func (b *bench) settle(ctx context.Context, timeout time.Duration) {
 }
 
 // vacuumBetween does, between two phases, what autovacuum would do during
-// them (it is off): VACUUM (ANALYZE) of the tables the phases fill.
+// them (it is off): VACUUM (ANALYZE) of the tables the phases fill, when
+// rows were added since the last one.
 func (b *bench) vacuumBetween(ctx context.Context) {
 	start := time.Now()
+	rows, err := b.metric(ctx, rowsMetric)
+	if err == nil && b.priorRows+rows == b.vacuumedRows {
+		return
+	}
+	b.vacuumedRows = b.priorRows + rows
 	conn, err := pgx.Connect(ctx, b.herdURL)
 	if err != nil {
 		b.log.Warn("vacuum between phases", "err", err)
@@ -592,9 +605,10 @@ func (b *bench) archiverPending(ctx context.Context) (uint64, error) {
 	return info.NumPending, nil
 }
 
-// profile fetches a CPU profile of herd over the next seconds into the
-// profile directory, in the background; the returned channel closes when done.
-func (b *bench) profile(ctx context.Context, name string, seconds int) <-chan struct{} {
+// profile fetches a CPU profile of the herd process serving admin over the
+// next seconds into the profile directory, in the background; the returned
+// channel closes when done.
+func (b *bench) profile(ctx context.Context, admin, name string, seconds int) <-chan struct{} {
 	done := make(chan struct{})
 	if b.o.ProfileDir == "" {
 		close(done)
@@ -604,7 +618,7 @@ func (b *bench) profile(ctx context.Context, name string, seconds int) <-chan st
 	go func() {
 		defer close(done)
 		path := filepath.Join(b.o.ProfileDir, "herd-"+name+".pprof")
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", b.adminURL, seconds), nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", admin, seconds), nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			b.log.Warn("fetch CPU profile", "phase", name, "err", err)
@@ -682,25 +696,28 @@ func (b *bench) loadgen(ctx context.Context, name string, dur time.Duration, arg
 }
 
 // verify checks that every accepted event reached Postgres exactly once.
-func (b *bench) verify(ctx context.Context) error {
+// verify counts herd.events against the events accepted. The first error
+// is ErrLost when they differ; the second, when counting failed.
+func (b *bench) verify(ctx context.Context) (lost, err error) {
 	b.settle(ctx, 60*time.Second)
 	acc, err := b.metric(ctx, acceptedMetric)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	db, err := pgxpool.New(ctx, b.herdURL)
 	if err != nil {
-		return fmt.Errorf("connect to the warehouse: %w", err)
+		return nil, fmt.Errorf("connect to the warehouse: %w", err)
 	}
 	defer db.Close()
 	var rows, distinct int64
 	if err := db.QueryRow(ctx, "SELECT count(*), count(DISTINCT message_id) FROM herd.events").Scan(&rows, &distinct); err != nil {
-		return fmt.Errorf("count herd.events: %w", err)
+		return nil, fmt.Errorf("count herd.events: %w", err)
 	}
 	want := int64(acc+b.accepted) + int64(b.o.Backlog)
 	b.rep.Check = Check{Accepted: want, Rows: rows, Distinct: distinct}
 	if rows != want || distinct != rows {
 		b.log.Error("rows in Postgres differ from the events accepted", "accepted", want, "rows", rows, "distinct", distinct)
+		return fmt.Errorf("%w: %d accepted, %d rows, %d distinct", ErrLost, want, rows, distinct), nil
 	}
-	return nil
+	return nil, nil
 }

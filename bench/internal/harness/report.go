@@ -62,7 +62,6 @@ type Backlog struct {
 	Series         [][2]float64 `json:"drain_series"`
 	CopyS          float64      `json:"raw_copy_s"`
 	CopyRowsPerSec float64      `json:"raw_copy_rows_per_s"`
-	VacuumS        float64      `json:"vacuum_s"`
 }
 
 // Phase is one measured stretch: the load (when there was any) and what the
@@ -237,8 +236,8 @@ func (r *Report) finish() {
 	if bl.CopyRowsPerSec > 0 {
 		r.add("drain_vs_copy", "backlog drain ÷ raw COPY", 100*bl.RowsPerSec/bl.CopyRowsPerSec, "%", "", 0, atLeast(60))
 	}
-	r.add("drain_whole_rows_per_s", fmt.Sprintf("backlog drain, first batch to last row (%s batches, mean %s events, %.1f ms to commit)",
-		num(float64(bl.Batches)), num(bl.MeanBatch), bl.MeanCommitMs), bl.WholeRowsPerSec, "rows/s", "", 0, nil)
+	r.add("drain_whole_rows_per_s", fmt.Sprintf("backlog drain, first batch to last row (%d batches, mean %s events, %.1f ms to commit)",
+		bl.Batches, num(bl.MeanBatch), bl.MeanCommitMs), bl.WholeRowsPerSec, "rows/s", "", 0, nil)
 	r.add("copy_rows_per_s", "ceiling: raw COPY, "+num(float64(bl.Events))+" rows", bl.CopyRowsPerSec, "rows/s", "", 0, nil)
 	r.add("publish_per_s", fmt.Sprintf("JetStream: backlog published (async, frames of %d events)", bl.FrameEvents), bl.PublishPerSec, "events/s", "", 0, nil)
 	for _, name := range []string{"single", "batch", "drain"} {
@@ -294,6 +293,7 @@ func (r *Report) finish() {
 		}
 	}
 	r.add("lost_events", "accepted events missing from Postgres at the end", float64(r.Check.Accepted-r.Check.Distinct), "events", "", 0, atMost(0))
+	r.add("duplicate_rows", "rows in Postgres beyond one per event at the end", float64(r.Check.Rows-r.Check.Distinct), "rows", "", 0, atMost(0))
 }
 
 func tgtRef(t *target) string {
@@ -317,7 +317,7 @@ func (r *Report) cpuFigures(name string, p *Phase, rss *target) {
 	case strings.HasPrefix(name, "naive"):
 		who = "naive"
 	case strings.HasSuffix(name, "_writer_nats"):
-		who = "herd up (NATS + writer)"
+		who = "herd up (NATS, writer, archiver)"
 	case strings.HasPrefix(name, "split"):
 		who = "herd collect"
 	}

@@ -7,6 +7,7 @@ package load
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +39,8 @@ type Config struct {
 	// IDPrefix starts every messageId, so runs and phases never collide.
 	IDPrefix string
 	Timeout  time.Duration // per request
+	// TLS configures https URLs; nil is the system's roots.
+	TLS *tls.Config
 
 	// DatabaseURL, when set, is the warehouse polled for a sample of the
 	// accepted events to time reply-to-row latency.
@@ -124,15 +128,23 @@ type Result struct {
 func Run(ctx context.Context, cfg Config, log *slog.Logger) (Result, error) {
 	cfg.defaults()
 	u, err := url.Parse(cfg.URL)
-	if err != nil || u.Host == "" {
-		return Result{}, fmt.Errorf("collector URL %q: want http://host:port", cfg.URL)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return Result{}, fmt.Errorf("collector URL %q: want http://host[:port][/prefix] or https://...", cfg.URL)
 	}
-	path := "/v1/track"
+	// A path in the URL is a prefix (a collector behind a proxy at /collect).
+	path := strings.TrimSuffix(u.Path, "/") + "/v1/track"
 	if cfg.Batch > 1 {
-		path = "/v1/batch"
+		path = strings.TrimSuffix(u.Path, "/") + "/v1/batch"
+	}
+	useTLS := u.Scheme == "https"
+	addr := u.Host
+	if u.Port() == "" {
+		addr += map[bool]string{true: ":443", false: ":80"}[useTLS]
 	}
 	client := &fasthttp.HostClient{
-		Addr:                          u.Host,
+		Addr:                          addr,
+		IsTLS:                         useTLS,
+		TLSConfig:                     cfg.TLS,
 		MaxConns:                      cfg.Conns,
 		ReadTimeout:                   cfg.Timeout,
 		WriteTimeout:                  cfg.Timeout,
@@ -144,7 +156,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (Result, error) {
 	r := &runner{
 		cfg:    cfg,
 		client: client,
-		uri:    "http://" + u.Host + path,
+		uri:    u.Scheme + "://" + u.Host + path,
 		auth:   "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.WriteKey+":")),
 		status: map[int]int64{},
 		log:    log,
