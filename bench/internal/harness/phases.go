@@ -530,6 +530,16 @@ func (b *bench) naivePhases(ctx context.Context) error {
 	if _, err := b.loadPhase(ctx, "naive_batch", nv.pid(), "", false, b.o.Phase, batch...); err != nil {
 		return err
 	}
+	// The lowest open-loop rate too, for herd's latencies beside naive's.
+	if len(b.o.Rates) > 0 {
+		rate := slices.Min(b.o.Rates)
+		name := "open" + strconv.Itoa(int(rate))
+		open := append(b.common(url, "naive"+name, b.o.OpenConns, b.o.Phase), "--mode", "open", "--batch", "1",
+			"--rate", strconv.FormatFloat(rate, 'f', -1, 64))
+		if _, err := b.loadPhase(ctx, "naive_"+name, nv.pid(), "", false, b.o.Phase, open...); err != nil {
+			return err
+		}
+	}
 	if nv.exited() {
 		return errors.New("the naive baseline exited during its phases; see its log")
 	}

@@ -255,9 +255,19 @@ func (r *Report) finish() {
 			p99t, r2rt = atMost(10), atMost(250)
 		}
 		r.add(key+"_events_per_s", lbl+"accepted", l.EventsPerSec, "events/s", "offered", l.OfferedRate, nil)
-		r.add(key+"_reply_p50_ms", lbl+"reply p50", l.Latency.P50, "ms", "", 0, nil)
-		r.add(key+"_reply_p99_ms", lbl+"reply p99", l.Latency.P99, "ms", tgtRef(p99t), tgtVal(p99t), p99t)
-		r.add(key+"_reply_p999_ms", lbl+"reply p99.9", l.Latency.P999, "ms", "", 0, nil)
+		// naive's latencies at the same rate, where the run took them
+		var nref string
+		var nl load.Summary
+		if n := ph["naive_"+key]; n != nil && n.Load != nil {
+			nref, nl = "naive, same rate", n.Load.Latency
+		}
+		r.add(key+"_reply_p50_ms", lbl+"reply p50", l.Latency.P50, "ms", nref, nl.P50, nil)
+		if p99t != nil {
+			r.add(key+"_reply_p99_ms", lbl+"reply p99", l.Latency.P99, "ms", tgtRef(p99t), tgtVal(p99t), p99t)
+		} else {
+			r.add(key+"_reply_p99_ms", lbl+"reply p99", l.Latency.P99, "ms", nref, nl.P99, nil)
+		}
+		r.add(key+"_reply_p999_ms", lbl+"reply p99.9", l.Latency.P999, "ms", nref, nl.P999, nil)
 		if p.FrameEvents > 0 {
 			r.add(key+"_events_per_message", lbl+"events per stream message", p.FrameEvents, "events", "", 0, nil)
 		}
