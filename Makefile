@@ -41,7 +41,7 @@ sdk-test:
 e2e:
 	bash sdk-js/scripts/e2e.sh
 
-## bench: end-to-end figures against raw COPY and a naive baseline (BENCH_QUICK=1: ~1 min; PROFILE=1: CPU profiles in bench/profiles)
+## bench: end-to-end figures against raw COPY and a naive baseline (about 3 min; BENCH_QUICK=1: about 2 min; PROFILE=1: CPU profiles in bench/profiles)
 bench:
 	$(GO) run ./bench/cmd/herdbench --json bench/results.json $(if $(BENCH_QUICK),--quick) $(if $(PROFILE),--profile-dir bench/profiles)
 	$(GO) test -run '^$$' -bench 'BenchmarkDecode|BenchmarkEncode|BenchmarkCopy' -benchmem ./collector ./writer

@@ -15,7 +15,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "herd_writer_batch_size", Help: "Messages per committed batch.",
+			Name: "herd_writer_batch_size", Help: "Events per committed batch (a stream message may hold several).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
 		}),
 		copySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{

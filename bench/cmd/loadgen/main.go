@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,9 @@ func main() {
 	fs.DurationVar(&cfg.PollInterval, "poll-interval", 5*time.Millisecond, "reply-to-row: how often the warehouse is polled")
 	fs.DurationVar(&cfg.RowTimeout, "row-timeout", 15*time.Second, "reply-to-row: how long to wait for the last sampled rows")
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
 		os.Exit(2)
 	}
 	switch *mode {

@@ -70,7 +70,7 @@ type Options struct {
 	Log *slog.Logger
 }
 
-// Quick returns options for a run of about a minute.
+// Quick returns options for a run of about two minutes.
 func Quick() Options {
 	return Options{Backlog: 100_000, Phase: 4 * time.Second}
 }
