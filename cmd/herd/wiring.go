@@ -66,9 +66,18 @@ func startExtras(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 	g.Go("event views", func(ctx context.Context) error {
 		t := time.NewTicker(10 * time.Minute)
 		defer t.Stop()
-		for {
-			if _, err := views.Refresh(ctx, db, views.Config{}, e.log.With("component", "views")); err != nil && ctx.Err() == nil {
-				e.log.Warn("refresh event views", "err", err)
+		// A refresh reads every track event of the window: at start it runs
+		// only when no view exists yet (a new install), so that a restart
+		// does not put that scan beside the backlog it comes back to.
+		var made bool
+		if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM herd.event_views)`).Scan(&made); err != nil {
+			e.log.Warn("read event views", "err", err)
+		}
+		for refresh := !made; ; refresh = true {
+			if refresh {
+				if _, err := views.Refresh(ctx, db, views.Config{}, e.log.With("component", "views")); err != nil && ctx.Err() == nil {
+					e.log.Warn("refresh event views", "err", err)
+				}
 			}
 			select {
 			case <-ctx.Done():
