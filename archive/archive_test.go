@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -515,6 +516,41 @@ func TestFramesAcrossHours(t *testing.T) {
 	if !reflect.DeepEqual(got, hours) {
 		t.Fatalf("lake holds %v events by hour, want %v", got, hours)
 	}
+}
+
+// While Yield answers true the archiver takes nothing new; once it answers
+// false it archives everything.
+func TestYieldStandsAside(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	lake := NewDir(t.TempDir())
+	var yield atomic.Bool
+	yield.Store(true)
+	asked := make(chan struct{}, 100)
+	cfg := Config{Stream: e.sc, FileMaxRows: 100, FileMaxAge: time.Hour, Yield: func(context.Context) bool {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		return yield.Load()
+	}}
+	r := startArchiver(t, New(cfg, lake, e.js, testLog(t), nil))
+	<-asked // the first tick: from here on it stands aside
+	publish(t, e.js, e.sc, genEvents(300, []int64{1}, time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), time.Minute, 5))
+	<-asked
+	<-asked
+	if st, err := Lag(context.Background(), e.js, cfg); err != nil || st.AckFloor != 0 {
+		t.Fatalf("while yielding: %+v %v; want nothing archived", st, err)
+	}
+	if objs, _ := lake.List(context.Background(), ""); len(objs) != 0 {
+		t.Fatalf("while yielding the lake holds %d objects, want none", len(objs))
+	}
+	yield.Store(false)
+	waitArchived(t, e, cfg, 30*time.Second)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkUnique(t, lakeRecords(t, lake), 300)
 }
 
 func TestArchiverChild(t *testing.T) {

@@ -47,6 +47,13 @@ type Config struct {
 	DrainTimeout time.Duration // default 20s
 	// LagInterval is how often the consumer's lag is sampled for metrics.
 	LagInterval time.Duration // default 5s
+	// Yield, when set, is asked every second whether the archiver should
+	// stand aside; while it answers true the archiver takes no new messages
+	// (it still writes files that come of age and keeps held messages from
+	// redelivery). herd up sets it to "the Postgres writer is far behind", so
+	// that after an outage the rows reach Postgres first and the lake catches
+	// up after, rather than the two sharing the cores.
+	Yield func(ctx context.Context) bool
 }
 
 func (c *Config) defaults() {
@@ -200,14 +207,19 @@ func (a *Archiver) Run(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var lagAt time.Time
+	yielding := false
 	for {
+		in := msgs
+		if yielding {
+			in = nil
+		}
 		select {
 		case <-ctx.Done():
 			stop()
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.DrainTimeout)
 			defer cancel()
 			return a.flushAll(dctx)
-		case m, ok := <-msgs:
+		case m, ok := <-in:
 			if !ok {
 				return fmt.Errorf("consumer %s: message iterator closed", a.cfg.Consumer)
 			}
@@ -222,6 +234,13 @@ func (a *Archiver) Run(ctx context.Context) error {
 			}
 			a.touch(now)
 			a.evictIdle(now)
+			if a.cfg.Yield != nil {
+				if y := a.cfg.Yield(ctx); y != yielding {
+					yielding = y
+					a.m.yielding.Set(map[bool]float64{true: 1, false: 0}[y])
+					a.log.Info("archiver standing aside for the Postgres writer", "yielding", y)
+				}
+			}
 			if now.Sub(lagAt) >= a.cfg.LagInterval {
 				lagAt = now
 				ictx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -12,6 +12,7 @@ type metrics struct {
 	undecodable  prometheus.Counter
 	buffered     prometheus.Gauge
 	lag          prometheus.Gauge
+	yielding     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,9 +45,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herd_archive_consumer_lag_messages", Help: "Stream messages not yet archived (pending plus unacknowledged).",
 		}),
+		yielding: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_archive_yielding", Help: "1 while the archiver stands aside because the Postgres writer is far behind.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.files, m.rows, m.bytes, m.writeSeconds, m.errors, m.skipped, m.undecodable, m.buffered, m.lag)
+		reg.MustRegister(m.files, m.rows, m.bytes, m.writeSeconds, m.errors, m.skipped, m.undecodable, m.buffered, m.lag, m.yielding)
 	}
 	return m
 }

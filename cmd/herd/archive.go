@@ -163,11 +163,44 @@ Re-applying today's enrichment to the raw fields (--re-enrich) is not available 
 	})
 }
 
-// startArchiver runs the archiver in herd up, into DATA-DIR/lake.
-func startArchiver(e *env, g *group, a *admin, js jetstream.JetStream, sc stream.Config, dataDir string) {
+// startArchiver runs the archiver in herd up, into DATA-DIR/lake. It stands
+// aside while the writer's consumer (writerConsumer) is far behind: the
+// rows reach Postgres first, and the lake catches up after.
+func startArchiver(e *env, g *group, a *admin, js jetstream.JetStream, sc stream.Config, dataDir, writerConsumer string) {
 	lake := archive.NewDir(filepath.Join(dataDir, "lake"))
-	ar := archive.New(archive.Config{Stream: sc}, lake, js, e.log.With("component", "archiver"), a.reg)
+	cfg := archive.Config{Stream: sc, Yield: writerBehind(js, sc.Name, writerConsumer)}
+	ar := archive.New(cfg, lake, js, e.log.With("component", "archiver"), a.reg)
 	g.Go("archiver", ar.Run)
+}
+
+// Thresholds of writerBehind, in stream messages not yet delivered to the
+// writer (a message holds one event or a frame of them): at the writer's
+// pace a few seconds of work, against the few it holds in normal running.
+const (
+	writerBehindAbove = 5000
+	writerCaughtUp    = 500
+)
+
+// writerBehind reports whether the Postgres writer has more than
+// writerBehindAbove messages waiting, until it is down to writerCaughtUp.
+func writerBehind(js jetstream.JetStream, streamName, consumer string) func(context.Context) bool {
+	behind := false
+	return func(ctx context.Context) bool {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		c, err := js.Consumer(ctx, streamName, consumer) // fetches its info
+		if err != nil {
+			return false
+		}
+		info := c.CachedInfo()
+		switch {
+		case info.NumPending > writerBehindAbove:
+			behind = true
+		case info.NumPending < writerCaughtUp:
+			behind = false
+		}
+		return behind
+	}
 }
 
 func runArchive(ctx context.Context, e *env, args []string) error {
