@@ -143,7 +143,9 @@ func TestDestructiveDriftReported(t *testing.T) {
 			t.Fatal(err)
 		}
 		st = sts[0]
-		if st.Health == HealthStuck || time.Now().After(deadline) {
+		// The server counts the apply error in its statistics a little after
+		// the worker stops: wait for both.
+		if (st.Health == HealthStuck && st.ApplyErrors > 0) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(300 * time.Millisecond)
