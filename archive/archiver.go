@@ -49,8 +49,10 @@ type Config struct {
 	LagInterval time.Duration // default 5s
 	// Yield, when set, is asked every second whether the archiver should
 	// stand aside; while it answers true the archiver takes no new messages
-	// (it still writes files that come of age and keeps held messages from
-	// redelivery). herd up sets it to "the Postgres writer is far behind", so
+	// (it still writes files that come of age and keeps the messages in open
+	// files from redelivery; those already fetched but not yet taken are
+	// redelivered after AckWait, and the copy that comes second is acked
+	// without a second row). herd up sets it to "the Postgres writer is far behind", so
 	// that after an outage the rows reach Postgres first and the lake catches
 	// up after, rather than the two sharing the cores.
 	Yield func(ctx context.Context) bool

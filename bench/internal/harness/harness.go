@@ -201,8 +201,9 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	if err := b.drain(ctx); err != nil {
 		return nil, err
 	}
-	// herd up's archiver drains the same backlog into the lake, beside the
-	// writer; the ceiling is measured once it is done.
+	// herd up's archiver archives the same backlog into the lake, standing
+	// aside while the writer is far behind; the ceiling is measured once it
+	// has everything.
 	b.settle(ctx, 2*time.Minute)
 	if err := b.rawCopy(ctx); err != nil {
 		return nil, err
@@ -513,6 +514,7 @@ const (
 	frameSumMetric   = `herd_collector_frame_events_sum`
 	frameCountMetric = `herd_collector_frame_events_count`
 	rowsMetric       = `herd_writer_rows_total{table="events"}`
+	yieldingMetric   = `herd_archive_yielding`
 	acceptedMetric   = `herd_collector_events_total{reason="",result="accepted"}`
 )
 

@@ -125,8 +125,9 @@ func (b *bench) drain(ctx context.Context) error {
 	var firstRows float64
 	var prof <-chan struct{}
 	var samples []drainSample
+	var polls, yielding int // herd_archive_yielding, read every 10th poll once rows come
 	deadline := time.Now().Add(5*time.Minute + time.Duration(b.o.Backlog/10_000)*time.Second)
-	for {
+	for i := 0; ; i++ {
 		if b.herd.exited() {
 			return fmt.Errorf("herd exited while draining the backlog (%v); see %s", b.herd.err, filepath.Join(b.logs, "herd-1.log"))
 		}
@@ -147,6 +148,14 @@ func (b *bench) drain(ctx context.Context) error {
 			done = now
 			break
 		}
+		if !first.IsZero() && i%10 == 0 {
+			if y, err := b.metric(ctx, yieldingMetric); err == nil {
+				polls++
+				if y > 0 {
+					yielding++
+				}
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -158,6 +167,9 @@ func (b *bench) drain(ctx context.Context) error {
 	p.Events = int64(b.o.Backlog)
 	d := &b.rep.Backlog
 	d.FromStartS = done.Sub(started).Seconds()
+	if polls > 0 {
+		d.ArchiverYielding = float64(yielding) / float64(polls)
+	}
 	d.DrainS = done.Sub(first).Seconds()
 	n := float64(b.o.Backlog)
 	if d.DrainS > 0 && firstRows < n {

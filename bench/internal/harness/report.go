@@ -58,6 +58,9 @@ type Backlog struct {
 	Batches      int64   `json:"drain_batches"`
 	MeanBatch    float64 `json:"drain_mean_batch_events"`
 	MeanCommitMs float64 `json:"drain_mean_commit_ms"`
+	// ArchiverYielding is the share of the drain (sampled every 200 ms) in
+	// which herd up's archiver stood aside for the writer.
+	ArchiverYielding float64 `json:"drain_archiver_yielding_share"`
 	// Series is [seconds since the first committed batch, rows] every 250 ms.
 	Series         [][2]float64 `json:"drain_series"`
 	CopyS          float64      `json:"raw_copy_s"`
@@ -238,6 +241,7 @@ func (r *Report) finish() {
 	}
 	r.add("drain_whole_rows_per_s", fmt.Sprintf("backlog drain, first batch to last row (%d batches, mean %s events, %.1f ms to commit)",
 		bl.Batches, num(bl.MeanBatch), bl.MeanCommitMs), bl.WholeRowsPerSec, "rows/s", "", 0, nil)
+	r.add("drain_archiver_yielding", "backlog drain: share of it with the archiver standing aside for the writer", 100*bl.ArchiverYielding, "%", "", 0, nil)
 	r.add("copy_rows_per_s", "ceiling: raw COPY, "+num(float64(bl.Events))+" rows", bl.CopyRowsPerSec, "rows/s", "", 0, nil)
 	r.add("publish_per_s", fmt.Sprintf("JetStream: backlog published (async, frames of %d events)", bl.FrameEvents), bl.PublishPerSec, "events/s", "", 0, nil)
 	for _, name := range []string{"single", "batch", "drain"} {
