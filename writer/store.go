@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,6 +94,13 @@ func asnValue(n int64) any {
 	}
 	return n
 }
+
+// CopyColumns are the columns of herd.events the writer COPYs, in the order
+// of CopyValues: for a benchmark's COPY of the same rows.
+func CopyColumns() []string { return slices.Clone(eventColumns) }
+
+// CopyValues is r as the writer COPYs it into herd.events (CopyColumns).
+func CopyValues(r *Row) []any { return values(r) }
 
 func values(r *Row) []any {
 	e := &r.Event

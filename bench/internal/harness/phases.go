@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,9 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/bench/internal/gen"
 	"github.com/herdhq/herd/stream"
+	"github.com/herdhq/herd/writer"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -234,53 +233,6 @@ func crossing(s []drainSample, n float64) time.Time {
 	return time.Time{}
 }
 
-var copyColumns = []string{
-	"message_id", "source_id", "type", "event", "anonymous_id", "user_id", "group_id", "previous_id",
-	"timestamp", "original_timestamp", "sent_at", "received_at", "context", "properties", "traits",
-	"url", "path", "referrer", "title", "search", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
-	"ip", "country", "region", "city", "user_agent", "browser", "browser_version", "os", "device_type", "is_bot",
-	"session_id", "library_name", "library_version", "stream_seq",
-	"referrer_host", "referrer_class", "gclid", "fbclid", "os_version", "bot_reason", "asn", "as_org",
-}
-
-func str(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
-func asn(n int64) any {
-	if n == 0 {
-		return nil
-	}
-	return n
-}
-
-func raw(b []byte) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
-}
-
-// copyValues is an event as a row of copyColumns, the columns the writer
-// fills.
-func copyValues(e *herd.Event, seq int64) []any {
-	ip, _ := netip.ParseAddr(e.IP)
-	return []any{
-		e.MessageID, e.SourceID, e.Type, str(e.Event), str(e.AnonymousID), str(e.UserID), str(e.GroupID), str(e.PreviousID),
-		e.Timestamp, e.OriginalTimestamp, e.SentAt, e.ReceivedAt, raw(e.Context), raw(e.Properties), raw(e.Traits),
-		str(e.URL), str(e.Path), str(e.Referrer), str(e.Title), str(e.Search),
-		str(e.UTMSource), str(e.UTMMedium), str(e.UTMCampaign), str(e.UTMTerm), str(e.UTMContent),
-		ip, str(e.Country), str(e.Region), str(e.City), str(e.UserAgent), str(e.Browser),
-		str(e.BrowserVersion), str(e.OS), str(e.DeviceType), e.IsBot,
-		str(e.SessionID), str(e.LibraryName), str(e.LibraryVersion), seq,
-		str(e.ReferrerHost), str(e.ReferrerClass), str(e.GCLID), str(e.FBCLID), str(e.OSVersion), str(e.BotReason),
-		asn(e.ASN), str(e.ASOrg),
-	}
-}
-
 // rawCopy is the ceiling for the drain: the same rows COPYed straight into a
 // table of herd.events' shape (partitioned by day, same indexes), in batches
 // of the writer's size on as many connections as it has, with no staging,
@@ -313,7 +265,7 @@ func (b *bench) rawCopy(ctx context.Context) error {
 	rows := make([][]any, n)
 	for i := range rows {
 		ev := gen.Event(b.sourceID, "copy"+b.runID, int64(i), at)
-		rows[i] = copyValues(&ev, int64(i)+1)
+		rows[i] = writer.CopyValues(&writer.Row{Event: ev, Seq: uint64(i) + 1})
 	}
 	runtime.GC()
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
@@ -332,7 +284,7 @@ func (b *bench) rawCopy(ctx context.Context) error {
 					return
 				}
 				batch := pgx.CopyFromRows(rows[from:min(from+step, n)])
-				if _, err := db.CopyFrom(ctx, pgx.Identifier{"bench", "copy_events"}, copyColumns, batch); err != nil {
+				if _, err := db.CopyFrom(ctx, pgx.Identifier{"bench", "copy_events"}, writer.CopyColumns(), batch); err != nil {
 					errs <- fmt.Errorf("COPY rows %d.. into bench.copy_events: %w", from, err)
 					return
 				}
