@@ -22,11 +22,7 @@ type reqInfo struct {
 // event's own: in a batch the others still go through.
 func (c *Collector) buildEvent(item json.RawMessage, r *request, info *reqInfo) (herd.Event, error) {
 	var ev herd.Event
-	var scanned *scanInfo
-	if r.parsed != nil && len(r.items) == 1 {
-		scanned = r.scanned
-	}
-	if err := checkRaw(item, scanned); err != nil {
+	if err := checkRaw(item, r.scanned); err != nil {
 		return ev, err
 	}
 	if len(item) == 0 || item[0] != '{' {

@@ -380,12 +380,17 @@ func (c *Collector) newPublish() *publishing {
 	return &publishing{c: c, start: time.Now()}
 }
 
-func (p *publishing) send(subject, msgID string, data []byte) {
-	if p.err != nil {
-		return
-	}
-	if !p.c.nc.IsConnected() {
+// ok reports whether more can be published: no earlier failure, and NATS
+// connected (recorded as the failure when it is not).
+func (p *publishing) ok() bool {
+	if p.err == nil && !p.c.nc.IsConnected() {
 		p.err = errors.New("NATS is not connected")
+	}
+	return p.err == nil
+}
+
+func (p *publishing) send(subject, msgID string, data []byte) {
+	if !p.ok() {
 		return
 	}
 	m := nats.NewMsg(subject)
@@ -404,11 +409,7 @@ func (p *publishing) send(subject, msgID string, data []byte) {
 
 // event encodes ev as a frame entry into the packer's open frame.
 func (p *publishing) event(pk *packer, ev *herd.Event) {
-	if p.err != nil {
-		return
-	}
-	if !p.c.nc.IsConnected() {
-		p.err = errors.New("NATS is not connected")
+	if !p.ok() {
 		return
 	}
 	if p.scratch == nil {

@@ -113,3 +113,41 @@ func BenchmarkScanJSON(b *testing.B) {
 		}
 	})
 }
+
+// A batch's items are checked as they were each scanned alone, whether the
+// body's own scan stands for them or not.
+func TestBatchItemsChecked(t *testing.T) {
+	nest := func(depth int) string { // an object `depth` levels deep
+		return strings.Repeat(`{"a":`, depth-1) + `{}` + strings.Repeat(`}`, depth-1)
+	}
+	item := func(propsDepth int) string {
+		return `{"type":"track","event":"E","userId":"u","properties":` + nest(propsDepth) + `}`
+	}
+	atLimit, past := item(MaxDepth-1), item(MaxDepth)
+	for _, c := range []struct {
+		name     string
+		body     string
+		shortcut bool
+		refused  []bool
+	}{
+		{"items at the limit", `{"batch":[` + atLimit + `,` + atLimit + `]}`, true, []bool{false, false}},
+		{"one item past it", `{"batch":[` + atLimit + `,` + past + `]}`, false, []bool{false, true}},
+		{"NUL outside the items", `{"context":{"x":"\u0000"},"batch":[` + atLimit + `]}`, false, []bool{false}},
+		{"NUL in an item", `{"batch":[{"event":"\u0000"},` + atLimit + `]}`, false, []bool{true, false}},
+	} {
+		r, err := decodeBody([]byte(c.body), true)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if (r.scanned != nil) != c.shortcut {
+			t.Errorf("%s: body scan stands for the items: %v, want %v", c.name, r.scanned != nil, c.shortcut)
+		}
+		for i, it := range r.items {
+			alone := checkRaw(it, nil)
+			got := checkRaw(it, r.scanned)
+			if (got != nil) != c.refused[i] || (got == nil) != (alone == nil) {
+				t.Errorf("%s: item %d: %v (alone: %v), want refused %v", c.name, i, got, alone, c.refused[i])
+			}
+		}
+	}
+}
