@@ -44,22 +44,30 @@ func EncodeEntry(dst []byte, ev *herd.Event) []byte {
 	b = appendRaw(b, ev.Properties)
 	b = appendRaw(b, ev.Traits)
 	x := &ev.Enrichment
-	for _, s := range [...]string{x.URL, x.Path, x.Referrer, x.Title, x.Search,
-		x.UTMSource, x.UTMMedium, x.UTMCampaign, x.UTMTerm, x.UTMContent,
-		x.IP, x.Country, x.Region, x.City, x.UserAgent, x.Browser, x.BrowserVersion, x.OS, x.DeviceType} {
-		b = appendStr(b, s)
+	beforeBot, afterBot := enrichmentStrings(x)
+	for _, s := range beforeBot {
+		b = appendStr(b, *s)
 	}
 	if x.IsBot {
 		b = append(b, 1)
 	} else {
 		b = append(b, 0)
 	}
-	for _, s := range [...]string{x.SessionID, x.LibraryName, x.LibraryVersion,
-		x.ReferrerHost, x.ReferrerClass, x.GCLID, x.FBCLID, x.OSVersion, x.BotReason} {
-		b = appendStr(b, s)
+	for _, s := range afterBot {
+		b = appendStr(b, *s)
 	}
 	b = binary.AppendVarint(b, x.ASN)
 	return appendStr(b, x.ASOrg)
+}
+
+// enrichmentStrings are x's strings in entry order: those before IsBot, and
+// those between it and ASN. EncodeEntry and decodeEntry both walk them.
+func enrichmentStrings(x *herd.Enrichment) (beforeBot [19]*string, afterBot [9]*string) {
+	return [...]*string{&x.URL, &x.Path, &x.Referrer, &x.Title, &x.Search,
+			&x.UTMSource, &x.UTMMedium, &x.UTMCampaign, &x.UTMTerm, &x.UTMContent,
+			&x.IP, &x.Country, &x.Region, &x.City, &x.UserAgent, &x.Browser, &x.BrowserVersion, &x.OS, &x.DeviceType},
+		[...]*string{&x.SessionID, &x.LibraryName, &x.LibraryVersion,
+			&x.ReferrerHost, &x.ReferrerClass, &x.GCLID, &x.FBCLID, &x.OSVersion, &x.BotReason}
 }
 
 func appendStr(b []byte, s string) []byte {
@@ -214,14 +222,12 @@ func decodeEntry(data []byte, ev *herd.Event) error {
 	r.raw((*[]byte)(&ev.Properties))
 	r.raw((*[]byte)(&ev.Traits))
 	x := &ev.Enrichment
-	for _, p := range [...]*string{&x.URL, &x.Path, &x.Referrer, &x.Title, &x.Search,
-		&x.UTMSource, &x.UTMMedium, &x.UTMCampaign, &x.UTMTerm, &x.UTMContent,
-		&x.IP, &x.Country, &x.Region, &x.City, &x.UserAgent, &x.Browser, &x.BrowserVersion, &x.OS, &x.DeviceType} {
+	beforeBot, afterBot := enrichmentStrings(x)
+	for _, p := range beforeBot {
 		r.str(p)
 	}
 	x.IsBot = r.flag() == 1
-	for _, p := range [...]*string{&x.SessionID, &x.LibraryName, &x.LibraryVersion,
-		&x.ReferrerHost, &x.ReferrerClass, &x.GCLID, &x.FBCLID, &x.OSVersion, &x.BotReason} {
+	for _, p := range afterBot {
 		r.str(p)
 	}
 	x.ASN = r.varint()
