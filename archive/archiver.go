@@ -239,7 +239,10 @@ func (a *Archiver) Run(ctx context.Context) error {
 			if a.cfg.Yield != nil {
 				if y := a.cfg.Yield(ctx); y != yielding {
 					yielding = y
-					a.m.yielding.Set(map[bool]float64{true: 1, false: 0}[y])
+					a.m.yielding.Set(0)
+					if y {
+						a.m.yielding.Set(1)
+					}
 					a.log.Info("archiver standing aside for the Postgres writer", "yielding", y)
 				}
 			}
@@ -295,7 +298,6 @@ func (a *Archiver) handle(ctx context.Context, m jetstream.Msg) error {
 	var (
 		groups = map[partition][]pendingEntry{}
 		order  []partition
-		size   = map[partition]int{}
 		bad    int
 	)
 	err = stream.Entries(m.Data(), func(_ int, data []byte) bool {
@@ -315,7 +317,6 @@ func (a *Archiver) handle(ctx context.Context, m jetstream.Msg) error {
 			order = append(order, p)
 		}
 		groups[p] = append(groups[p], pendingEntry{data: data, seq: seq})
-		size[p] += len(data)
 		return true
 	})
 	if err != nil || bad > 0 {
@@ -355,10 +356,12 @@ func (a *Archiver) handle(ctx context.Context, m jetstream.Msg) error {
 			continue // redelivered while held: ack both deliveries with the file
 		}
 		f.seen[seq] = struct{}{}
-		f.entries = append(f.entries, groups[p]...)
-		f.bytes += size[p]
+		for _, e := range groups[p] {
+			f.entries = append(f.entries, e)
+			f.bytes += len(e.data)
+			a.bufferedBytes += len(e.data)
+		}
 		a.buffered += len(groups[p])
-		a.bufferedBytes += size[p]
 		if len(f.entries) >= a.cfg.FileMaxRows || f.bytes >= a.cfg.FileMaxBytes {
 			full = append(full, st)
 		}
@@ -553,12 +556,7 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 		recs = append(recs, toRecord(&ev, e.seq))
 	}
 	if len(recs) == 0 {
-		for _, h := range f.msgs {
-			h.stored()
-		}
-		st.buf = nil
-		a.buffered -= len(f.entries)
-		a.bufferedBytes -= f.bytes
+		a.release(st)
 		return nil
 	}
 	first, last := uint64(recs[0].StreamSeq), uint64(recs[len(recs)-1].StreamSeq)
@@ -591,13 +589,8 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	}); err != nil {
 		return err
 	}
-	for _, h := range f.msgs {
-		h.stored()
-	}
+	a.release(st)
 	st.maxLast = max(st.maxLast, last)
-	st.buf = nil
-	a.buffered -= len(f.entries)
-	a.bufferedBytes -= f.bytes
 	a.m.files.Inc()
 	a.m.rows.Add(float64(len(recs)))
 	a.m.bytes.Add(float64(len(data)))
@@ -605,6 +598,18 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	a.m.buffered.Set(float64(a.buffered))
 	a.log.Debug("archived file", "file", key, "rows", len(recs), "bytes", len(data))
 	return nil
+}
+
+// release closes st's open file once what it holds is stored (or there is
+// nothing to store): its messages are acked as far as this file goes.
+func (a *Archiver) release(st *partState) {
+	f := st.buf
+	for _, h := range f.msgs {
+		h.stored()
+	}
+	st.buf = nil
+	a.buffered -= len(f.entries)
+	a.bufferedBytes -= f.bytes
 }
 
 func (a *Archiver) flushAll(ctx context.Context) error {
