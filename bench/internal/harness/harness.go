@@ -460,17 +460,13 @@ func (b *bench) startHerd(ctx context.Context, enrich bool) error {
 func (b *bench) restartHerd(ctx context.Context, enrich bool) error {
 	start := time.Now()
 	b.settle(ctx, 60*time.Second)
-	acc, err := b.metric(ctx, acceptedMetric)
-	if err != nil {
-		return err
-	}
-	rows, err := b.metric(ctx, rowsMetric)
+	v, err := metrics(ctx, b.adminURL, acceptedMetric, rowsMetric)
 	if err != nil {
 		return err
 	}
 	b.herd.stop()
-	b.accepted += acc
-	b.priorRows += rows
+	b.accepted += v[0]
+	b.priorRows += v[1]
 	if err := b.startHerd(ctx, enrich); err != nil {
 		return err
 	}
@@ -492,22 +488,39 @@ func (b *bench) metric(ctx context.Context, prefix string) (float64, error) {
 }
 
 func metric(ctx context.Context, adminURL, prefix string) (float64, error) {
+	v, err := metrics(ctx, adminURL, prefix)
+	if err != nil {
+		return 0, err
+	}
+	return v[0], nil
+}
+
+// metrics reads several samples from one fetch of /metrics, as metric
+// does; a sample that is absent reads 0.
+func metrics(ctx context.Context, adminURL string, prefixes ...string) ([]float64, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/metrics", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("read herd's metrics: %w", err)
+		return nil, fmt.Errorf("read herd's metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, fmt.Errorf("read herd's metrics: %w", err)
+		return nil, fmt.Errorf("read herd's metrics: %w", err)
 	}
+	v := make([]float64, len(prefixes))
+	found := make([]bool, len(prefixes))
 	for line := range bytes.Lines(body) {
-		if rest, ok := bytes.CutPrefix(line, []byte(prefix)); ok && (len(rest) == 0 || rest[0] == ' ') {
-			return strconv.ParseFloat(strings.TrimSpace(string(rest)), 64)
+		for i, prefix := range prefixes {
+			if rest, ok := bytes.CutPrefix(line, []byte(prefix)); ok && !found[i] && (len(rest) == 0 || rest[0] == ' ') {
+				if v[i], err = strconv.ParseFloat(strings.TrimSpace(string(rest)), 64); err != nil {
+					return nil, err
+				}
+				found[i] = true
+			}
 		}
 	}
-	return 0, nil
+	return v, nil
 }
 
 const (
@@ -528,9 +541,8 @@ func (b *bench) settle(ctx context.Context, timeout time.Duration) {
 	writer := false
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if !writer {
-			rows, err1 := b.metric(ctx, rowsMetric)
-			acc, err2 := b.metric(ctx, acceptedMetric)
-			writer = err1 == nil && err2 == nil && b.priorRows+rows >= acc+b.accepted+float64(b.o.Backlog)
+			v, err := metrics(ctx, b.adminURL, rowsMetric, acceptedMetric)
+			writer = err == nil && b.priorRows+v[0] >= v[1]+b.accepted+float64(b.o.Backlog)
 		}
 		if writer {
 			pending, err := b.archiverPending(ctx)

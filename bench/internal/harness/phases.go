@@ -190,13 +190,8 @@ func (b *bench) drain(ctx context.Context) error {
 			next = s.t.Add(250 * time.Millisecond)
 		}
 	}
-	if sum, err := b.metric(ctx, "herd_writer_batch_size_sum"); err == nil {
-		if cnt, err := b.metric(ctx, "herd_writer_batch_size_count"); err == nil && cnt > 0 {
-			d.Batches, d.MeanBatch = int64(cnt), sum/cnt
-		}
-	}
-	if sum, err := b.metric(ctx, "herd_writer_commit_seconds_sum"); err == nil && d.Batches > 0 {
-		d.MeanCommitMs = 1000 * sum / float64(d.Batches)
+	if v, err := metrics(ctx, b.adminURL, "herd_writer_batch_size_sum", "herd_writer_batch_size_count", "herd_writer_commit_seconds_sum"); err == nil && v[1] > 0 {
+		d.Batches, d.MeanBatch, d.MeanCommitMs = int64(v[1]), v[0]/v[1], 1000*v[2]/v[1]
 	}
 	b.rep.Phases["drain"] = &p
 	if err := waitReady(ctx, b.herd, b.adminURL+"/readyz", time.Minute); err != nil {
@@ -346,12 +341,11 @@ func frameMetrics(ctx context.Context, admin string) (sum, count float64) {
 	if admin == "" {
 		return 0, 0
 	}
-	sum, err1 := metric(ctx, admin, frameSumMetric)
-	count, err2 := metric(ctx, admin, frameCountMetric)
-	if err1 != nil || err2 != nil {
+	v, err := metrics(ctx, admin, frameSumMetric, frameCountMetric)
+	if err != nil {
 		return 0, 0
 	}
-	return sum, count
+	return v[0], v[1]
 }
 
 func (b *bench) common(url, prefix string, conns int, dur time.Duration) []string {
