@@ -742,7 +742,7 @@ func TestStoppedArchiverLagsAlone(t *testing.T) {
 	ctx := context.Background()
 	lake := NewDir(t.TempDir())
 	cfg := Config{Stream: p.Stream, FileMaxRows: 1500, FileMaxAge: time.Second}
-	if _, err := EnsureConsumer(ctx, p.JS, cfg); err != nil {
+	if _, err := EnsureConsumer(ctx, p.JS, cfg, nil); err != nil {
 		t.Fatal(err)
 	}
 

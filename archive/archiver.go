@@ -153,10 +153,10 @@ func New(cfg Config, lake Lake, js jetstream.JetStream, log *slog.Logger, reg pr
 
 // EnsureConsumer creates or updates the archiver's durable consumer, so
 // that it accumulates lag from the moment it exists even while no archiver
-// runs.
-func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Consumer, error) {
+// runs. log, when set, hears of retries while JetStream does not answer.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (jetstream.Consumer, error) {
 	cfg.defaults()
-	c, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream.Name, jetstream.ConsumerConfig{
+	c, err := stream.CreateConsumer(ctx, js, cfg.Stream.Name, jetstream.ConsumerConfig{
 		Durable:       cfg.Consumer,
 		Description:   "herd archiver: events into the Parquet lake",
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -165,7 +165,7 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (je
 		FilterSubject: cfg.Stream.EventsFilter(),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		MaxDeliver:    -1,
-	})
+	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s on %s: %w", cfg.Consumer, cfg.Stream.Name, err)
 	}
@@ -175,7 +175,7 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg Config) (je
 // Run archives until ctx ends, then writes the open files (within
 // DrainTimeout) and returns.
 func (a *Archiver) Run(ctx context.Context) error {
-	cons, err := EnsureConsumer(ctx, a.js, a.cfg)
+	cons, err := EnsureConsumer(ctx, a.js, a.cfg, a.log)
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,7 @@ func (w *WebhookConsumer) Run(ctx context.Context) error {
 		maxBackoff = time.Minute
 	}
 	subject := sc.WebhookSubject(w.Name)
-	cons, err := w.JetStream.CreateOrUpdateConsumer(ctx, sc.Name, jetstream.ConsumerConfig{
+	cons, err := stream.CreateConsumer(ctx, w.JetStream, sc.Name, jetstream.ConsumerConfig{
 		Durable:       durable,
 		FilterSubject: subject,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -62,7 +62,7 @@ func (w *WebhookConsumer) Run(ctx context.Context) error {
 		// Messages are handled one at a time (each may call a rate-limited
 		// API); this bounds what one consumer holds unacknowledged.
 		MaxAckPending: 256,
-	})
+	}, log)
 	if err != nil {
 		return fmt.Errorf("create consumer %s on stream %s for %s: %w", durable, sc.Name, subject, err)
 	}

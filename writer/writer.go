@@ -157,7 +157,7 @@ func (b *batch) decode(rejectsPrefix string) {
 
 // Run consumes until ctx ends, then commits what it holds and returns.
 func (w *Writer) Run(ctx context.Context) error {
-	cons, err := w.js.CreateOrUpdateConsumer(ctx, w.cfg.Stream.Name, jetstream.ConsumerConfig{
+	cons, err := stream.CreateConsumer(ctx, w.js, w.cfg.Stream.Name, jetstream.ConsumerConfig{
 		Durable:        w.cfg.Consumer,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        w.cfg.AckWait,
@@ -165,7 +165,10 @@ func (w *Writer) Run(ctx context.Context) error {
 		FilterSubjects: []string{w.cfg.Stream.EventsFilter(), w.cfg.Stream.RejectsFilter()},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		MaxDeliver:     -1,
-	})
+	}, w.log)
+	if err != nil && ctx.Err() != nil {
+		return nil // stopped before it began: nothing held, nothing to commit
+	}
 	if err != nil {
 		return fmt.Errorf("create consumer %s on %s: %w", w.cfg.Consumer, w.cfg.Stream.Name, err)
 	}

@@ -429,3 +429,25 @@ func TestNATSDown(t *testing.T) {
 
 var _ = stream.MsgID
 var _ = writer.Row{}
+
+// TestWriterWaitsForJetStream: a writer started while JetStream does not
+// answer keeps asking for its consumer, and once JetStream is back stores
+// what the stream holds.
+func TestWriterWaitsForJetStream(t *testing.T) {
+	t.Parallel()
+	p := herdtest.Start(t, herdtest.Options{})
+	p.StopWriter()
+	for i := 0; i < 5; i++ {
+		if r := post(t, p.URL+"/v1/track", []byte(fmt.Sprintf(`{"event":"e","userId":"u","messageId":"wait-%d"}`, i)), map[string]string{"Authorization": basic(p.WriteKey)}); r.Status != 200 {
+			t.Fatalf("track: %d %s", r.Status, r.RawBody)
+		}
+	}
+	p.NATS.Server.Shutdown()
+	p.NATS.Server.WaitForShutdown()
+	p.StartWriter(t, nil)
+	time.Sleep(6 * time.Second) // past JetStream's 5 s request timeout
+	p.NATS.Restart()
+	if n := p.WaitRows(t, 5, 20*time.Second, "SELECT count(*) FROM herd.events WHERE message_id LIKE 'wait-%'"); n != 5 {
+		t.Fatalf("rows %d, want 5", n)
+	}
+}
