@@ -47,18 +47,26 @@ type Config struct {
 	// when missing. herd replicate grants the tables it loads to it, also
 	// where they land outside Schemas (logical replication keeps the
 	// source's schema, public.users stays public.users). Roles are
-	// server-wide, so one group serves every warehouse database on the
-	// server. Default DefaultGroup.
+	// server-wide, so the default is one group per warehouse database,
+	// GroupName(database): an analyst of one warehouse gets nothing another
+	// warehouse on the same server grants its own analysts.
 	Group string
 }
 
-// DefaultGroup is the default Config.Group, and replicate's default too.
-const DefaultGroup = "herd_analysts"
+// GroupName is the default analysts group of database dbname:
+// herd_analysts_<dbname>, or herd_analysts_ and a hash of the name when that
+// would pass Postgres's 63-byte limit (which would silently truncate it, and
+// two long names could meet). herd.analysts_group() computes the same in SQL.
+func GroupName(dbname string) string {
+	const prefix = "herd_analysts_"
+	if len(prefix)+len(dbname) <= 63 {
+		return prefix + dbname
+	}
+	sum := sha256.Sum256([]byte(dbname))
+	return prefix + hex.EncodeToString(sum[:])[:32]
+}
 
 func (c Config) withDefaults() Config {
-	if c.Group == "" {
-		c.Group = DefaultGroup
-	}
 	if len(c.Schemas) == 0 {
 		c.Schemas = []string{"herd", "app", "stripe", "rollups"}
 	}
@@ -113,11 +121,8 @@ func Add(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, cfg Config, na
 	if err := ValidName(name); err != nil {
 		return Analyst{}, err
 	}
-	if !groupRE.MatchString(cfg.Group) || strings.HasPrefix(cfg.Group, "pg_") {
+	if cfg.Group != "" && (!groupRE.MatchString(cfg.Group) || strings.HasPrefix(cfg.Group, "pg_")) {
 		return Analyst{}, fmt.Errorf("analysts group %q: want a lower-case SQL identifier of at most 63 characters, not starting with pg_", cfg.Group)
-	}
-	if name == cfg.Group {
-		return Analyst{}, fmt.Errorf("analyst name %q is the analysts group's name; choose another", name)
 	}
 	password := randomPassword()
 	verifier, err := scramVerifier(password)
@@ -135,6 +140,12 @@ func Add(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, cfg Config, na
 		}
 		if exists {
 			return fmt.Errorf("a role named %s already exists on this server (roles are server-wide); choose another name", name)
+		}
+		if cfg.Group == "" {
+			cfg.Group = GroupName(dbname)
+		}
+		if name == cfg.Group {
+			return fmt.Errorf("analyst name %q is the analysts group's name; choose another", name)
 		}
 		stmts := []string{
 			// The password goes over the wire as a SCRAM verifier, never
@@ -165,6 +176,15 @@ func Add(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, cfg Config, na
 		}
 		for _, s := range cfg.Schemas {
 			schema := pgx.Identifier{s}.Sanitize()
+			if s == "herd" {
+				// herd's own schema holds credentials (write keys, the
+				// app database's URL) and results computed with herd's
+				// privileges: the analyst reads the tables and columns
+				// herd.grant_analyst_read lists, and no default
+				// privileges, so a table herd adds later stays private.
+				stmts = append(stmts, "SELECT herd.grant_analyst_read("+quoteLiteral(name)+")")
+				continue
+			}
 			stmts = append(stmts,
 				"CREATE SCHEMA IF NOT EXISTS "+schema,
 				"GRANT USAGE ON SCHEMA "+schema+" TO "+role,
@@ -273,6 +293,12 @@ func Remove(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, name string
 			if _, err := tx.Exec(ctx, s); err != nil {
 				return fmt.Errorf("%s: %s", s, pgText(err))
 			}
+		}
+		// Queries saved as the analyst run as the analyst: with the role
+		// gone they cannot run, and a later role of the same name must
+		// not inherit them.
+		if _, err := tx.Exec(ctx, "DELETE FROM herd.saved_queries WHERE saved_by = $1", name); err != nil {
+			return fmt.Errorf("delete the queries %s saved: %w", name, err)
 		}
 		_, err := tx.Exec(ctx, "DELETE FROM herd.analysts WHERE name = $1", name)
 		return err
