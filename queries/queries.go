@@ -54,6 +54,7 @@ type Run struct {
 	RowCount  int64 // rows the query returned, including any beyond MaxRows
 	Truncated bool
 	Error     string
+	RunAs     string // the role the result was computed as: the query's saver
 }
 
 // Store saves and runs queries.
@@ -79,10 +80,19 @@ func ValidName(name string) error {
 	return nil
 }
 
-// Save stores (or replaces) a named query. every > 0 makes the scheduler
-// run it that often. The SQL is parsed and planned by Postgres first, so a
-// typo is reported now rather than at the first scheduled run.
+// Save stores (or replaces) a named query, saved by the role herd connects
+// as (so its results are computed with herd's privileges). every > 0 makes
+// the scheduler run it that often. The SQL is parsed by Postgres first, so
+// a typo is reported now rather than at the first scheduled run.
 func (s *Store) Save(ctx context.Context, name, sql string, every time.Duration) error {
+	return s.SaveAs(ctx, name, sql, every, "")
+}
+
+// SaveAs is Save on behalf of role: every run computes the query's results
+// as that role, so they never show more than role may read itself. An empty
+// role is the role herd connects as. The SQL is parsed with role's names
+// and search path.
+func (s *Store) SaveAs(ctx context.Context, name, sql string, every time.Duration, role string) error {
 	if err := ValidName(name); err != nil {
 		return err
 	}
@@ -92,18 +102,37 @@ func (s *Store) Save(ctx context.Context, name, sql string, every time.Duration)
 		return fmt.Errorf("save query %s: the SQL is empty", name)
 	}
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		// Prepare parses and plans without running, and fails for more
-		// than one statement.
+		if role != "" {
+			var exists bool
+			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
+				return err
+			}
+			if !exists {
+				return fmt.Errorf("role %s does not exist (see herd analysts list)", role)
+			}
+			if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
+				return fmt.Errorf("act as role %s: %w", role, err)
+			}
+		}
+		// Prepare parses without running (planning waits for the first
+		// execution), and fails for more than one statement.
 		if _, err := tx.Conn().PgConn().Prepare(ctx, "", sql, nil); err != nil {
 			return fmt.Errorf("check SQL: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "RESET ROLE"); err != nil {
+			return err
 		}
 		var iv any
 		if every > 0 {
 			iv = every
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO herd.saved_queries (name, sql, run_every) VALUES ($1, $2, $3)
-			ON CONFLICT (name) DO UPDATE SET sql = EXCLUDED.sql, run_every = EXCLUDED.run_every, updated_at = now()`,
-			name, sql, iv)
+		var saver any
+		if role != "" {
+			saver = role
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO herd.saved_queries (name, sql, run_every, saved_by) VALUES ($1, $2, $3, coalesce($4, current_user))
+			ON CONFLICT (name) DO UPDATE SET sql = EXCLUDED.sql, run_every = EXCLUDED.run_every, saved_by = EXCLUDED.saved_by, updated_at = now()`,
+			name, sql, iv, saver)
 		return err
 	})
 	if err != nil {
@@ -112,20 +141,25 @@ func (s *Store) Save(ctx context.Context, name, sql string, every time.Duration)
 	return nil
 }
 
-// Run runs the saved query now and stores its snapshot. A query that fails
-// is stored too, with its error (and returned as a Run, not as an error):
-// the page then says the latest run failed.
+// Run runs the saved query now, as the role that saved it, and stores its
+// snapshot. A query that fails is stored too, with its error (and returned
+// as a Run, not as an error): the page then says the latest run failed.
 func (s *Store) Run(ctx context.Context, name string) (Run, error) {
-	var sql string
-	err := s.db.QueryRow(ctx, "SELECT sql FROM herd.saved_queries WHERE name = $1", name).Scan(&sql)
+	var sql, saver string
+	var self bool
+	err := s.db.QueryRow(ctx, "SELECT sql, saved_by, saved_by = current_user FROM herd.saved_queries WHERE name = $1", name).Scan(&sql, &saver, &self)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Run{}, fmt.Errorf("run query %s: %w (save it with herd queries save)", name, ErrNotFound)
 	}
 	if err != nil {
 		return Run{}, fmt.Errorf("run query %s: %w", name, err)
 	}
-	r := Run{Query: name, SQL: sql, Started: time.Now()}
-	if err := s.execute(ctx, &r); err != nil {
+	r := Run{Query: name, SQL: sql, Started: time.Now(), RunAs: saver}
+	run := s.execute
+	if !self {
+		run = func(ctx context.Context, r *Run) error { return s.executeAs(ctx, r, saver) }
+	}
+	if err := run(ctx, &r); err != nil {
 		r.Error = err.Error()
 	}
 	r.Duration = time.Since(r.Started)
@@ -141,9 +175,9 @@ func (s *Store) Run(ctx context.Context, name string) (Run, error) {
 	if r.Error != "" {
 		errText = r.Error
 	}
-	err = s.db.QueryRow(ctx, `INSERT INTO herd.query_runs (query_name, started_at, duration_ms, sql, columns, rows, row_count, truncated, error)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
-		name, r.Started, float64(r.Duration)/float64(time.Millisecond), sql, string(cols), string(rows), r.RowCount, r.Truncated, errText).Scan(&r.ID)
+	err = s.db.QueryRow(ctx, `INSERT INTO herd.query_runs (query_name, started_at, duration_ms, sql, columns, rows, row_count, truncated, error, run_as)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+		name, r.Started, float64(r.Duration)/float64(time.Millisecond), sql, string(cols), string(rows), r.RowCount, r.Truncated, errText, saver).Scan(&r.ID)
 	if err != nil {
 		return r, fmt.Errorf("store result of query %s: %w", name, err)
 	}

@@ -58,6 +58,7 @@ type queryFlags struct {
 	dbFlags
 	file  string
 	every time.Duration
+	as    string
 }
 
 func dbOnly(fs *flag.FlagSet) any {
@@ -341,6 +342,7 @@ runs with a statement timeout. The password is printed once, in the connection s
 			f.bind(fs)
 			fs.StringVar(&f.file, "file", "", "file holding the query's SQL (- for stdin)")
 			durationFlag(fs, &f.every, "every", 0, "run it on this schedule inside herd up (0: only on demand)")
+			fs.StringVar(&f.as, "as", "", "role (an analyst) whose privileges every run uses; default: herd's own role, whose results only herd's admins may see")
 			return &f
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
@@ -366,7 +368,7 @@ runs with a statement timeout. The password is printed once, in the connection s
 				return err
 			}
 			defer db.Close()
-			if err := queries.New(db, e.log, queries.Config{}).Save(ctx, args[0], string(b), f.every); err != nil {
+			if err := queries.New(db, e.log, queries.Config{}).SaveAs(ctx, args[0], string(b), f.every, f.as); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "saved %s; run it with herd queries run %s, then open /q/%s on the admin listener\n", args[0], args[0], args[0])
