@@ -8,17 +8,19 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/herdhq/herd/analysts"
 	"github.com/jackc/pgx/v5"
 )
 
-// DefaultAnalystsGroup is the NOLOGIN role every analyst is a member of
-// (analysts.Config.Group has the same default). Tables herd replicates are
-// granted to it, so analysts can read them wherever they land.
-const DefaultAnalystsGroup = "herd_analysts"
-
 var groupRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
+// validGroup checks an analysts group given in a configuration; empty means
+// the warehouse database's own group (analysts.GroupName), which every
+// analyst of that database is a member of.
 func validGroup(group string) error {
+	if group == "" {
+		return nil
+	}
 	if !groupRE.MatchString(group) || strings.HasPrefix(group, "pg_") {
 		return fmt.Errorf("analysts group %q: want a lower-case SQL identifier of at most 63 characters, not starting with pg_", group)
 	}
@@ -38,6 +40,15 @@ func grantAnalysts(ctx context.Context, tx pgx.Tx, log *slog.Logger, group strin
 	}
 	if err := validGroup(group); err != nil {
 		return err
+	}
+	if group == "" {
+		// Roles are server-wide: a group per database, so that another
+		// warehouse's analysts on this server cannot read these tables.
+		var db string
+		if err := tx.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+			return fmt.Errorf("read the warehouse database's name: %w", err)
+		}
+		group = analysts.GroupName(db)
 	}
 	var exists, canCreate bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1),

@@ -141,19 +141,83 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 	columns     jsonb,
 	query       text
 );
+-- The log's rows come from the source: anyone who may insert into the
+-- source's log table writes them, and this trigger runs them in the apply
+-- worker as a superuser. Every value that reaches SQL is therefore quoted
+-- (%%I, %%L) or checked first: safe_type accepts exactly one type name of
+-- pg_catalog (what the source's event trigger computes), safe_expr an
+-- expression that cannot leave the parentheses it is put in.
+CREATE OR REPLACE FUNCTION herd_replicate.safe_type(t text) RETURNS text LANGUAGE plpgsql STABLE AS $herd$
+DECLARE
+	typ regtype;
+BEGIN
+	IF t IS NULL OR t !~ '^([a-z][a-z0-9_ ]*|"char")(\([0-9]+(,[0-9]+)?\))?( [a-z ]+)?(\[\])*$' THEN
+		RETURN NULL;
+	END IF;
+	BEGIN
+		-- Parses t as "SELECT NULL::t" would, and must consume all of it.
+		typ := to_regtype(t);
+	EXCEPTION WHEN others THEN
+		RETURN NULL;
+	END;
+	IF typ IS NULL OR (SELECT typnamespace FROM pg_catalog.pg_type WHERE oid = typ) <> 'pg_catalog'::regnamespace THEN
+		RETURN NULL;
+	END IF;
+	RETURN t;
+END
+$herd$;
+CREATE OR REPLACE FUNCTION herd_replicate.safe_expr(e text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $herd$
+DECLARE
+	depth int := 0;
+	q     text; -- the quote character we are inside, if any
+	c     text;
+BEGIN
+	-- No statement separator, comment, dollar quote or backslash escape,
+	-- and parentheses (outside quotes) that never close more than they
+	-- opened: the expression stays inside GENERATED ALWAYS AS (...).
+	IF e IS NULL OR e = '' OR e ~ '[;$\\]' OR strpos(e, '--') > 0 OR strpos(e, '/*') > 0 THEN
+		RETURN NULL;
+	END IF;
+	FOR i IN 1 .. length(e) LOOP
+		c := substr(e, i, 1);
+		IF q IS NOT NULL THEN
+			IF c = q THEN
+				q := NULL; -- a doubled quote closes and opens again
+			END IF;
+		ELSIF c IN ('''', '"') THEN
+			q := c;
+		ELSIF c = '(' THEN
+			depth := depth + 1;
+		ELSIF c = ')' THEN
+			depth := depth - 1;
+			IF depth < 0 THEN
+				RETURN NULL;
+			END IF;
+		END IF;
+	END LOOP;
+	IF q IS NOT NULL OR depth <> 0 THEN
+		RETURN NULL;
+	END IF;
+	RETURN e;
+END
+$herd$;
 CREATE OR REPLACE FUNCTION herd_replicate.apply_ddl() RETURNS trigger LANGUAGE plpgsql AS $herd$
 DECLARE
 	sub    text := TG_ARGV[0];
-	qname  text := format('%%I.%%I', NEW.schema_name, NEW.table_name);
+	qname  text := format('%%I.%%I', coalesce(NEW.schema_name, ''), coalesce(NEW.table_name, ''));
 	target regclass;
 	col    jsonb;
 	cur    text;
 	def    text;
+	ctype  text; -- the column's type, checked by safe_type
 	wanted text[];
 	extra  text;
 BEGIN
 	IF NEW.command_tag = 'MARK' THEN
 		RETURN NEW; -- written by herd replicate check to know what has been applied
+	END IF;
+	IF NEW.schema_name IS NULL OR NEW.table_name IS NULL THEN
+		RETURN NEW; -- not written by herd's event trigger; nothing to apply
 	END IF;
 	target := to_regclass(qname);
 	IF NEW.command_tag = 'DROP TABLE' THEN
@@ -172,43 +236,61 @@ BEGIN
 		END IF;
 		RETURN NEW;
 	END IF;
-	FOR col IN SELECT * FROM jsonb_array_elements(coalesce(NEW.columns, '[]')) LOOP
+	FOR col IN SELECT * FROM jsonb_array_elements(CASE WHEN jsonb_typeof(NEW.columns) = 'array' THEN NEW.columns ELSE '[]' END) LOOP
+		IF jsonb_typeof(col) <> 'object' OR col->>'name' IS NULL THEN
+			CONTINUE;
+		END IF;
 		wanted := wanted || (col->>'name');
+		ctype := herd_replicate.safe_type(col->>'target');
+		IF ctype IS NULL THEN
+			INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, fix, state)
+			VALUES (sub, qname, 'refused', format('column %%I: the source gave the type %%L, which is not a type name herd accepts; nothing was changed', col->>'name', left(col->>'target', 200)),
+			        format('find out who wrote this row into %%s on the source', 'herd_replicate.' || quote_ident(sub || '_ddl_log')), 'reported');
+			CONTINUE;
+		END IF;
 		SELECT format_type(atttypid, atttypmod) INTO cur FROM pg_attribute
 		WHERE attrelid = target AND attname = col->>'name' AND attnum > 0 AND NOT attisdropped;
 		IF NOT FOUND THEN
-			IF col->>'generated' <> '' THEN
-				def := format(' GENERATED ALWAYS AS (%%s) STORED', col->>'generated');
+			IF coalesce(col->>'generated', '') <> '' THEN
+				IF herd_replicate.safe_expr(col->>'generated') IS NULL THEN
+					-- Generated values are not replicated, so leaving the
+					-- column out stalls nothing.
+					INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, fix, state)
+					VALUES (sub, qname, 'refused', format('generated column %%I: herd does not apply the expression %%L on its own', col->>'name', left(col->>'generated', 200)),
+					        format('add the column by hand: ALTER TABLE %%s ADD COLUMN %%I %%s GENERATED ALWAYS AS (...) STORED', qname, col->>'name', ctype), 'reported');
+					CONTINUE;
+				END IF;
+				def := format(' GENERATED ALWAYS AS (%%s) STORED', herd_replicate.safe_expr(col->>'generated'));
 			ELSIF col->>'missing' IS NOT NULL THEN
 				-- The value the source's existing rows read for the new
 				-- column (its "fast default"), so old rows agree.
-				def := format(' DEFAULT (%%L::%%s[])[1]', col->>'missing', col->>'target');
+				def := format(' DEFAULT (%%L::%%s[])[1]', col->>'missing', ctype);
 			ELSE
 				def := '';
 			END IF;
 			BEGIN
-				EXECUTE format('ALTER TABLE %%s ADD COLUMN %%I %%s%%s', target, col->>'name', col->>'target', def);
+				EXECUTE format('ALTER TABLE %%s ADD COLUMN %%I %%s%%s', target, col->>'name', ctype, def);
 			EXCEPTION WHEN others THEN
-				EXECUTE format('ALTER TABLE %%s ADD COLUMN %%I %%s', target, col->>'name', col->>'target');
+				EXECUTE format('ALTER TABLE %%s ADD COLUMN %%I %%s', target, col->>'name', ctype);
 			END;
-			IF col->>'generated' = '' AND def <> '' THEN
+			IF coalesce(col->>'generated', '') = '' AND def <> '' THEN
 				EXECUTE format('ALTER TABLE %%s ALTER COLUMN %%I DROP DEFAULT', target, col->>'name');
 			END IF;
 			INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, state)
-			VALUES (sub, qname, 'add_column', format('added column %%I %%s', col->>'name', col->>'target'), 'applied');
-			IF col->>'default' <> '' AND col->>'missing' IS NULL AND col->>'generated' = '' THEN
+			VALUES (sub, qname, 'add_column', format('added column %%I %%s', col->>'name', ctype), 'applied');
+			IF col->>'default' <> '' AND col->>'missing' IS NULL AND coalesce(col->>'generated', '') = '' THEN
 				INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, fix, state)
 				VALUES (sub, qname, 'volatile_default',
-				        format('column %%I was added with a volatile default (%%s): the source rewrote its existing rows, which replication does not carry', col->>'name', col->>'default'),
+				        format('column %%I was added with a volatile default (%%s): the source rewrote its existing rows, which replication does not carry', col->>'name', left(col->>'default', 200)),
 				        format('herd replicate resync %%s', qname), 'reported');
 			END IF;
-		ELSIF cur <> col->>'target' THEN
+		ELSIF cur <> ctype THEN
 			INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, fix, state)
-			SELECT sub, qname, 'type_change', format('column %%I is %%s on the source, %%s on the warehouse', col->>'name', col->>'target', cur),
-			       format('ALTER TABLE %%s ALTER COLUMN %%I TYPE %%s USING %%I::%%s;', qname, col->>'name', col->>'target', col->>'name', col->>'target'),
+			SELECT sub, qname, 'type_change', format('column %%I is %%s on the source, %%s on the warehouse', col->>'name', ctype, cur),
+			       format('ALTER TABLE %%s ALTER COLUMN %%I TYPE %%s USING %%I::%%s;', qname, col->>'name', ctype, col->>'name', ctype),
 			       'reported'
 			WHERE NOT EXISTS (SELECT FROM herd.replicate_drift d WHERE d.subscription = sub AND d.table_name = qname
-			                  AND d.kind = 'type_change' AND d.state = 'reported' AND d.detail LIKE format('column %%I is %%s %%%%', col->>'name', col->>'target'));
+			                  AND d.kind = 'type_change' AND d.state = 'reported' AND d.detail LIKE format('column %%I is %%s %%%%', col->>'name', ctype));
 		END IF;
 	END LOOP;
 	IF NEW.columns IS NOT NULL THEN

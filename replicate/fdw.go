@@ -38,7 +38,8 @@ type RefreshConfig struct {
 	Name     string // replication; may be empty when there is only one
 	Progress io.Writer
 	// AnalystsGroup is granted SELECT on the re-imported foreign tables
-	// (see Config.AnalystsGroup). Default DefaultAnalystsGroup.
+	// (see Config.AnalystsGroup). Default: the warehouse database's
+	// analysts group.
 	AnalystsGroup string
 	Log           *slog.Logger
 }
@@ -49,7 +50,7 @@ type RefreshConfig struct {
 // in one transaction: readers see the old views until it commits, and a
 // view that no longer fits the new tables makes the whole refresh fail,
 // leaving everything as it was. The new foreign tables are granted to
-// DefaultAnalystsGroup; RefreshWith takes another group.
+// the warehouse database's analysts group; RefreshWith takes another group.
 func Refresh(ctx context.Context, wh *pgxpool.Pool, name string, progress io.Writer) (RefreshResult, error) {
 	return RefreshWith(ctx, wh, RefreshConfig{Name: name, Progress: progress})
 }
@@ -59,9 +60,6 @@ func RefreshWith(ctx context.Context, wh *pgxpool.Pool, cfg RefreshConfig) (Refr
 	progress := cfg.Progress
 	if progress == nil {
 		progress = io.Discard
-	}
-	if cfg.AnalystsGroup == "" {
-		cfg.AnalystsGroup = DefaultAnalystsGroup
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -201,20 +199,25 @@ func dependentViews(ctx context.Context, tx pgx.Tx, oids []uint32) ([]dependentV
 	return views, nil
 }
 
+// recreateView creates v again as its owner (SET LOCAL ROLE), not as herd:
+// creating a materialized view runs its query, and its indexes' expressions,
+// so a function an analyst put in their view must run with the analyst's
+// privileges. Postgres runs that query as a security-restricted operation,
+// in which the function cannot SET ROLE back to herd either. An owner who
+// could not create the view themselves (no CREATE on its schema, no SELECT
+// on what it reads) makes the refresh fail, naming the view and the owner.
 func recreateView(ctx context.Context, tx pgx.Tx, v dependentView) error {
 	def := strings.TrimSuffix(strings.TrimSpace(v.Definition), ";")
 	with := ""
 	if len(v.Options) > 0 {
 		with = " WITH (" + strings.Join(v.Options, ", ") + ")"
 	}
-	stmts := []string{}
+	stmts := []string{"SET LOCAL ROLE " + quote(v.Owner)}
 	if v.Kind == "m" {
 		stmts = append(stmts, fmt.Sprintf("CREATE MATERIALIZED VIEW %s%s AS %s", v.Name, with, def))
 		stmts = append(stmts, v.Indexes...)
-		stmts = append(stmts, fmt.Sprintf("ALTER MATERIALIZED VIEW %s OWNER TO %s", v.Name, quote(v.Owner)))
 	} else {
 		stmts = append(stmts, fmt.Sprintf("CREATE VIEW %s%s AS %s", v.Name, with, def))
-		stmts = append(stmts, fmt.Sprintf("ALTER VIEW %s OWNER TO %s", v.Name, quote(v.Owner)))
 	}
 	stmts = append(stmts, v.Grants...)
 	if v.Comment != nil {
@@ -224,9 +227,11 @@ func recreateView(ctx context.Context, tx pgx.Tx, v dependentView) error {
 		}
 		stmts = append(stmts, fmt.Sprintf("COMMENT ON %s %s IS %s", kind, v.Name, literal(*v.Comment)))
 	}
+	stmts = append(stmts, "RESET ROLE")
 	for _, s := range stmts {
 		if _, err := tx.Exec(ctx, s); err != nil {
-			return fmt.Errorf("recreate view %s: %s: %w", v.Name, firstLine(s), err)
+			return fmt.Errorf("recreate view %s as its owner %s (who must be able to create it: CREATE on its schema, SELECT on what it reads): %s: %w",
+				v.Name, v.Owner, firstLine(s), err)
 		}
 	}
 	return nil

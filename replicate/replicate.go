@@ -67,14 +67,13 @@ type Config struct {
 	Log *slog.Logger
 	// AnalystsGroup is the role analysts are members of; it gets USAGE on
 	// the target schemas and SELECT on the tables herd creates or imports
-	// (created NOLOGIN when missing). Default DefaultAnalystsGroup.
+	// (created NOLOGIN when missing). Default: the warehouse database's
+	// analysts group, analysts.GroupName(database), as herd analysts add
+	// uses.
 	AnalystsGroup string
 }
 
 func (c Config) withDefaults() Config {
-	if c.AnalystsGroup == "" {
-		c.AnalystsGroup = DefaultAnalystsGroup
-	}
 	if c.Name == "" {
 		c.Name = "herd"
 	}

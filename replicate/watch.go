@@ -21,7 +21,7 @@ type WatchConfig struct {
 	// Registerer receives the watcher's metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// AnalystsGroup is granted SELECT on tables the watcher adds (see
-	// Config.AnalystsGroup). Default DefaultAnalystsGroup.
+	// Config.AnalystsGroup). Default: the warehouse database's analysts group.
 	AnalystsGroup string
 }
 
@@ -48,9 +48,6 @@ func NewWatcher(wh *pgxpool.Pool, cfg WatchConfig) (*Watcher, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.AnalystsGroup == "" {
-		cfg.AnalystsGroup = DefaultAnalystsGroup
 	}
 	if err := validGroup(cfg.AnalystsGroup); err != nil {
 		return nil, err
