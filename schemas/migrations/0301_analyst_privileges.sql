@@ -111,6 +111,13 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = legacy) OR legacy = grp THEN
         RETURN;
     END IF;
+    -- Nothing of this database uses legacy: create no role.
+    IF NOT EXISTS (SELECT FROM pg_class c, aclexplode(c.relacl) a WHERE a.grantee = (SELECT oid FROM pg_roles WHERE rolname = legacy))
+       AND NOT EXISTS (SELECT FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grantee = (SELECT oid FROM pg_roles WHERE rolname = legacy))
+       AND NOT EXISTS (SELECT FROM herd.analysts h JOIN pg_roles m ON m.rolname = h.name
+                       WHERE pg_has_role(m.oid, (SELECT oid FROM pg_roles WHERE rolname = legacy), 'MEMBER')) THEN
+        RETURN;
+    END IF;
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = grp) THEN
         BEGIN
             EXECUTE format('CREATE ROLE %I NOLOGIN', grp);
