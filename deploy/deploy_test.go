@@ -3,9 +3,17 @@ package deploy
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v3"
@@ -186,8 +195,8 @@ func TestSystemdUnits(t *testing.T) {
 		file, cmd string
 		wantEnv   []string
 	}{
-		{"herd-collect.service", "collect", []string{"HERD_NATS_URL", "HERD_STREAM_REPLICAS"}},
-		{"herd-write.service", "write", []string{"HERD_NATS_URL", "HERD_STREAM_REPLICAS", "DATABASE_URL"}},
+		{"herd-collect.service", "collect", []string{"HERD_NATS_URL", "HERD_NATS_CA", "HERD_STREAM_REPLICAS"}},
+		{"herd-write.service", "write", []string{"HERD_NATS_URL", "HERD_NATS_CA", "HERD_STREAM_REPLICAS", "DATABASE_URL"}},
 		{"herd-up.service", "up", []string{"HERD_DATA_DIR"}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
@@ -220,8 +229,14 @@ func TestSystemdUnits(t *testing.T) {
 			}
 			var env []string
 			for _, e := range svc["Environment"] {
-				k, _, _ := strings.Cut(e, "=")
+				k, v, _ := strings.Cut(e, "=")
 				env = append(env, k)
+				if k == "HERD_NATS_URL" {
+					checkTLSURLs(t, tc.file, v)
+				}
+				if slices.Contains([]string{"HERD_NATS_TOKEN", "HERD_ADMIN_TOKEN", "DATABASE_URL"}, k) && strings.Contains(v, ":") && strings.Contains(v, "@") && !strings.Contains(v, "//herd@") {
+					t.Errorf("%s: %s holds a credential; it belongs in the EnvironmentFile", tc.file, k)
+				}
 			}
 			for _, w := range tc.wantEnv {
 				if !slices.Contains(env, w) {
@@ -294,6 +309,13 @@ func TestDockerCompose(t *testing.T) {
 			if conf != "./nats/"+name+".conf" {
 				t.Errorf("docker-compose.yml: %s mounts %q, want ./nats/%s.conf", name, conf, name)
 			}
+			// The config reads the token and the TLS files from here.
+			if !slices.Contains(env, "HERD_NATS_TOKEN") {
+				t.Errorf("docker-compose.yml: %s does not get HERD_NATS_TOKEN", name)
+			}
+			if !slices.Contains(strs(s["volumes"]), "./nats/tls:/etc/nats/tls:ro") {
+				t.Errorf("docker-compose.yml: %s does not mount ./nats/tls", name)
+			}
 		case strings.HasPrefix(name, "collect-"), strings.HasPrefix(name, "write-"), name == "migrate":
 			if s["image"] != "herd:local" {
 				t.Errorf("docker-compose.yml: %s image %v, want herd:local", name, s["image"])
@@ -306,6 +328,21 @@ func TestDockerCompose(t *testing.T) {
 			checkInvocation(t, "docker-compose.yml "+name, command, env, "collect", "write")
 			if name != "migrate" && !slices.Contains(env, "HERD_NATS_URL") {
 				t.Errorf("docker-compose.yml: %s has no HERD_NATS_URL", name)
+			}
+			envMap, _ := s["environment"].(map[string]any)
+			if name != "migrate" {
+				checkTLSURLs(t, "docker-compose.yml "+name, fmt.Sprint(envMap["HERD_NATS_URL"]))
+				checkCredentials(t, "docker-compose.yml "+name, command, env)
+			}
+			// Secrets are interpolated from the operator's environment, never
+			// written here.
+			for _, k := range []string{"HERD_NATS_TOKEN", "HERD_ADMIN_TOKEN"} {
+				if v, ok := envMap[k].(string); ok && !strings.HasPrefix(v, "${") {
+					t.Errorf("docker-compose.yml: %s sets %s to a literal; use ${%s:?...}", name, k, k)
+				}
+			}
+			if v, _ := envMap["DATABASE_URL"].(string); strings.Contains(v, ":herd@") {
+				t.Errorf("docker-compose.yml: %s DATABASE_URL holds a literal password", name)
 			}
 		}
 	}
@@ -363,6 +400,13 @@ func TestKubernetes(t *testing.T) {
 			if kind == "ConfigMap" && name == "nats-config" {
 				natsConf, _ = dig(d, "data", "nats.conf").(string)
 			}
+			if kind == "StatefulSet" && name == "nats" {
+				for _, c := range containers(d) {
+					if !slices.Contains(secretEnv(t, f, c.(map[string]any)), "HERD_NATS_TOKEN") {
+						t.Errorf("%s: the NATS container does not get HERD_NATS_TOKEN from a Secret", f)
+					}
+				}
+			}
 			for _, c := range containers(d) {
 				cm := c.(map[string]any)
 				if image, _ := cm["image"].(string); image != "herd:local" {
@@ -373,10 +417,18 @@ func TestKubernetes(t *testing.T) {
 				for _, ef := range envFrom {
 					if ref, _ := dig(ef, "configMapRef", "name").(string); ref != "" {
 						env = append(env, configMapKeys(t, files, ref)...)
+						if u, _ := configMapValue(t, files, ref, "HERD_NATS_URL"); u != "" {
+							checkTLSURLs(t, f+" ConfigMap "+ref, u)
+						}
 					}
 				}
+				env = append(env, secretEnv(t, f, cm)...)
+				where := fmt.Sprintf("%s %s/%s", f, kind, name)
 				// herd-config is shared by collectors and writers.
-				checkInvocation(t, fmt.Sprintf("%s %s/%s", f, kind, name), strs(cm["args"]), env, "collect", "write")
+				checkInvocation(t, where, strs(cm["args"]), env, "collect", "write")
+				if args := strs(cm["args"]); len(args) > 0 && args[0] != "migrate" {
+					checkCredentials(t, where, args, env)
+				}
 			}
 		}
 	}
@@ -445,11 +497,70 @@ func keys(v any) []string {
 	return out
 }
 
-// checkNATSConfig loads path with nats-server's own configuration parser,
-// the one `nats-server -c` uses, and checks the cluster shape herd relies on.
-func checkNATSConfig(t *testing.T, path, name string) {
+// natsTLS writes a CA and a server certificate (for clients and routes)
+// into a temporary directory, as deploy/nats/make-tls.sh does, and returns
+// the directory.
+func natsTLS(t *testing.T) string {
 	t.Helper()
-	opts, err := server.ProcessConfigFile(path)
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "herd NATS CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srv := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "herd NATS server"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{"nats-1", "nats-2", "nats-3", "localhost"}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	srvDER, err := x509.CreateCertificate(rand.Reader, srv, caCert, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(srvKey)
+	for name, block := range map[string]*pem.Block{
+		"ca.crt":     {Type: "CERTIFICATE", Bytes: caDER},
+		"server.crt": {Type: "CERTIFICATE", Bytes: srvDER},
+		"server.key": {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// checkNATSConfig loads path with nats-server's own configuration parser,
+// the one `nats-server -c` uses, and checks the cluster shape herd relies on
+// and that nothing listens without credentials: clients need the token of
+// $HERD_NATS_TOKEN over TLS, routes certificates of the CA. The TLS files
+// are generated and the config's /etc/nats/tls pointed at them. It returns
+// the options and the path of the config as checked.
+func checkNATSConfig(t *testing.T, path, name string) (*server.Options, string) {
+	t.Helper()
+	token := "deploy-test-token-0123456789abcdef"
+	t.Setenv("HERD_NATS_TOKEN", token)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(b)
+	if !strings.Contains(conf, "/etc/nats/tls/") {
+		t.Errorf("%s: no TLS files under /etc/nats/tls", path)
+	}
+	checked := filepath.Join(t.TempDir(), filepath.Base(path))
+	if err := os.WriteFile(checked, []byte(strings.ReplaceAll(conf, "/etc/nats/tls", natsTLS(t))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(checked)
 	if err != nil {
 		t.Fatalf("%s: nats-server refuses it: %v", path, err)
 	}
@@ -470,6 +581,82 @@ func checkNATSConfig(t *testing.T, path, name string) {
 	if opts.JetStreamMaxStore < 10<<30 {
 		t.Errorf("%s: max_file_store %d is below herd's default stream limit", path, opts.JetStreamMaxStore)
 	}
+	// Clients: the token, read from the environment (not written in the file).
+	if opts.Authorization != token {
+		t.Errorf("%s: clients are not required to present $HERD_NATS_TOKEN (authorization.token = %q)", path, opts.Authorization)
+	}
+	if strings.Contains(conf, token) || regexp.MustCompile(`(?m)^\s*(token|password)\s*:\s*[^$\s]`).MatchString(conf) {
+		t.Errorf("%s: a literal credential; read it from the environment ($VAR)", path)
+	}
+	if opts.TLSConfig == nil {
+		t.Errorf("%s: clients connect without TLS (no tls block)", path)
+	}
+	// Routes: mutual TLS, or a route user.
+	if (opts.Cluster.TLSConfig == nil || opts.Cluster.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert) && opts.Cluster.Username == "" {
+		t.Errorf("%s: routes are not authenticated (want cluster.tls with verify: true)", path)
+	}
+	return opts, checked
+}
+
+// checkTLSURLs fails unless every URL of a comma-separated NATS URL list
+// uses TLS.
+func checkTLSURLs(t *testing.T, where, urls string) {
+	t.Helper()
+	for _, u := range strings.Split(urls, ",") {
+		if !strings.HasPrefix(strings.TrimSpace(u), "tls://") {
+			t.Errorf("%s: NATS URL %q is not tls://", where, u)
+		}
+	}
+}
+
+// checkCredentials fails unless a herd component that talks to NATS gets
+// credentials for it, and one whose admin listener binds beyond loopback
+// gets the admin token.
+func checkCredentials(t *testing.T, where string, args, env []string) {
+	t.Helper()
+	if !slices.Contains(env, "HERD_NATS_TOKEN") && !slices.Contains(env, "HERD_NATS_CREDS") && !slices.Contains(env, "HERD_NATS_TOKEN_FILE") {
+		t.Errorf("%s: no NATS credentials (HERD_NATS_TOKEN, HERD_NATS_TOKEN_FILE or HERD_NATS_CREDS)", where)
+	}
+	if !slices.Contains(env, "HERD_NATS_CA") {
+		t.Errorf("%s: no HERD_NATS_CA to verify the NATS servers' certificates", where)
+	}
+	for i, a := range args {
+		if a == "--admin-listen" && i+1 < len(args) && !strings.HasPrefix(args[i+1], "127.") && !strings.HasPrefix(args[i+1], "localhost:") {
+			if !slices.Contains(env, "HERD_ADMIN_TOKEN") && !slices.Contains(env, "HERD_ADMIN_TOKEN_FILE") {
+				t.Errorf("%s: admin listener on %s without HERD_ADMIN_TOKEN", where, args[i+1])
+			}
+		}
+	}
+}
+
+// secretEnv returns the names of a container's environment variables that
+// come from a Secret (env[].valueFrom.secretKeyRef).
+func secretEnv(t *testing.T, file string, c map[string]any) []string {
+	t.Helper()
+	var out []string
+	l, _ := c["env"].([]any)
+	for _, e := range l {
+		name, _ := dig(e, "name").(string)
+		if ref, _ := dig(e, "valueFrom", "secretKeyRef", "name").(string); ref != "" {
+			out = append(out, name)
+		} else if v, _ := dig(e, "value").(string); strings.HasPrefix(name, "HERD_") && strings.Contains(name, "TOKEN") && v != "" {
+			t.Errorf("%s: %s set to a literal; take it from a Secret", file, name)
+		}
+	}
+	return out
+}
+
+// configMapValue returns one data value of the named ConfigMap.
+func configMapValue(t *testing.T, files []string, name, key string) (string, bool) {
+	for _, f := range files {
+		for _, d := range yamlDocs(t, f) {
+			if d["kind"] == "ConfigMap" && dig(d, "metadata", "name") == name {
+				v, ok := dig(d, "data", key).(string)
+				return v, ok
+			}
+		}
+	}
+	return "", false
 }
 
 func TestNATSConfigs(t *testing.T) {
@@ -483,18 +670,14 @@ func TestNATSConfigs(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("nats-%d", i)
 		path := filepath.Join("nats", name+".conf")
-		checkNATSConfig(t, path, name)
-		opts, err := server.ProcessConfigFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		opts, checked := checkNATSConfig(t, path, name)
 		for _, r := range opts.Routes {
 			if r.Hostname() == name {
 				t.Errorf("%s routes to itself", path)
 			}
 		}
 		if nsBin != "" {
-			if out, err := exec.Command(nsBin, "-t", "-c", path).CombinedOutput(); err != nil {
+			if out, err := exec.Command(nsBin, "-t", "-c", checked).CombinedOutput(); err != nil {
 				t.Errorf("nats-server -t -c %s: %v: %s", path, err, out)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/herdhq/herd/internal/secrets"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
@@ -11,11 +12,23 @@ import (
 // Embedded is a JetStream server running inside the herd process.
 type Embedded struct {
 	Server *server.Server
+	// TokenFile holds the token every client must present (mode 0600);
+	// empty when the server accepts in-process clients only and was
+	// started without one.
+	TokenFile string
+	token     string
 }
 
 // StartEmbedded starts a JetStream server storing under dir. listen is
 // "host:port" to also accept TCP clients, or "" for in-process clients only.
-func StartEmbedded(dir, listen string) (*Embedded, error) {
+//
+// tokenFile is where the clients' token is kept: read when it exists,
+// generated (32 random bytes, mode 0600) when it does not. Every client,
+// in-process ones included, must then present it. A server that listens
+// beyond the process refuses to start without one: anyone who reaches it
+// could read every write key from the sources bucket, publish events for
+// any source or purge the stream.
+func StartEmbedded(dir, listen, tokenFile string) (*Embedded, error) {
 	opts := &server.Options{
 		ServerName: "herd",
 		JetStream:  true,
@@ -29,7 +42,21 @@ func StartEmbedded(dir, listen string) (*Embedded, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--nats-listen %q: %w", listen, err)
 		}
+		if port == 0 {
+			port = -1 // a free port; nats-server reads 0 as its default, 4222
+		}
 		opts.Host, opts.Port = host, port
+		if tokenFile == "" {
+			return nil, fmt.Errorf("embedded NATS on %s: no token file; a server reachable beyond the process must require credentials", listen)
+		}
+	}
+	e := &Embedded{TokenFile: tokenFile}
+	if tokenFile != "" {
+		tok, _, err := secrets.ReadOrCreate(tokenFile, 32)
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS token: %w", err)
+		}
+		opts.Authorization, e.token = tok, tok
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -40,12 +67,17 @@ func StartEmbedded(dir, listen string) (*Embedded, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded NATS did not become ready within 15s (store %s)", dir)
 	}
-	return &Embedded{Server: ns}, nil
+	e.Server = ns
+	return e, nil
 }
 
 // Connect returns an in-process client connection.
 func (e *Embedded) Connect(name string) (*nats.Conn, error) {
-	return nats.Connect("", nats.Name(name), nats.InProcessServer(e.Server), nats.MaxReconnects(-1))
+	opts := []nats.Option{nats.Name(name), nats.InProcessServer(e.Server), nats.MaxReconnects(-1)}
+	if e.token != "" {
+		opts = append(opts, nats.Token(e.token))
+	}
+	return nats.Connect("", opts...)
 }
 
 // Shutdown stops the server and waits for it.

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/herdhq/herd/internal/secrets"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -140,19 +142,51 @@ func SourcesKV(ctx context.Context, js jetstream.JetStream, c Config) (jetstream
 	return kv, nil
 }
 
+// ErrAuth marks a connection refused for its credentials: retrying cannot
+// help, the operator must give the right ones.
+var ErrAuth = errors.New("NATS refused the credentials")
+
+// IsAuthError reports whether err is NATS refusing a client's credentials.
+func IsAuthError(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrAuth) || errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrNkeysNotSupported) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "authorization violation") || strings.Contains(msg, "authentication")
+}
+
 // Connect dials url with options suited to a long-running component: it
 // retries forever and reports connection changes to the callbacks' logger.
+// A server that refuses the credentials (or their absence) is an error at
+// once, wrapping ErrAuth, instead of a retry loop that never ends; a server
+// that is not up yet is waited for.
 func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 	base := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
-		nats.RetryOnFailedConnect(true),
 		nats.ReconnectBufSize(64 << 20),
 	}
-	nc, err := nats.Connect(url, append(base, opts...)...)
+	opts = append(base, opts...)
+	nc, err := nats.Connect(url, opts...)
+	if err == nil {
+		return nc, nil
+	}
+	if IsAuthError(err) {
+		return nil, fmt.Errorf("connect to NATS at %s: %w: %w", secrets.RedactURL(url), ErrAuth, err)
+	}
+	// Not reachable yet: keep trying in the background, as a component
+	// started before its server should.
+	nc, err = nats.Connect(url, append(opts, nats.RetryOnFailedConnect(true))...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		if IsAuthError(err) {
+			err = fmt.Errorf("%w: %w", ErrAuth, err)
+		}
+		return nil, fmt.Errorf("connect to NATS at %s: %w", secrets.RedactURL(url), err)
 	}
 	return nc, nil
 }

@@ -62,15 +62,15 @@ type archiveFlags struct {
 	streamFlags
 	lakeFlags
 	archiverFlags
-	natsURL     string
-	adminListen string
+	nats  natsFlags
+	admin adminFlags
 }
 
 type archiveStatusFlags struct {
 	streamFlags
 	lakeFlags
 	consumer string
-	natsURL  string
+	nats     natsFlags
 }
 
 type replayFlags struct {
@@ -96,14 +96,16 @@ func init() {
 holding back the Postgres writer. Files are Parquet (zstd), laid out as
 source=<id>/date=YYYY-MM-DD/hour=H/part-<first-seq>-<last-seq>.parquet with a
 _manifest.json per directory; a file is stored whole before the events in it are
-acknowledged. Run one archiver per lake.`,
+acknowledged. Run one archiver per lake.
+
+` + natsHelp + "\n\n" + adminHelp(false),
 		flags: func(fs *flag.FlagSet) any {
 			var f archiveFlags
 			f.streamFlags.bind(fs)
 			f.lakeFlags.bind(fs)
 			f.archiverFlags.bind(fs)
-			fs.StringVar(&f.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
-			fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:8083", "address of /metrics, /healthz, /readyz and pprof")
+			f.nats.bind(fs, nats.DefaultURL, "NATS server URL(s), comma-separated")
+			f.admin.bind(fs, "127.0.0.1:8083")
 			return &f
 		},
 		run: runArchive,
@@ -111,12 +113,13 @@ acknowledged. Run one archiver per lake.`,
 	register(&command{
 		name:    "archive status",
 		summary: "files, rows and bytes per day in the lake, and the archiver's lag",
+		help:    natsHelp,
 		flags: func(fs *flag.FlagSet) any {
 			var f archiveStatusFlags
 			f.streamFlags.bind(fs)
 			f.lakeFlags.bind(fs)
 			fs.StringVar(&f.consumer, "consumer", "herd-archiver", "durable JetStream consumer of the archiver")
-			fs.StringVar(&f.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s) for the lag (herd up: start it with --nats-listen)")
+			f.nats.bind(fs, nats.DefaultURL, "NATS server URL(s) for the lag (herd up: start it with --nats-listen; its token is in DATA-DIR/"+natsTokenName+")")
 			return &f
 		},
 		run: runArchiveStatus,
@@ -212,17 +215,22 @@ func runArchive(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	nc, js, sc, err := joinStream(ctx, f.natsURL, "herd-archiver", &f.streamFlags)
+	nc, js, sc, err := joinStream(ctx, &f.nats, "herd-archiver", &f.streamFlags)
 	if err != nil {
 		return err
 	}
 	defer nc.Drain() //nolint:errcheck
-	g := newGroup(ctx, e.log)
 	a := newAdmin()
+	adm, err := openAdmin(e, a, &f.admin, "")
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	g := newGroup(ctx, e.log)
 	ar := archive.New(f.archiverFlags.config(sc), lake, js, e.log.With("component", "archiver"), a.reg)
 	g.Go("archiver", ar.Run)
-	g.Go("admin", func(ctx context.Context) error { return serveHTTP(ctx, f.adminListen, a.mux) })
-	e.log.Info("archiver running", "nats", f.natsURL, "stream", sc.Name, "lake", lake.String())
+	adm.serve(g)
+	e.log.Info("archiver running", "nats", redact(f.nats.url), "stream", sc.Name, "lake", redact(lake.String()))
 	return g.Wait()
 }
 
@@ -240,7 +248,7 @@ func runArchiveStatus(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(e.stdout, "lake %s\n", lake)
+	fmt.Fprintf(e.stdout, "lake %s\n", redact(lake.String()))
 	fmt.Fprintln(w, "DATE\tFILES\tROWS\tBYTES\t")
 	var files int
 	var rows, bytes int64
@@ -254,9 +262,9 @@ func runArchiveStatus(ctx context.Context, e *env, args []string) error {
 	}
 
 	// Status must answer even when NATS is down, so no reconnect loop here.
-	nc, err := nats.Connect(f.natsURL, nats.Name("herd-archive-status"), nats.Timeout(3*time.Second))
+	nc, err := f.nats.connectOnce("herd-archive-status", 3*time.Second)
 	if err != nil {
-		fmt.Fprintf(e.stdout, "consumer lag: unknown (cannot reach NATS at %s: %v)\n", f.natsURL, err)
+		fmt.Fprintf(e.stdout, "consumer lag: unknown (%v)\n", err)
 		return nil
 	}
 	defer nc.Close()

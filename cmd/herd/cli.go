@@ -90,11 +90,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		positional = append(positional, rest[0])
 		rest = rest[1:]
 	}
+	cmdline := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { cmdline[f.Name] = f.Value.String() })
 	if err := applyEnv(fs); err != nil {
 		fmt.Fprintf(stderr, "herd %s: %v\n", c.name, err)
 		return 2
 	}
 	e := &env{stdout: stdout, stderr: stderr, log: newLogger(stderr)}
+	warnSecretFlags(e.log, cmdline)
 	if err := c.run(ctx, e, positional); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
@@ -171,7 +174,7 @@ func applyEnv(fs *flag.FlagSet) error {
 		}
 		if ok {
 			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("$%s=%q: %v", envName(f.Name), v, e)
+				err = fmt.Errorf("$%s=%q: %v", envName(f.Name), redact(v), e)
 			}
 		}
 	})

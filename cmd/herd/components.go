@@ -103,21 +103,27 @@ func (c *collectorFlags) config(sc stream.Config) (collector.Config, error) {
 // admin is the operators' listener: metrics, health, pprof and pages that
 // other packages mount.
 type admin struct {
-	reg    *prometheus.Registry
-	mux    *http.ServeMux
-	mu     sync.Mutex
-	checks map[string]func(context.Context) error
+	reg     *prometheus.Registry
+	mux     *http.ServeMux
+	refused prometheus.Counter
+	mu      sync.Mutex
+	checks  map[string]func(context.Context) error
 }
 
 func newAdmin() *admin {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &admin{reg: reg, mux: http.NewServeMux(), checks: map[string]func(context.Context) error{}}
+	a.refused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "herd_admin_unauthorized_requests_total",
+		Help: "Requests to the admin listener refused for a missing or wrong bearer token.",
+	})
+	reg.MustRegister(a.refused)
 	a.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	a.mux.HandleFunc("GET /readyz", a.ready)
+	// No /debug/pprof/cmdline: it would show every secret given as a flag.
 	a.mux.HandleFunc("/debug/pprof/", pprof.Index)
-	a.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	a.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	a.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	a.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -188,12 +194,8 @@ func (g *group) Wait() error {
 	return g.err
 }
 
-// serveHTTP runs srv on addr until ctx ends, then shuts it down gracefully.
-func serveHTTP(ctx context.Context, addr string, h http.Handler) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
-	}
+// serveHTTP serves h on ln until ctx ends, then shuts it down gracefully.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -206,6 +208,31 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler) error {
 	defer cancel()
 	return srv.Shutdown(sctx)
 }
+
+// adminListener is the opened admin listener, served once the components
+// have registered their readiness checks (before that, /readyz would
+// answer ready with none).
+type adminListener struct {
+	ln    net.Listener
+	h     http.Handler
+	token string // where its bearer token is ("the one in ..."); "" when open
+}
+
+// openAdmin opens the admin listener (see adminFlags.listenAdmin): a
+// listener that may not run refuses before anything else starts. dataDir
+// is where herd up keeps a generated token; "" makes a listener beyond
+// loopback without a token an error. Close it when the command ends.
+func openAdmin(e *env, a *admin, f *adminFlags, dataDir string) (*adminListener, error) {
+	return f.listenAdmin(a, dataDir, e.log)
+}
+
+// serve runs the listener in g.
+func (l *adminListener) serve(g *group) {
+	g.Go("admin", func(ctx context.Context) error { return serveHTTP(ctx, l.ln, l.h) })
+}
+
+// Close closes the listener (a no-op once served and shut down).
+func (l *adminListener) Close() { l.ln.Close() }
 
 // serveCollector runs the collector on addr until ctx ends, then answers the
 // requests in flight and returns.

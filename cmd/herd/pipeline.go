@@ -59,26 +59,26 @@ type upFlags struct {
 	streamFlags
 	collectorFlags
 	writerFlags
-	adminListen string
-	dataDir     string
-	writeKey    string
-	natsListen  string
-	stripe      stripeFlags
+	admin      adminFlags
+	dataDir    string
+	writeKey   string
+	natsListen string
+	stripe     stripeFlags
 }
 
 type collectFlags struct {
 	streamFlags
 	collectorFlags
-	natsURL     string
-	adminListen string
+	nats  natsFlags
+	admin adminFlags
 }
 
 type writeFlags struct {
 	dbFlags
 	streamFlags
 	writerFlags
-	natsURL     string
-	adminListen string
+	nats  natsFlags
+	admin adminFlags
 }
 
 func init() {
@@ -91,17 +91,27 @@ else a private cluster is created from the system's PostgreSQL binaries under
 DATA-DIR/pg and started on a free port. Migrations are applied and a source named
 "default" is created; its write key, the demo page URL and the psql command that
 shows the events are printed. Ctrl-C answers requests in flight, commits what the
-writer holds and stops.`,
+writer holds and stops.
+
+Credentials are generated on first start and kept under DATA-DIR, mode 0600:
+nats.token, the token every NATS client must present (herd collect, status,
+archive status ... reach --nats-listen with --nats-token-file DATA-DIR/nats.token
+or $HERD_NATS_TOKEN); pgpass, the private Postgres's password (scram-sha-256;
+the printed psql line reads it through passfile=, and a data directory made by
+an older herd with trust authentication is switched over at its next start).
+Nothing herd prints or logs holds a password.
+
+` + adminHelp(true),
 		flags: func(fs *flag.FlagSet) any {
 			var f upFlags
 			f.dbFlags.bind(fs)
 			f.streamFlags.bind(fs)
 			f.collectorFlags.bind(fs)
 			f.writerFlags.bind(fs)
-			fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:8081", "address of /metrics, /healthz, /readyz and pprof")
-			fs.StringVar(&f.dataDir, "data-dir", "./data", "where embedded NATS and the private Postgres keep their files")
+			f.admin.bind(fs, "127.0.0.1:8081")
+			fs.StringVar(&f.dataDir, "data-dir", "./data", "where embedded NATS and the private Postgres keep their files and herd its generated credentials")
 			fs.StringVar(&f.writeKey, "write-key", "", "write key of the default source (default: generated once and kept)")
-			fs.StringVar(&f.natsListen, "nats-listen", "", "also accept NATS clients on this host:port (default: in-process only)")
+			fs.StringVar(&f.natsListen, "nats-listen", "", "also accept NATS clients on this host:port, with the token in DATA-DIR/"+natsTokenName+" (default: in-process only)")
 			f.stripe.bindUp(fs)
 			return &f
 		},
@@ -110,12 +120,13 @@ writer holds and stops.`,
 	register(&command{
 		name:    "collect",
 		summary: "run the collector alone against an external NATS",
+		help:    natsHelp + "\n\n" + adminHelp(false),
 		flags: func(fs *flag.FlagSet) any {
 			var f collectFlags
 			f.streamFlags.bind(fs)
 			f.collectorFlags.bind(fs)
-			fs.StringVar(&f.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
-			fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:8081", "address of /metrics, /healthz, /readyz and pprof")
+			f.nats.bind(fs, nats.DefaultURL, "NATS server URL(s), comma-separated")
+			f.admin.bind(fs, "127.0.0.1:8081")
 			return &f
 		},
 		run: runCollect,
@@ -123,13 +134,14 @@ writer holds and stops.`,
 	register(&command{
 		name:    "write",
 		summary: "run the writer alone: external NATS into Postgres",
+		help:    natsHelp + "\n\n" + adminHelp(false),
 		flags: func(fs *flag.FlagSet) any {
 			var f writeFlags
 			f.dbFlags.bind(fs)
 			f.streamFlags.bind(fs)
 			f.writerFlags.bind(fs)
-			fs.StringVar(&f.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
-			fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:8082", "address of /metrics, /healthz, /readyz and pprof")
+			f.nats.bind(fs, nats.DefaultURL, "NATS server URL(s), comma-separated")
+			f.admin.bind(fs, "127.0.0.1:8082")
 			return &f
 		},
 		run: runWrite,
@@ -207,19 +219,25 @@ func startWriter(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 
 func runCollect(ctx context.Context, e *env, args []string) error {
 	f := config[*collectFlags]("collect")
-	nc, _, sc, err := joinStream(ctx, f.natsURL, "herd-collector", &f.streamFlags)
+	nc, _, sc, err := joinStream(ctx, &f.nats, "herd-collector", &f.streamFlags)
 	if err != nil {
 		return err
 	}
 	defer nc.Drain() //nolint:errcheck
-	g := newGroup(ctx, e.log)
 	a := newAdmin()
-	if err := startCollector(ctx, e, g, a, nc, &f.collectorFlags, sc, ""); err != nil {
-		g.cancel()
+	adm, err := openAdmin(e, a, &f.admin, "")
+	if err != nil {
 		return err
 	}
-	g.Go("admin", func(ctx context.Context) error { return serveHTTP(ctx, f.adminListen, a.mux) })
-	e.log.Info("collector listening", "addr", f.collectorFlags.listen, "nats", f.natsURL)
+	defer adm.Close()
+	g := newGroup(ctx, e.log)
+	if err := startCollector(ctx, e, g, a, nc, &f.collectorFlags, sc, ""); err != nil {
+		g.cancel()
+		g.Wait() //nolint:errcheck
+		return err
+	}
+	adm.serve(g)
+	e.log.Info("collector listening", "addr", f.collectorFlags.listen, "nats", redact(f.nats.url))
 	return g.Wait()
 }
 
@@ -233,27 +251,33 @@ func runWrite(ctx context.Context, e *env, args []string) error {
 	if _, err := schemas.Migrate(ctx, db); err != nil {
 		return err
 	}
-	nc, js, sc, err := joinStream(ctx, f.natsURL, "herd-writer", &f.streamFlags)
+	nc, js, sc, err := joinStream(ctx, &f.nats, "herd-writer", &f.streamFlags)
 	if err != nil {
 		return err
 	}
 	defer nc.Drain() //nolint:errcheck
-	g := newGroup(ctx, e.log)
 	a := newAdmin()
-	if err := startWriter(e, g, a, db, js, &f.writerFlags, sc); err != nil {
-		g.cancel()
+	adm, err := openAdmin(e, a, &f.admin, "")
+	if err != nil {
 		return err
 	}
-	g.Go("admin", func(ctx context.Context) error { return serveHTTP(ctx, f.adminListen, a.mux) })
-	e.log.Info("writer running", "nats", f.natsURL, "stream", sc.Name)
+	defer adm.Close()
+	g := newGroup(ctx, e.log)
+	if err := startWriter(e, g, a, db, js, &f.writerFlags, sc); err != nil {
+		g.cancel()
+		g.Wait() //nolint:errcheck
+		return err
+	}
+	adm.serve(g)
+	e.log.Info("writer running", "nats", redact(f.nats.url), "stream", sc.Name)
 	return g.Wait()
 }
 
-// joinStream connects to NATS at url as name and ensures the stream: what
-// every standalone component does first. Close the connection with Drain.
-func joinStream(ctx context.Context, url, name string, sf *streamFlags) (*nats.Conn, jetstream.JetStream, stream.Config, error) {
+// joinStream connects to NATS as name and ensures the stream: what every
+// standalone component does first. Close the connection with Drain.
+func joinStream(ctx context.Context, nf *natsFlags, name string, sf *streamFlags) (*nats.Conn, jetstream.JetStream, stream.Config, error) {
 	sc := sf.config()
-	nc, err := stream.Connect(url, name)
+	nc, err := nf.connect(name)
 	if err != nil {
 		return nil, nil, sc, err
 	}
@@ -287,11 +311,19 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
 		return fmt.Errorf("create data directory %s: %w", f.dataDir, err)
 	}
+	// The admin listener's token is decided first: a listener beyond
+	// loopback gets one before anything else starts.
+	a := newAdmin()
+	adm, err := openAdmin(e, a, &f.admin, f.dataDir)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
 	dbURL := f.url
 	var cluster *pgcluster.Cluster
 	if dbURL == "" {
 		var err error
-		cluster, dbURL, err = privatePostgres(ctx, e, filepath.Join(f.dataDir, "pg"))
+		cluster, dbURL, err = privatePostgres(ctx, e, f.dataDir)
 		if err != nil {
 			return err
 		}
@@ -316,7 +348,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 
-	ns, err := stream.StartEmbedded(filepath.Join(f.dataDir, "nats"), f.natsListen)
+	ns, err := stream.StartEmbedded(filepath.Join(f.dataDir, "nats"), f.natsListen, filepath.Join(f.dataDir, natsTokenName))
 	if err != nil {
 		return err
 	}
@@ -336,7 +368,6 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	}
 
 	g := newGroup(ctx, e.log)
-	a := newAdmin()
 	if err := startWriter(e, g, a, db, js, &f.writerFlags, sc); err != nil {
 		g.cancel()
 		g.Wait() //nolint:errcheck
@@ -352,23 +383,13 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		g.Wait() //nolint:errcheck
 		return err
 	}
-	g.Go("admin", func(ctx context.Context) error { return serveHTTP(ctx, f.adminListen, a.mux) })
+	adm.serve(g)
 
 	host := f.collectorFlags.listen
 	if strings.HasPrefix(host, ":") {
 		host = "localhost" + host
 	}
-	fmt.Fprintf(e.stdout, `
-herd is running.
-
-  write key   %s
-  demo page   http://%s/demo
-  send        curl -u %s: -H 'Content-Type: application/json' http://%s/v1/track -d '{"userId":"u1","event":"Signed Up"}'
-  see events  psql %q -c 'select received_at, type, event, path from herd.events order by received_at desc limit 20'
-  metrics     http://%s/metrics
-
-Ctrl-C stops (requests in flight are answered, the writer commits what it holds).
-`, src.WriteKey, host, src.WriteKey, host, dbURL, f.adminListen)
+	printUp(e, f, src.WriteKey, host, dbURL, cluster != nil, ns, adm)
 	<-g.ctx.Done()
 	e.log.Info("stopping")
 	return g.Wait()
@@ -390,10 +411,47 @@ func defaultSource(ctx context.Context, db *pgxpool.Pool, key string) (herd.Sour
 	return src, nil
 }
 
-// privatePostgres starts (creating on first use) a cluster under dir and
-// returns the URL of its herd database.
-func privatePostgres(ctx context.Context, e *env, dir string) (*pgcluster.Cluster, string, error) {
-	portFile := filepath.Join(filepath.Dir(dir), "pg.port")
+// printUp prints what a newcomer needs once herd up runs. Nothing in it is
+// a password: the private cluster's URL names its password file, and a
+// URL given by the operator is shown with its password masked.
+func printUp(e *env, f *upFlags, writeKey, host, dbURL string, private bool, ns *stream.Embedded, adm *adminListener) {
+	psql := fmt.Sprintf("psql %q", redact(dbURL))
+	where := ""
+	switch {
+	case private:
+		where = fmt.Sprintf("  postgres    password in %s (the psql line reads it through passfile=)\n", filepath.Join(f.dataDir, pgPassName))
+	case redact(dbURL) != dbURL:
+		psql = `psql "$DATABASE_URL"`
+		where = fmt.Sprintf("  postgres    %s (password masked; psql reads the URL from $DATABASE_URL)\n", redact(dbURL))
+	}
+	natsLine := ""
+	if f.natsListen != "" {
+		natsLine = fmt.Sprintf("  nats        nats://%s, token in %s (--nats-token-file)\n", ns.Server.Addr().String(), ns.TokenFile)
+	}
+	metricsNote := ""
+	if adm.token != "" {
+		metricsNote = " (Authorization: Bearer TOKEN, " + adm.token + ")"
+	}
+	fmt.Fprintf(e.stdout, `
+herd is running.
+
+  write key   %s
+  demo page   http://%s/demo
+  send        curl -u %s: -H 'Content-Type: application/json' http://%s/v1/track -d '{"userId":"u1","event":"Signed Up"}'
+  see events  %s -c 'select received_at, type, event, path from herd.events order by received_at desc limit 20'
+%s%s  metrics     http://%s/metrics%s
+
+Ctrl-C stops (requests in flight are answered, the writer commits what it holds).
+`, writeKey, host, writeKey, host, psql, where, natsLine, f.admin.listen, metricsNote)
+}
+
+// privatePostgres starts (creating on first use) a cluster under
+// dataDir/pg whose superuser's password is kept in dataDir/pgpass, and
+// returns the URL of its herd database. A cluster an older herd made with
+// trust authentication gets its password now.
+func privatePostgres(ctx context.Context, e *env, dataDir string) (*pgcluster.Cluster, string, error) {
+	dir := filepath.Join(dataDir, "pg")
+	portFile := filepath.Join(dataDir, "pg.port")
 	port := 0
 	if b, err := os.ReadFile(portFile); err == nil {
 		port, _ = strconv.Atoi(strings.TrimSpace(string(b)))
@@ -402,8 +460,9 @@ func privatePostgres(ctx context.Context, e *env, dir string) (*pgcluster.Cluste
 	if err != nil {
 		return nil, "", err
 	}
+	c.PassFile = filepath.Join(dataDir, pgPassName)
 	if !c.Initialized() {
-		e.log.Info("creating a private Postgres cluster", "dir", c.Dir)
+		e.log.Info("creating a private Postgres cluster", "dir", c.Dir, "password_file", c.PassFile)
 		if err := c.Init(ctx); err != nil {
 			return nil, "", err
 		}
@@ -414,10 +473,18 @@ func privatePostgres(ctx context.Context, e *env, dir string) (*pgcluster.Cluste
 	if err := c.Start(ctx); err != nil {
 		return nil, "", err
 	}
+	if trusting, err := c.Trusting(); err == nil && trusting {
+		e.log.Warn("the private Postgres trusted every local user; setting a password", "dir", c.Dir, "password_file", c.PassFile)
+	}
+	if err := c.Secure(ctx); err != nil {
+		_ = c.Stop(ctx, "fast")
+		return nil, "", err
+	}
 	_ = os.WriteFile(portFile, []byte(strconv.Itoa(c.Port)), 0o644)
 	conn, err := pgx.Connect(ctx, c.URL("postgres"))
 	if err != nil {
-		return nil, "", err
+		_ = c.Stop(ctx, "fast")
+		return nil, "", fmt.Errorf("connect to the private Postgres in %s: %w", c.Dir, err)
 	}
 	defer conn.Close(ctx)
 	var exists bool
@@ -427,6 +494,6 @@ func privatePostgres(ctx context.Context, e *env, dir string) (*pgcluster.Cluste
 			return nil, "", fmt.Errorf("create database herd: %w", err)
 		}
 	}
-	e.log.Info("private Postgres running", "dir", c.Dir, "port", c.Port)
+	e.log.Info("private Postgres running", "dir", c.Dir, "port", c.Port, "password_file", c.PassFile)
 	return c, c.URL("herd"), nil
 }

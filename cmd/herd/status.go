@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"time"
 
 	"github.com/herdhq/herd/status"
@@ -15,7 +14,7 @@ import (
 type statusFlags struct {
 	dbFlags
 	streamFlags
-	natsURL string
+	nats    natsFlags
 	timeout time.Duration
 }
 
@@ -28,12 +27,14 @@ warehouse: stream depth against its limit, each consumer's pending and
 unacknowledged messages, when the writer last committed, events per source in
 the last hour and in total, and the most frequent reject reasons of the last
 hour. The counts scan herd.events. It exits 1 when NATS or Postgres cannot be
-reached.`,
+reached.
+
+` + natsHelp,
 		flags: func(fs *flag.FlagSet) any {
 			var f statusFlags
 			f.dbFlags.bind(fs)
 			f.streamFlags.bind(fs)
-			fs.StringVar(&f.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
+			f.nats.bind(fs, nats.DefaultURL, "NATS server URL(s), comma-separated")
 			fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "give up after this long")
 			return &f
 		},
@@ -50,9 +51,9 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	defer cancel()
 	// A status check must fail fast rather than wait for a server to appear,
 	// so no retrying connection here.
-	nc, err := nats.Connect(f.natsURL, nats.Name("herd-status"), nats.Timeout(5*time.Second), nats.NoReconnect())
+	nc, err := f.nats.connectOnce("herd-status", 5*time.Second)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", f.natsURL, err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

@@ -27,7 +27,7 @@ type stripeFlags struct {
 	rate     float64
 	once     bool
 	interval time.Duration
-	natsURL  string
+	nats     natsFlags
 }
 
 func (f *stripeFlags) bind(fs *flag.FlagSet) {
@@ -76,13 +76,15 @@ than the Events API's 30-day retention triggers a full resync.
 
 Without --once, a pass runs every --interval until interrupted; with
 --nats-url, webhooks the collector received at POST /webhooks/stripe are
-applied as they arrive.`,
+applied as they arrive.
+
+` + natsHelp,
 		flags: func(fs *flag.FlagSet) any {
 			var f stripeFlags
 			f.bind(fs)
 			fs.BoolVar(&f.once, "once", false, "run one pass and exit")
 			fs.DurationVar(&f.interval, "interval", time.Minute, "time between passes")
-			fs.StringVar(&f.natsURL, "nats-url", "", "NATS server to consume Stripe webhooks from (default: no webhooks)")
+			f.nats.bind(fs, "", "NATS server to consume Stripe webhooks from (default: no webhooks)")
 			return &f
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
@@ -109,15 +111,15 @@ applied as they arrive.`,
 				return s.Sync(ctx)
 			}
 			r := &saas.Runner{Connector: s, Interval: f.interval, Log: e.log}
-			if f.natsURL != "" {
-				nc, err := stream.Connect(f.natsURL, "herd sync stripe")
+			if f.nats.url != "" {
+				nc, err := f.nats.connect("herd sync stripe")
 				if err != nil {
 					return err
 				}
 				defer nc.Close()
 				js, err := jetstream.New(nc)
 				if err != nil {
-					return fmt.Errorf("JetStream at %s: %w", f.natsURL, err)
+					return fmt.Errorf("JetStream at %s: %w", redact(f.nats.url), err)
 				}
 				r.Webhooks = stripeWebhooks(js, stream.Config{}, s, e.log)
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/herdhq/herd/internal/herdtest"
 	"github.com/herdhq/herd/internal/pgcluster"
+	"github.com/herdhq/herd/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -168,6 +169,21 @@ func TestUpPrintsWhatToDo(t *testing.T) {
 			t.Errorf("herd up output lacks %q:\n%s", want, text)
 		}
 	}
+	// The private Postgres has a password, kept 0600 in the data directory,
+	// and nothing printed or logged holds it.
+	pgpass := filepath.Join(dir, "data", "pgpass")
+	st, err := os.Stat(pgpass)
+	if err != nil {
+		t.Fatalf("no password file: %v", err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("%s mode %#o, want 0600", pgpass, st.Mode().Perm())
+	}
+	pass, _ := os.ReadFile(pgpass)
+	password := strings.Split(strings.Split(string(pass), "\n")[0], ":")[4]
+	if len(password) < 16 || strings.Contains(text, password) {
+		t.Errorf("herd up printed the private Postgres's password (or it is too short: %d characters):\n%s", len(password), text)
+	}
 	r := post(t, fmt.Sprintf("http://127.0.0.1:%d/v1/track", port), []byte(`{"userId":"u1","event":"Signed Up","messageId":"up-1"}`),
 		map[string]string{"Authorization": basic("newcomer-key"), "Content-Type": "application/json"})
 	if r.Status != 200 {
@@ -195,6 +211,17 @@ func TestUpPrintsWhatToDo(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("row visible %s after the 200", time.Since(acked).Round(time.Millisecond))
+	// Without the password file, the private Postgres refuses.
+	bare, _, _ := strings.Cut(dbURL, "&passfile=")
+	cfg, err := pgx.ParseConfig(bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = ""
+	if c, err := pgx.ConnectConfig(context.Background(), cfg); err == nil {
+		c.Close(context.Background())
+		t.Error("the private Postgres accepted a connection without its password")
+	}
 	// The printed psql command shows the event.
 	line := text[strings.Index(text, "psql "):]
 	line = line[:strings.Index(line, "\n")]
@@ -226,3 +253,57 @@ func TestUpPrintsWhatToDo(t *testing.T) {
 type writerFunc func([]byte)
 
 func (w writerFunc) Write(b []byte) (int, error) { w(b); return len(b), nil }
+
+// TestUpHidesPasswords runs herd up with a DATABASE_URL that holds a
+// password, given both ways: neither what it prints nor what it logs holds
+// the password, and the flag draws a warning that ps shows it.
+func TestUpHidesPasswords(t *testing.T) {
+	t.Parallel()
+	const password = "Sup3rSecretPw-e2e"
+	dbURL := strings.Replace(pgtest.New(t), "postgres@", "postgres:"+password+"@", 1)
+	if !strings.Contains(dbURL, password) {
+		t.Fatalf("cannot put a password in %s", dbURL)
+	}
+	for _, how := range []string{"env", "flag"} {
+		t.Run(how, func(t *testing.T) {
+			listen, admin := freeAddr(t), freeAddr(t)
+			args := []string{"up", "--data-dir", t.TempDir(), "--listen", listen, "--admin-listen", admin, "--enrich=false"}
+			env := append(os.Environ(), "HERD_DATABASE_URL=", "DATABASE_URL=")
+			if how == "flag" {
+				args = append(args, "--database-url", dbURL)
+			} else {
+				env = append(env, "HERD_DATABASE_URL="+dbURL)
+			}
+			cmd := exec.Command(herdBinary(t), args...)
+			cmd.Env = env
+			var out strings.Builder
+			var mu sync.Mutex
+			cmd.Stdout = writerFunc(func(b []byte) { mu.Lock(); out.Write(b); mu.Unlock() })
+			cmd.Stderr = cmd.Stdout
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+			printed := func() string { mu.Lock(); defer mu.Unlock(); return out.String() }
+			deadline := time.Now().Add(60 * time.Second)
+			for !strings.Contains(printed(), "see events") {
+				if time.Now().After(deadline) {
+					t.Fatalf("herd up printed no instructions:\n%s", printed())
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+			text := printed()
+			if strings.Contains(text, password) {
+				t.Errorf("herd up printed or logged the database password:\n%s", text)
+			}
+			if !strings.Contains(text, "postgres:xxxxx@") {
+				t.Errorf("herd up does not show the URL with its password masked:\n%s", text)
+			}
+			if warned := strings.Contains(text, "ps") && strings.Contains(text, "flag=--database-url"); warned != (how == "flag") {
+				t.Errorf("warning about a password on the command line: %t, want %t:\n%s", warned, how == "flag", text)
+			}
+		})
+	}
+}

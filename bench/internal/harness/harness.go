@@ -25,6 +25,7 @@ import (
 	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/bench/internal/load"
 	"github.com/herdhq/herd/internal/pgcluster"
+	"github.com/herdhq/herd/internal/secrets"
 	"github.com/herdhq/herd/schemas"
 	"github.com/herdhq/herd/stream"
 	"github.com/herdhq/herd/warehouse"
@@ -427,6 +428,13 @@ func freeAddr() (string, error) {
 	return "127.0.0.1:" + strconv.Itoa(p), nil
 }
 
+// natsTokenFile is where herd up keeps its embedded NATS server's token
+// (the data directory's nats.token): herd up --nats-listen requires it of
+// every client.
+func (b *bench) natsTokenFile() string {
+	return filepath.Join(b.o.WorkDir, "herd", "nats.token")
+}
+
 // startHerd starts `herd up` on the warehouse, with embedded NATS on the
 // data directory the backlog was published into, with or without the
 // collector's enrichment.
@@ -597,7 +605,11 @@ func closeAndReap(ctx context.Context, conn *pgx.Conn) {
 // archiverPending is how many stream messages herd's archiver has yet to
 // be delivered.
 func (b *bench) archiverPending(ctx context.Context) (uint64, error) {
-	nc, err := nats.Connect("nats://"+b.natsAddr, nats.Timeout(2*time.Second))
+	tok, err := secrets.Read(b.natsTokenFile())
+	if err != nil {
+		return 0, fmt.Errorf("herd's NATS token: %w", err)
+	}
+	nc, err := nats.Connect("nats://"+b.natsAddr, nats.Timeout(2*time.Second), nats.Token(tok))
 	if err != nil {
 		return 0, err
 	}

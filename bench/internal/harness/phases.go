@@ -29,7 +29,7 @@ import (
 // through a JetStream server on herd's own data directory: when herd starts,
 // its writer finds the backlog waiting, as after an outage of Postgres.
 func (b *bench) publishBacklog(ctx context.Context) error {
-	ns, err := stream.StartEmbedded(filepath.Join(b.o.WorkDir, "herd", "nats"), "")
+	ns, err := stream.StartEmbedded(filepath.Join(b.o.WorkDir, "herd", "nats"), "", b.natsTokenFile())
 	if err != nil {
 		return err
 	}
@@ -434,7 +434,7 @@ func (b *bench) splitPhase(ctx context.Context) error {
 		return err
 	}
 	col, err := b.start(ctx, "herd-collect", "herd", "collect", "--nats-url", "nats://"+b.natsAddr,
-		"--listen", listen, "--admin-listen", admin)
+		"--nats-token-file", b.natsTokenFile(), "--listen", listen, "--admin-listen", admin)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,191 @@
+package pgcluster
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/herdhq/herd/internal/secrets"
+	"github.com/jackc/pgx/v5"
+)
+
+// hba is the pg_hba.conf of a cluster with a password: every connection,
+// socket or loopback TCP, authenticates with scram-sha-256.
+const hba = `# Written by herd: every connection needs the superuser's password, kept in
+# the pgpass file next to this data directory (herd up: DATA-DIR/pgpass).
+# TYPE  DATABASE  USER  ADDRESS       METHOD
+local   all       all                 scram-sha-256
+host    all       all   127.0.0.1/32  scram-sha-256
+host    all       all   ::1/128       scram-sha-256
+`
+
+// password returns the superuser's password from PassFile, generating the
+// file (pgpass format, mode 0600) when create is set and it is missing.
+func (c *Cluster) password(create bool) (string, error) {
+	line, err := secrets.Read(c.PassFile)
+	if err == nil {
+		// host:port:database:user:password; the password is hex, so it
+		// needs no unescaping.
+		f := strings.Split(line, ":")
+		if len(f) != 5 || f[4] == "" {
+			return "", fmt.Errorf("%s is not a pgpass line (host:port:database:user:password): delete it only if you also reset the cluster's password", c.PassFile)
+		}
+		return f[4], nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) || !create {
+		return "", err
+	}
+	pw := secrets.Generate(24)
+	if err := os.MkdirAll(filepath.Dir(c.PassFile), 0o700); err != nil {
+		return "", err
+	}
+	content := fmt.Sprintf("127.0.0.1:*:*:postgres:%s\nlocalhost:*:*:postgres:%s\n", pw, pw)
+	if err := secrets.WriteFile(c.PassFile, content); err != nil {
+		return "", err
+	}
+	return pw, nil
+}
+
+// tempSecret writes s to a new file beside the data directory, readable by
+// the user the server runs as.
+func (c *Cluster) tempSecret(s string) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(c.Dir), ".herd-initdb-pw-*")
+	if err != nil {
+		return "", err
+	}
+	name := f.Name()
+	_, err = f.WriteString(s + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && c.cred != nil {
+		err = os.Chown(name, c.uid, c.gid)
+	}
+	if err != nil {
+		os.Remove(name)
+		return "", err
+	}
+	return name, nil
+}
+
+func (c *Cluster) writeHBA() error {
+	p := filepath.Join(c.Dir, "pg_hba.conf")
+	if err := os.WriteFile(p, []byte(hba), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return c.own(p)
+}
+
+// Trusting reports whether pg_hba.conf lets some connection in without a
+// password (a cluster made by initdb --auth=trust, as herd up did before it
+// had passwords).
+func (c *Cluster) Trusting() (bool, error) {
+	b, err := os.ReadFile(filepath.Join(c.Dir, "pg_hba.conf"))
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		for _, f := range strings.Fields(line) {
+			if f == "trust" {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// Secure switches a running cluster made with trust authentication to a
+// password: it sets one (PassFile's, generated when missing), rewrites
+// pg_hba.conf to require it and reloads. A cluster that already requires
+// the password is left as it is; then a missing PassFile is an error that
+// says how to recover.
+func (c *Cluster) Secure(ctx context.Context) error {
+	if c.PassFile == "" {
+		return errors.New("pgcluster: Secure needs PassFile")
+	}
+	trusting, err := c.Trusting()
+	if err != nil {
+		return err
+	}
+	if !trusting {
+		if _, err := c.password(false); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("the Postgres cluster in %s requires a password and its password file %s is missing: restore the file, or reset the password: stop herd, replace scram-sha-256 by trust in %s, and start herd again (it sets a new one)",
+					c.Dir, c.PassFile, filepath.Join(c.Dir, "pg_hba.conf"))
+			}
+			return err
+		}
+		return nil
+	}
+	pw, err := c.password(true)
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.Port))
+	if err != nil {
+		return fmt.Errorf("connect to the Postgres cluster in %s to set its password: %w", c.Dir, err)
+	}
+	defer conn.Close(ctx)
+	// The server gets the SCRAM verifier, never the password itself, so
+	// that it cannot end up in the server's log.
+	v, err := scramVerifier(pw)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "ALTER ROLE postgres PASSWORD '"+strings.ReplaceAll(v, "'", "''")+"'"); err != nil {
+		return fmt.Errorf("set the superuser's password in %s: %w", c.Dir, err)
+	}
+	if err := c.writeHBA(); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return fmt.Errorf("reload the configuration of %s: %w", c.Dir, err)
+	}
+	return nil
+}
+
+// scramVerifier is what Postgres stores for a scram-sha-256 password
+// (RFC 5802, as pg_authid.rolpassword holds it).
+func scramVerifier(password string) (string, error) {
+	const iterations = 4096
+	salt := make([]byte, 16)
+	_, _ = rand.Read(salt)
+	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
+	if err != nil {
+		return "", err
+	}
+	mac := func(key []byte, msg string) []byte {
+		h := hmac.New(sha256.New, key)
+		h.Write([]byte(msg))
+		return h.Sum(nil)
+	}
+	stored := sha256.Sum256(mac(salted, "Client Key"))
+	server := mac(salted, "Server Key")
+	b64 := base64.StdEncoding.EncodeToString
+	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, b64(salt), b64(stored[:]), b64(server)), nil
+}
+
+// escapePath percent-encodes a file path for a URL's query, keeping '/'.
+func escapePath(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		ch := p[i]
+		if ch == '/' || ch == '-' || ch == '_' || ch == '.' || ch == '~' ||
+			(ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') {
+			b.WriteByte(ch)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", ch)
+		}
+	}
+	return b.String()
+}

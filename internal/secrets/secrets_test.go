@@ -1,0 +1,51 @@
+package secrets_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/herdhq/herd/internal/secrets"
+)
+
+func TestRedactURL(t *testing.T) {
+	for _, c := range []struct{ in, secret, keep string }{
+		{"postgres://herd:s3cret@db:5432/herd?sslmode=disable", "s3cret", "postgres://herd:xxxxx@db:5432/herd"},
+		{"postgres://postgres@127.0.0.1:5/herd?sslmode=disable&passfile=/d/pgpass", "", "passfile=/d/pgpass"},
+		{"host=db user=herd password='a b' dbname=herd", "a b", "password=xxxxx"},
+		{"host=db password=s3cret", "s3cret", "host=db"},
+		{"nats://tok3n@n1:4222,nats://u:pw99@n2:4222", "tok3n", "nats://xxxxx@n1:4222,nats://u:xxxxx@n2:4222"},
+		{"nats://n1:4222", "", "nats://n1:4222"},
+		{"https://s3.example/b?X-Amz-Credential=AKIA1&X-Amz-Signature=sig9", "sig9", "s3.example"},
+		{"postgres://app:pw%40x@app-db/app", "pw%40x", "app:xxxxx@app-db"},
+	} {
+		got := secrets.RedactURL(c.in)
+		if c.secret != "" && strings.Contains(got, c.secret) {
+			t.Errorf("RedactURL(%q) = %q: holds %q", c.in, got, c.secret)
+		}
+		if !strings.Contains(got, c.keep) {
+			t.Errorf("RedactURL(%q) = %q: lost %q", c.in, got, c.keep)
+		}
+	}
+}
+
+func TestReadOrCreate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "token")
+	s, created, err := secrets.ReadOrCreate(path, 32)
+	if err != nil || !created || len(s) != 64 {
+		t.Fatalf("ReadOrCreate: %q %v %v", s, created, err)
+	}
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %#o, want 0600", st.Mode().Perm())
+	}
+	again, created, err := secrets.ReadOrCreate(path, 32)
+	if err != nil || created || again != s {
+		t.Errorf("second ReadOrCreate: %q %v %v, want the same secret", again, created, err)
+	}
+	os.Chmod(path, 0o644)
+	if _, err := secrets.Read(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("a world-readable secret file: %v", err)
+	}
+}
