@@ -107,7 +107,7 @@ type Collector struct {
 	m        *metrics
 	enricher Enricher
 	server   *fasthttp.Server
-	sources  atomic.Pointer[map[string]*herd.Source]
+	sources  atomic.Pointer[sourceSet]
 	webhooks map[string]Webhook
 	static   map[string]Static
 	limits   *limiters
@@ -135,8 +135,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	for _, w := range cfg.Webhooks {
 		c.webhooks[w.Path] = w
 	}
-	empty := map[string]*herd.Source{}
-	c.sources.Store(&empty)
+	c.sources.Store(&sourceSet{byWriteKey: map[string]*herd.Source{}, entries: map[string]string{}})
 	c.server = &fasthttp.Server{
 		Handler:                       c.Handle,
 		Name:                          "herd",
@@ -200,27 +199,53 @@ func (c *Collector) Start(ctx context.Context) error {
 	return nil
 }
 
+// sourceSet is the collector's copy of the sources bucket, replaced whole on
+// every change: the sources by write key, and which write key each bucket
+// entry holds, so that deleting an entry removes its key whatever form the
+// entry's name has (older versions named entries by an encoding of the key).
+type sourceSet struct {
+	byWriteKey map[string]*herd.Source
+	entries    map[string]string // bucket key → write key
+}
+
 func (c *Collector) applySource(e jetstream.KeyValueEntry) {
-	old := *c.sources.Load()
-	next := make(map[string]*herd.Source, len(old)+1)
-	for k, v := range old {
-		next[k] = v
+	old := c.sources.Load()
+	next := &sourceSet{
+		byWriteKey: make(map[string]*herd.Source, len(old.byWriteKey)+1),
+		entries:    make(map[string]string, len(old.entries)+1),
 	}
-	if e.Operation() != jetstream.KeyValuePut {
-		for k, v := range next {
-			if stream.SourceKey(v.WriteKey) == e.Key() {
-				delete(next, k)
-			}
+	for k, v := range old.byWriteKey {
+		next.byWriteKey[k] = v
+	}
+	for k, v := range old.entries {
+		next.entries[k] = v
+	}
+	if prev, ok := next.entries[e.Key()]; ok {
+		delete(next.entries, e.Key())
+		if !next.holds(prev) {
+			delete(next.byWriteKey, prev)
 		}
-	} else {
+	}
+	if e.Operation() == jetstream.KeyValuePut {
 		var s herd.Source
-		if err := json.Unmarshal(e.Value(), &s); err != nil {
-			c.log.Warn("bad source in bucket", "key", e.Key(), "err", err)
-			return
+		if err := json.Unmarshal(e.Value(), &s); err != nil || s.WriteKey == "" {
+			c.log.Warn("bad source in bucket: ignored", "entry", e.Key(), "source", s.ID, "err", err)
+		} else {
+			next.entries[e.Key()] = s.WriteKey
+			next.byWriteKey[s.WriteKey] = &s
 		}
-		next[s.WriteKey] = &s
 	}
-	c.sources.Store(&next)
+	c.sources.Store(next)
+}
+
+// holds reports whether an entry still holds writeKey.
+func (s *sourceSet) holds(writeKey string) bool {
+	for _, w := range s.entries {
+		if w == writeKey {
+			return true
+		}
+	}
+	return false
 }
 
 // Ready reports whether sources are loaded and NATS is connected.
@@ -237,7 +262,7 @@ func (c *Collector) Shutdown(ctx context.Context) error {
 
 // lookupSource returns the active source for a write key.
 func (c *Collector) lookupSource(key string) *herd.Source {
-	s := (*c.sources.Load())[key]
+	s := c.sources.Load().byWriteKey[key]
 	if s == nil || s.Revoked {
 		return nil
 	}
