@@ -305,8 +305,19 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 	pk := c.packerFor(c.cfg.Stream.EventSubject(src.ID))
 	var errs []itemError
 	accepted := 0
+	budget := storeBudget(r)
 	for i, item := range r.items {
 		ev, err := c.buildEvent(item, r, &info)
+		if err == nil {
+			// What one request stores is bounded by its size, whatever
+			// the batch context or the headers copied into each event.
+			if n := p.encode(&ev); n <= budget {
+				budget -= n
+			} else {
+				err = herd.Errorf(herd.ErrTooLarge, "event refused: the request would store more than %d bytes (twice its %d-byte body, plus %d bytes an event and %d); the batch context is stored in every event: send fewer events per batch", storeBudget(r), r.bodyLen, budgetPerEvent, budgetSlack)
+				c.m.overBudget.Inc()
+			}
+		}
 		if err != nil {
 			errs = append(errs, itemError{Index: i, MessageID: ev.MessageID, Error: err.Error()})
 			p.reject(c.cfg.Stream.RejectSubject(src.ID), herd.Reject{SourceID: src.ID, MessageID: ev.MessageID, Reason: err.Error(), Raw: string(item), ReceivedAt: now})
@@ -317,7 +328,7 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 			c.m.events.WithLabelValues("dropped", "bot").Inc()
 			continue
 		}
-		p.event(pk, &ev)
+		p.add(pk)
 		accepted++
 	}
 	pk.kick()
@@ -352,6 +363,22 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 		ctx.SetContentType("application/json")
 		ctx.SetBody(b)
 	}
+}
+
+// The storage budget of a request: what its events may take on the stream,
+// encoded. Twice the decompressed body, plus an allowance per event for the
+// columns herd adds (message id, times, the user agent, enrichment) and a
+// constant: an honest batch stays well within it (its events encode to
+// about their own size), while a batch-level context or a long User-Agent
+// header, copied into every event, cannot make a request store much more
+// than it sent.
+const (
+	budgetPerEvent = 512
+	budgetSlack    = 64 << 10
+)
+
+func storeBudget(r *request) int {
+	return 2*r.bodyLen + budgetPerEvent*len(r.items) + budgetSlack
 }
 
 func allowed(origins []string, origin string) bool {
@@ -407,15 +434,22 @@ func (p *publishing) send(subject, msgID string, data []byte) {
 	p.futures = append(p.futures, f)
 }
 
-// event encodes ev as a frame entry into the packer's open frame.
-func (p *publishing) event(pk *packer, ev *herd.Event) {
-	if !p.ok() {
-		return
-	}
+// encode encodes ev as a frame entry into the request's scratch buffer and
+// returns its size: what storing it costs.
+func (p *publishing) encode(ev *herd.Event) int {
 	if p.scratch == nil {
 		p.scratch = scratchPool.Get().(*[]byte)
 	}
 	*p.scratch = stream.EncodeEntry((*p.scratch)[:0], ev)
+	return len(*p.scratch)
+}
+
+// add copies the event encode left in the scratch buffer into the packer's
+// open frame.
+func (p *publishing) add(pk *packer) {
+	if !p.ok() {
+		return
+	}
 	f := pk.add(*p.scratch)
 	if n := len(p.frames); n == 0 || p.frames[n-1] != f {
 		p.frames = append(p.frames, f)
