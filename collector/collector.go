@@ -51,8 +51,18 @@ type Config struct {
 	// RateLimit is the default events per second per source (a source's own
 	// rate_limit overrides it); 0 is unlimited.
 	RateLimit float64
-	// IPRateLimit bounds requests per second per client IP; 0 is off.
+	// IPRateLimit bounds requests per second to the event endpoints per
+	// client network (an IPv4 address or an IPv6 /64), checked before the
+	// body is read; 0 is off.
 	IPRateLimit float64
+	// ExemptLoopback spares loopback clients the IPRateLimit: behind a
+	// local proxy that is not in TrustedProxies every client is 127.0.0.1.
+	ExemptLoopback bool
+	// RejectRate bounds the bytes of rejects (refused events and requests)
+	// each source may record per second, with a burst of 32 seconds' worth
+	// and at least 256 KiB; past it they are counted, not stored. Default
+	// DefaultRejectRate (32 KiB/s: a burst of 1 MiB).
+	RejectRate float64
 	// Now is the clock (tests move it); default time.Now.
 	Now func() time.Time
 	// ReadTimeout and IdleTimeout protect against slow or idle clients.
@@ -111,6 +121,7 @@ type Collector struct {
 	webhooks map[string]Webhook
 	static   map[string]Static
 	limits   *limiters
+	rejects  *rejectBudget
 	packers  sync.Map // event subject → *packer
 	ready    atomic.Bool
 }
@@ -124,6 +135,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	}
 	c := &Collector{cfg: cfg, nc: nc, js: js, log: log, m: newMetrics(reg), enricher: cfg.Enricher, webhooks: map[string]Webhook{}}
 	c.limits = newLimiters(cfg.RateLimit, cfg.IPRateLimit)
+	c.rejects = newRejectBudget(cfg.RejectRate)
 	c.static = make(map[string]Static, len(cfg.Static))
 	for path, st := range cfg.Static {
 		if st.Render == nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -190,8 +191,8 @@ func writeKeyFromHeaders(ctx *fasthttp.RequestCtx) string {
 var gzipPool sync.Pool
 
 // body returns the request body, decompressed, refusing anything over limit
-// after decompression.
-func body(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
+// after decompression. What decompression produces is counted.
+func (c *Collector) body(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	raw := ctx.PostBody()
 	enc := strings.ToLower(strings.TrimSpace(string(ctx.Request.Header.Peek("Content-Encoding"))))
 	switch enc {
@@ -215,6 +216,7 @@ func body(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 		}
 		defer gzipPool.Put(zr)
 		out, err := io.ReadAll(io.LimitReader(zr, int64(limit)+1))
+		c.m.decompressed.Add(float64(len(out)))
 		if err != nil {
 			return nil, herd.Errorf(herd.ErrInvalid, "body is not valid gzip: %v", err)
 		}
@@ -233,9 +235,16 @@ type itemError struct {
 	Error     string `json:"error"`
 }
 
-// track handles the event endpoints.
+// track handles the event endpoints. The cheap checks come first: the
+// client's network, then a write key sent in the headers; only then is the
+// body read, decompressed and decoded.
 func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string) {
 	now := c.cfg.Now().UTC()
+	ip := c.clientAddr(ctx.RemoteIP(), &ctx.Request.Header)
+	if ok, wait := c.allowClient(ip, now); !ok {
+		c.rateLimited(ctx, "ip", wait, "too many requests from "+clientNet(ip))
+		return
+	}
 	key := writeKeyFromHeaders(ctx)
 	var src *herd.Source
 	if key != "" {
@@ -248,16 +257,16 @@ func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string)
 	if batch {
 		limit = MaxBatchBytes
 	}
-	raw, err := body(ctx, limit)
+	raw, err := c.body(ctx, limit)
 	if err == nil {
 		var r *request
 		if r, err = decodeBody(raw, batch); err == nil {
-			c.accept(ctx, src, r, pathType, now)
+			c.accept(ctx, src, r, ip, pathType, now)
 			return
 		}
 	}
 	// The request as a whole is refused. When we know whose it is, the refusal
-	// is recorded too.
+	// is recorded too, within the source's reject budget.
 	if src != nil {
 		if raw == nil {
 			raw = ctx.PostBody()
@@ -268,7 +277,31 @@ func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string)
 	replyError(ctx, statusOf(err), err.Error())
 }
 
-func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *request, pathType string, now time.Time) {
+// allowClient takes a request from the client network's bucket. Loopback
+// clients are exempt when so configured: behind a local proxy that is not
+// a trusted proxy, every client would share 127.0.0.1.
+func (c *Collector) allowClient(ip netip.Addr, now time.Time) (bool, time.Duration) {
+	if c.cfg.ExemptLoopback && ip.IsLoopback() {
+		return true, 0
+	}
+	return c.limits.client(ip, now)
+}
+
+// clientNet names what the per-client limit counts: an IPv4 address or an
+// IPv6 /64.
+func clientNet(a netip.Addr) string {
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
+// maxReplyErrors bounds the per-item errors listed in a reply; the rest are
+// counted in errorsOmitted (and recorded as rejects).
+const maxReplyErrors = 100
+
+func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *request, ip netip.Addr, pathType string, now time.Time) {
 	if src == nil {
 		if r.writeKey == "" {
 			replyError(ctx, fasthttp.StatusUnauthorized, "missing write key: use HTTP Basic auth with the write key as user, or writeKey in the body")
@@ -289,11 +322,8 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 		pathType:   pathType,
 		userAgent:  string(ctx.Request.Header.UserAgent()),
 	}
-	info.ip = c.clientIP(ctx.RemoteIP(), &ctx.Request.Header)
-
-	if ok, wait := c.limits.ip(info.ip, now); !ok {
-		c.rateLimited(ctx, "ip", wait, "too many requests from "+info.ip)
-		return
+	if ip.IsValid() {
+		info.ip = ip.String()
 	}
 	if ok, wait := c.limits.source(src, len(r.items), now); !ok {
 		c.rateLimited(ctx, "source", wait, fmt.Sprintf("source %s is over its rate limit", src.Name))
@@ -304,7 +334,7 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 	defer p.release()
 	pk := c.packerFor(c.cfg.Stream.EventSubject(src.ID))
 	var errs []itemError
-	accepted := 0
+	accepted, nerrs := 0, 0
 	budget := storeBudget(r)
 	for i, item := range r.items {
 		ev, err := c.buildEvent(item, r, &info)
@@ -319,8 +349,11 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 			}
 		}
 		if err != nil {
-			errs = append(errs, itemError{Index: i, MessageID: ev.MessageID, Error: err.Error()})
-			p.reject(c.cfg.Stream.RejectSubject(src.ID), herd.Reject{SourceID: src.ID, MessageID: ev.MessageID, Reason: err.Error(), Raw: string(item), ReceivedAt: now})
+			nerrs++
+			if len(errs) < maxReplyErrors {
+				errs = append(errs, itemError{Index: i, MessageID: ev.MessageID, Error: err.Error()})
+			}
+			p.reject(src.ID, herd.Reject{SourceID: src.ID, MessageID: ev.MessageID, Reason: err.Error(), Raw: string(item), ReceivedAt: now})
 			c.m.events.WithLabelValues("rejected", reasonCode(err)).Inc()
 			continue
 		}
@@ -339,26 +372,29 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 		return
 	}
 	c.m.events.WithLabelValues("accepted", "").Add(float64(accepted))
+	omitted := nerrs - len(errs)
 	switch {
-	case len(errs) == 0:
+	case nerrs == 0:
 		replyJSON(ctx, 200, `{"success":true}`)
-	case accepted > 0 || (r.batch && len(errs) < len(r.items)):
+	case accepted > 0 || (r.batch && nerrs < len(r.items)):
 		b, _ := json.Marshal(struct {
 			Success  bool        `json:"success"`
 			Accepted int         `json:"accepted"`
 			Errors   []itemError `json:"errors"`
-		}{true, accepted, errs})
+			Omitted  int         `json:"errorsOmitted,omitempty"`
+		}{true, accepted, errs, omitted})
 		replyJSON(ctx, 200, string(b))
 	default:
 		msg := errs[0].Error
 		if r.batch {
-			msg = fmt.Sprintf("all %d events refused; first: %s", len(errs), msg)
+			msg = fmt.Sprintf("all %d events refused; first: %s", nerrs, msg)
 		}
 		b, _ := json.Marshal(struct {
 			Success bool        `json:"success"`
 			Error   string      `json:"error"`
 			Errors  []itemError `json:"errors"`
-		}{false, msg, errs})
+			Omitted int         `json:"errorsOmitted,omitempty"`
+		}{false, msg, errs, omitted})
 		ctx.SetStatusCode(fasthttp.StatusBadRequest)
 		ctx.SetContentType("application/json")
 		ctx.SetBody(b)
@@ -464,11 +500,26 @@ func (p *publishing) release() {
 	p.scratch = nil
 }
 
-func (p *publishing) reject(subject string, r herd.Reject) {
+// reject records r on the source's reject subject if the source's reject
+// budget allows, preceded by a summary of the rejects the budget dropped
+// since the last one recorded; past the budget it only counts it.
+func (p *publishing) reject(sourceID int64, r herd.Reject) {
 	if len(r.Raw) > herd.MaxRawReject {
 		r.Raw = truncate(r.Raw, herd.MaxRawReject)
 	}
 	data, _ := json.Marshal(r)
+	ok, dropped := p.c.rejects.take(sourceID, len(data), r.ReceivedAt)
+	if !ok {
+		p.c.m.unrecorded.Inc()
+		return
+	}
+	subject := p.c.cfg.Stream.RejectSubject(sourceID)
+	if dropped.n > 0 {
+		sum, _ := json.Marshal(herd.Reject{SourceID: sourceID, ReceivedAt: r.ReceivedAt, Reason: fmt.Sprintf(
+			"%d refused events or requests of this source (%d bytes) since %s were not recorded: over the budget of %.0f bytes/s of rejects per source (see herd_collector_rejects_unrecorded_total)",
+			dropped.n, dropped.bytes, dropped.since.UTC().Format(time.RFC3339), p.c.rejects.rate)})
+		p.send(subject, "", sum)
+	}
 	p.send(subject, "", data)
 }
 
@@ -509,7 +560,7 @@ func (p *publishing) wait(timeout time.Duration) error {
 // client already gets the error.
 func (c *Collector) recordReject(sourceID int64, messageID, reason string, raw []byte, now time.Time) {
 	p := c.newPublish()
-	p.reject(c.cfg.Stream.RejectSubject(sourceID), herd.Reject{SourceID: sourceID, MessageID: messageID, Reason: reason, Raw: string(raw), ReceivedAt: now})
+	p.reject(sourceID, herd.Reject{SourceID: sourceID, MessageID: messageID, Reason: reason, Raw: string(raw), ReceivedAt: now})
 	if err := p.wait(c.cfg.PublishTimeout); err != nil {
 		c.log.Warn("record rejected request", "source", sourceID, "err", err)
 	}
@@ -582,7 +633,7 @@ func (c *Collector) serveStatic(ctx *fasthttp.RequestCtx) {
 // webhook verifies a third party's callback and makes it durable.
 func (c *Collector) webhook(ctx *fasthttp.RequestCtx) {
 	w := c.webhooks[string(ctx.Path())]
-	raw, err := body(ctx, 1<<20)
+	raw, err := c.body(ctx, 1<<20)
 	if err != nil {
 		replyError(ctx, statusOf(err), err.Error())
 		return
