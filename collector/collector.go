@@ -31,12 +31,16 @@ type Config struct {
 	PublishTimeout time.Duration
 	// MaxPending bounds asynchronous publishes awaiting acknowledgement.
 	MaxPending int
-	// TrustedProxies are the peers whose forwarding headers are believed.
+	// TrustedProxies are the peers whose forwarding headers
+	// (X-Forwarded-For, Forwarded, X-Real-IP, X-Forwarded-Proto,
+	// X-Forwarded-Host) are believed.
 	TrustedProxies []netip.Prefix
 	// AnonymizeIP zeroes the host part of every client IP.
 	AnonymizeIP bool
 	// PublicURL is how clients reach this collector (for the settings
-	// endpoint); default: the request's own scheme and Host.
+	// endpoint and the demo page); default: the request's own scheme and
+	// Host (X-Forwarded-Proto and X-Forwarded-Host believed from
+	// TrustedProxies only), answered with private caching.
 	PublicURL string
 	// Static files served as they are (the SDK, the demo page), by path.
 	Static map[string]Static
@@ -77,6 +81,10 @@ type Static struct {
 	// Render, when set, makes the body per request (the demo page needs the
 	// request's host).
 	Render func(host, scheme string) []byte
+	// WriteKey, when set, is the write key the file shows: it is served only
+	// while that key belongs to a live browser source, and answered 404
+	// otherwise, since a server source's key is a secret.
+	WriteKey string
 
 	gz, br []byte // compressed once at start
 }

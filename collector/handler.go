@@ -567,6 +567,9 @@ func (c *Collector) recordReject(sourceID int64, messageID, reason string, raw [
 }
 
 // settings answers analytics.js's settings request so that it sends to herd.
+// With PublicURL set the answer depends on the key alone and shared caches
+// may keep it; built from the request's Host it is private, so that no
+// client's Host reaches another client through a cache.
 func (c *Collector) settings(ctx *fasthttp.RequestCtx) {
 	p := strings.TrimPrefix(strings.TrimPrefix(string(ctx.Path()), "/v1"), "/projects/")
 	key := strings.TrimSuffix(strings.TrimSuffix(p, "/"), "/settings")
@@ -574,7 +577,11 @@ func (c *Collector) settings(ctx *fasthttp.RequestCtx) {
 		replyError(ctx, fasthttp.StatusNotFound, "unknown or revoked write key")
 		return
 	}
-	scheme, host := c.publicHost(ctx)
+	scheme, host, err := c.publicHost(ctx)
+	if err != nil {
+		replyError(ctx, fasthttp.StatusBadRequest, err.Error())
+		return
+	}
 	b, _ := json.Marshal(map[string]any{
 		"integrations": map[string]any{
 			"Segment.io": map[string]any{
@@ -587,20 +594,106 @@ func (c *Collector) settings(ctx *fasthttp.RequestCtx) {
 		"edgeFunction":         map[string]any{},
 		"analyticsNextEnabled": true,
 	})
-	ctx.Response.Header.Set("Cache-Control", "public, max-age=300")
+	if c.cfg.PublicURL != "" {
+		ctx.Response.Header.Set("Cache-Control", "public, max-age=300")
+	} else {
+		ctx.Response.Header.Set("Cache-Control", "private, max-age=300")
+		ctx.Response.Header.Add("Vary", "Host, X-Forwarded-Host, X-Forwarded-Proto")
+	}
 	replyJSON(ctx, 200, string(b))
 }
 
-func (c *Collector) publicHost(ctx *fasthttp.RequestCtx) (scheme, host string) {
+// publicHost is how clients reach this collector: PublicURL when set;
+// otherwise the request's Host and scheme, where X-Forwarded-Host and
+// X-Forwarded-Proto are believed only from a trusted proxy. A host that is
+// not a plain host[:port] is refused.
+func (c *Collector) publicHost(ctx *fasthttp.RequestCtx) (scheme, host string, err error) {
 	if u := c.cfg.PublicURL; u != "" {
 		scheme, host, _ = strings.Cut(u, "://")
-		return scheme, strings.TrimSuffix(host, "/")
+		return scheme, strings.TrimSuffix(host, "/"), nil
 	}
-	scheme = "http"
-	if ctx.IsTLS() || string(ctx.Request.Header.Peek("X-Forwarded-Proto")) == "https" {
+	scheme, host = "http", string(ctx.Host())
+	if ctx.IsTLS() {
 		scheme = "https"
 	}
-	return scheme, string(ctx.Host())
+	if peer, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok && c.trusted(peer.Unmap()) {
+		switch proto := strings.ToLower(lastValue(ctx.Request.Header.Peek("X-Forwarded-Proto"))); proto {
+		case "http", "https":
+			scheme = proto
+		}
+		if fh := lastValue(ctx.Request.Header.Peek("X-Forwarded-Host")); fh != "" {
+			host = fh
+		}
+	}
+	if !validHost(host) {
+		return "", "", herd.Errorf(herd.ErrInvalid, "Host %q is not a host name or address with an optional port; set --public-url to answer with a fixed one", truncate(host, 64))
+	}
+	return scheme, host, nil
+}
+
+// lastValue is the right-most entry of a comma-separated header: the one
+// the nearest proxy added.
+func lastValue(h []byte) string {
+	s := string(h)
+	if i := strings.LastIndexByte(s, ','); i >= 0 {
+		s = s[i+1:]
+	}
+	return strings.TrimSpace(s)
+}
+
+// validHost accepts a DNS name, an IPv4 address or a bracketed IPv6
+// address, each with an optional port.
+func validHost(h string) bool {
+	if h == "" || len(h) > 260 {
+		return false
+	}
+	name, port := h, ""
+	if strings.HasPrefix(h, "[") {
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return false
+		}
+		if _, err := netip.ParseAddr(h[1:end]); err != nil {
+			return false
+		}
+		name, port = "", h[end+1:]
+		if port != "" && port[0] != ':' {
+			return false
+		}
+		port = strings.TrimPrefix(port, ":")
+		if port == "" && strings.HasSuffix(h, ":") {
+			return false
+		}
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		name, port = h[:i], h[i+1:]
+		if port == "" {
+			return false
+		}
+	}
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || port[0] == '+' {
+			return false
+		}
+	}
+	if name == "" {
+		return strings.HasPrefix(h, "[")
+	}
+	if len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			ch := label[i]
+			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (c *Collector) serveStatic(ctx *fasthttp.RequestCtx) {
@@ -609,9 +702,21 @@ func (c *Collector) serveStatic(ctx *fasthttp.RequestCtx) {
 		replyError(ctx, fasthttp.StatusMethodNotAllowed, "GET only")
 		return
 	}
+	if s.WriteKey != "" {
+		// A page that shows a write key is served only while the key is
+		// live and a browser source's: a server source's key is a secret.
+		if src := c.lookupSource(s.WriteKey); src == nil || src.Kind != herd.KindBrowser {
+			replyError(ctx, fasthttp.StatusNotFound, "no demo page: its source is not a live browser source")
+			return
+		}
+	}
 	b := s.Body
 	if s.Render != nil {
-		scheme, host := c.publicHost(ctx)
+		scheme, host, err := c.publicHost(ctx)
+		if err != nil {
+			replyError(ctx, fasthttp.StatusBadRequest, err.Error())
+			return
+		}
 		b = s.Render(host, scheme)
 	}
 	ctx.SetContentType(s.ContentType)

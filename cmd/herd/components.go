@@ -62,9 +62,9 @@ type collectorFlags struct {
 }
 
 func (c *collectorFlags) bind(fs *flag.FlagSet) {
-	fs.StringVar(&c.listen, "listen", ":8080", "address of the tracking API, the SDK and the demo page")
-	fs.StringVar(&c.publicURL, "public-url", "", "URL clients use to reach the collector (default: from each request's Host)")
-	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
+	fs.StringVar(&c.listen, "listen", ":8080", "address of the tracking API, the SDK and (herd up) the demo page at / and /demo, which shows the default source's write key and is served only while that source is a live browser source")
+	fs.StringVar(&c.publicURL, "public-url", "", "URL clients use to reach the collector, in the settings answer and the demo page (default: each request's Host, answered with private caching only)")
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host are believed")
 	fs.BoolVar(&c.anonymizeIP, "anonymize-ip", false, "zero the last octet (IPv4) or 80 bits (IPv6) of every client IP")
 	fs.DurationVar(&c.publishTimeout, "publish-timeout", 3*time.Second, "longest wait for JetStream's acknowledgement before answering 503")
 	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "default events per second per source, answered 429 past it (a source's own limit wins); 0: unlimited")
