@@ -166,3 +166,23 @@ func TestBatchContextChecked(t *testing.T) {
 		})
 	}
 }
+
+// TestReplyErrorsBounded: a batch of many bad items gets a reply listing the
+// first 100 per-item errors and the count of the rest, not one entry each.
+func TestReplyErrorsBounded(t *testing.T) {
+	t.Parallel()
+	p := herdtest.Start(t, herdtest.Options{NoWriter: true})
+	items := make([]string, 2500)
+	for i := range items {
+		items[i] = fmt.Sprintf(`{"type":"track","userId":"u","messageId":"%s-%d"}`, strings.Repeat("m", 100), i) // no event name
+	}
+	items[7] = `{"type":"track","event":"ok","userId":"u"}`
+	r := post(t, p.URL+"/v1/batch", []byte(`{"batch":[`+strings.Join(items, ",")+`]}`), map[string]string{"Authorization": basic(p.WriteKey)})
+	if r.Status != 200 {
+		t.Fatalf("status %d: %.300s", r.Status, r.RawBody)
+	}
+	errs, _ := r.Body["errors"].([]any)
+	if len(errs) != 100 || r.Body["errorsOmitted"] != float64(2399) || r.Body["accepted"] != float64(1) {
+		t.Errorf("reply lists %d errors, omits %v, accepted %v: want 100, 2399, 1 (%d bytes)", len(errs), r.Body["errorsOmitted"], r.Body["accepted"], len(r.RawBody))
+	}
+}
