@@ -31,12 +31,16 @@ type Config struct {
 	PublishTimeout time.Duration
 	// MaxPending bounds asynchronous publishes awaiting acknowledgement.
 	MaxPending int
-	// TrustedProxies are the peers whose forwarding headers are believed.
+	// TrustedProxies are the peers whose forwarding headers
+	// (X-Forwarded-For, Forwarded, X-Real-IP, X-Forwarded-Proto,
+	// X-Forwarded-Host) are believed.
 	TrustedProxies []netip.Prefix
 	// AnonymizeIP zeroes the host part of every client IP.
 	AnonymizeIP bool
 	// PublicURL is how clients reach this collector (for the settings
-	// endpoint); default: the request's own scheme and Host.
+	// endpoint and the demo page); default: the request's own scheme and
+	// Host (X-Forwarded-Proto and X-Forwarded-Host believed from
+	// TrustedProxies only), answered with private caching.
 	PublicURL string
 	// Static files served as they are (the SDK, the demo page), by path.
 	Static map[string]Static
@@ -51,8 +55,18 @@ type Config struct {
 	// RateLimit is the default events per second per source (a source's own
 	// rate_limit overrides it); 0 is unlimited.
 	RateLimit float64
-	// IPRateLimit bounds requests per second per client IP; 0 is off.
+	// IPRateLimit bounds requests per second to the event endpoints per
+	// client network (an IPv4 address or an IPv6 /64), checked before the
+	// body is read; 0 is off.
 	IPRateLimit float64
+	// ExemptLoopback spares loopback clients the IPRateLimit: behind a
+	// local proxy that is not in TrustedProxies every client is 127.0.0.1.
+	ExemptLoopback bool
+	// RejectRate bounds the bytes of rejects (refused events and requests)
+	// each source may record per second, with a burst of 32 seconds' worth
+	// and at least 256 KiB; past it they are counted, not stored. Default
+	// DefaultRejectRate (32 KiB/s: a burst of 1 MiB).
+	RejectRate float64
 	// Now is the clock (tests move it); default time.Now.
 	Now func() time.Time
 	// ReadTimeout and IdleTimeout protect against slow or idle clients.
@@ -67,6 +81,10 @@ type Static struct {
 	// Render, when set, makes the body per request (the demo page needs the
 	// request's host).
 	Render func(host, scheme string) []byte
+	// WriteKey, when set, is the write key the file shows: it is served only
+	// while that key belongs to a live browser source, and answered 404
+	// otherwise, since a server source's key is a secret.
+	WriteKey string
 
 	gz, br []byte // compressed once at start
 }
@@ -107,10 +125,11 @@ type Collector struct {
 	m        *metrics
 	enricher Enricher
 	server   *fasthttp.Server
-	sources  atomic.Pointer[map[string]*herd.Source]
+	sources  atomic.Pointer[sourceSet]
 	webhooks map[string]Webhook
 	static   map[string]Static
 	limits   *limiters
+	rejects  *rejectBudget
 	packers  sync.Map // event subject → *packer
 	ready    atomic.Bool
 }
@@ -124,6 +143,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	}
 	c := &Collector{cfg: cfg, nc: nc, js: js, log: log, m: newMetrics(reg), enricher: cfg.Enricher, webhooks: map[string]Webhook{}}
 	c.limits = newLimiters(cfg.RateLimit, cfg.IPRateLimit)
+	c.rejects = newRejectBudget(cfg.RejectRate)
 	c.static = make(map[string]Static, len(cfg.Static))
 	for path, st := range cfg.Static {
 		if st.Render == nil {
@@ -135,8 +155,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	for _, w := range cfg.Webhooks {
 		c.webhooks[w.Path] = w
 	}
-	empty := map[string]*herd.Source{}
-	c.sources.Store(&empty)
+	c.sources.Store(&sourceSet{byWriteKey: map[string]*herd.Source{}, entries: map[string]string{}})
 	c.server = &fasthttp.Server{
 		Handler:                       c.Handle,
 		Name:                          "herd",
@@ -200,27 +219,53 @@ func (c *Collector) Start(ctx context.Context) error {
 	return nil
 }
 
+// sourceSet is the collector's copy of the sources bucket, replaced whole on
+// every change: the sources by write key, and which write key each bucket
+// entry holds, so that deleting an entry removes its key whatever form the
+// entry's name has (older versions named entries by an encoding of the key).
+type sourceSet struct {
+	byWriteKey map[string]*herd.Source
+	entries    map[string]string // bucket key → write key
+}
+
 func (c *Collector) applySource(e jetstream.KeyValueEntry) {
-	old := *c.sources.Load()
-	next := make(map[string]*herd.Source, len(old)+1)
-	for k, v := range old {
-		next[k] = v
+	old := c.sources.Load()
+	next := &sourceSet{
+		byWriteKey: make(map[string]*herd.Source, len(old.byWriteKey)+1),
+		entries:    make(map[string]string, len(old.entries)+1),
 	}
-	if e.Operation() != jetstream.KeyValuePut {
-		for k, v := range next {
-			if stream.SourceKey(v.WriteKey) == e.Key() {
-				delete(next, k)
-			}
+	for k, v := range old.byWriteKey {
+		next.byWriteKey[k] = v
+	}
+	for k, v := range old.entries {
+		next.entries[k] = v
+	}
+	if prev, ok := next.entries[e.Key()]; ok {
+		delete(next.entries, e.Key())
+		if !next.holds(prev) {
+			delete(next.byWriteKey, prev)
 		}
-	} else {
+	}
+	if e.Operation() == jetstream.KeyValuePut {
 		var s herd.Source
-		if err := json.Unmarshal(e.Value(), &s); err != nil {
-			c.log.Warn("bad source in bucket", "key", e.Key(), "err", err)
-			return
+		if err := json.Unmarshal(e.Value(), &s); err != nil || s.WriteKey == "" {
+			c.log.Warn("bad source in bucket: ignored", "entry", e.Key(), "source", s.ID, "err", err)
+		} else {
+			next.entries[e.Key()] = s.WriteKey
+			next.byWriteKey[s.WriteKey] = &s
 		}
-		next[s.WriteKey] = &s
 	}
-	c.sources.Store(&next)
+	c.sources.Store(next)
+}
+
+// holds reports whether an entry still holds writeKey.
+func (s *sourceSet) holds(writeKey string) bool {
+	for _, w := range s.entries {
+		if w == writeKey {
+			return true
+		}
+	}
+	return false
 }
 
 // Ready reports whether sources are loaded and NATS is connected.
@@ -237,7 +282,7 @@ func (c *Collector) Shutdown(ctx context.Context) error {
 
 // lookupSource returns the active source for a write key.
 func (c *Collector) lookupSource(key string) *herd.Source {
-	s := (*c.sources.Load())[key]
+	s := c.sources.Load().byWriteKey[key]
 	if s == nil || s.Revoked {
 		return nil
 	}

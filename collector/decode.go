@@ -57,6 +57,7 @@ type request struct {
 	sentAt   json.RawMessage
 	writeKey string
 	batch    bool
+	bodyLen  int        // decompressed bytes: the base of the request's storage budget
 	parsed   *wireEvent // the single event, already decoded
 	// scanned, when set, holds for every item: checkRaw need not scan them.
 	scanned *scanInfo
@@ -86,7 +87,7 @@ func decodeBody(body []byte, batch bool) (*request, error) {
 		if err := json.Unmarshal(body, w); err != nil {
 			return nil, herd.Errorf(herd.ErrInvalid, "body is not valid JSON: %s", jsonErr(err))
 		}
-		return &request{items: []json.RawMessage{body}, parsed: w, scanned: &info, writeKey: w.WriteKey}, nil
+		return &request{items: []json.RawMessage{body}, parsed: w, scanned: &info, writeKey: w.WriteKey, bodyLen: len(body)}, nil
 	}
 	var b wireBatch
 	if err := json.Unmarshal(body, &b); err != nil {
@@ -98,14 +99,48 @@ func decodeBody(body []byte, batch bool) (*request, error) {
 	if len(b.Batch) > MaxBatchEvents {
 		return nil, herd.Errorf(herd.ErrTooLarge, "batch holds %d events; the limit is %d", len(b.Batch), MaxBatchEvents)
 	}
-	r := &request{items: b.Batch, context: b.Context, sentAt: b.SentAt, writeKey: b.WriteKey, batch: true}
+	r := &request{items: b.Batch, context: b.Context, sentAt: b.SentAt, writeKey: b.WriteKey, batch: true, bodyLen: len(body)}
+	clean := !info.nul && !info.badUTF8
+	if err := checkBatchContext(b.Context, clean && info.depth <= MaxDepth); err != nil {
+		return nil, err
+	}
 	// Every item sits two levels down the body ({"batch": [item]}): when the
 	// body holds no NUL escape or bad UTF-8 and is shallow enough, no item can
 	// fail those checks, and the body's depth less two bounds theirs.
-	if !info.nul && !info.badUTF8 && info.depth-2 <= MaxDepth {
+	if clean && info.depth-2 <= MaxDepth {
 		r.scanned = &scanInfo{depth: info.depth - 2}
 	}
 	return r, nil
+}
+
+// checkBatchContext refuses a batch-level context that would make every
+// event it is merged into unstorable or oversized: the event checks apply to
+// the context as it will sit in each event. clean says the body's own scan
+// already vouches for it (no NUL, valid UTF-8, shallow enough).
+func checkBatchContext(ctx json.RawMessage, clean bool) error {
+	if len(ctx) == 0 || string(ctx) == "null" {
+		return nil
+	}
+	if ctx[0] != '{' {
+		return herd.Errorf(herd.ErrInvalid, "batch context must be an object")
+	}
+	if len(ctx) > MaxEventBytes {
+		return herd.Errorf(herd.ErrTooLarge, "batch context is %d bytes; the limit is %d, as it is merged into every event", len(ctx), MaxEventBytes)
+	}
+	if clean {
+		return nil
+	}
+	info, _ := scanJSON(ctx) // valid: part of a valid body
+	switch {
+	case info.badUTF8:
+		return herd.Errorf(herd.ErrInvalid, "batch context is not valid UTF-8")
+	case info.nul:
+		return herd.Errorf(herd.ErrInvalid, `batch context contains \u0000 (NUL), which Postgres text and jsonb cannot store`)
+	case info.depth+1 > MaxDepth:
+		// In an event the context object is one level down.
+		return herd.Errorf(herd.ErrInvalid, "batch context nests %d levels deep in each event; the limit is %d", info.depth+1, MaxDepth)
+	}
+	return nil
 }
 
 func jsonErr(err error) string {

@@ -111,6 +111,12 @@ func (c *Collector) buildEvent(item json.RawMessage, r *request, info *reqInfo) 
 	if ev.Context, err = mergeObjects(r.context, w.Context); err != nil {
 		return ev, err
 	}
+	if len(r.context) > 0 {
+		// The limits hold for the event as stored, batch context merged in.
+		if n := len(item) - len(w.Context) + len(ev.Context); n > MaxEventBytes {
+			return ev, fmt.Errorf("event is %d bytes with the batch context merged in; the limit is %d", n, MaxEventBytes)
+		}
+	}
 
 	// Time: correct the client's clock by the difference between when it says
 	// it sent the request and when we received it.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -190,8 +191,8 @@ func writeKeyFromHeaders(ctx *fasthttp.RequestCtx) string {
 var gzipPool sync.Pool
 
 // body returns the request body, decompressed, refusing anything over limit
-// after decompression.
-func body(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
+// after decompression. What decompression produces is counted.
+func (c *Collector) body(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	raw := ctx.PostBody()
 	enc := strings.ToLower(strings.TrimSpace(string(ctx.Request.Header.Peek("Content-Encoding"))))
 	switch enc {
@@ -215,6 +216,7 @@ func body(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 		}
 		defer gzipPool.Put(zr)
 		out, err := io.ReadAll(io.LimitReader(zr, int64(limit)+1))
+		c.m.decompressed.Add(float64(len(out)))
 		if err != nil {
 			return nil, herd.Errorf(herd.ErrInvalid, "body is not valid gzip: %v", err)
 		}
@@ -233,9 +235,16 @@ type itemError struct {
 	Error     string `json:"error"`
 }
 
-// track handles the event endpoints.
+// track handles the event endpoints. The cheap checks come first: the
+// client's network, then a write key sent in the headers; only then is the
+// body read, decompressed and decoded.
 func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string) {
 	now := c.cfg.Now().UTC()
+	ip := c.clientAddr(ctx.RemoteIP(), &ctx.Request.Header)
+	if ok, wait := c.allowClient(ip, now); !ok {
+		c.rateLimited(ctx, "ip", wait, "too many requests from "+clientNet(ip))
+		return
+	}
 	key := writeKeyFromHeaders(ctx)
 	var src *herd.Source
 	if key != "" {
@@ -248,16 +257,16 @@ func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string)
 	if batch {
 		limit = MaxBatchBytes
 	}
-	raw, err := body(ctx, limit)
+	raw, err := c.body(ctx, limit)
 	if err == nil {
 		var r *request
 		if r, err = decodeBody(raw, batch); err == nil {
-			c.accept(ctx, src, r, pathType, now)
+			c.accept(ctx, src, r, ip, pathType, now)
 			return
 		}
 	}
 	// The request as a whole is refused. When we know whose it is, the refusal
-	// is recorded too.
+	// is recorded too, within the source's reject budget.
 	if src != nil {
 		if raw == nil {
 			raw = ctx.PostBody()
@@ -268,7 +277,31 @@ func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string)
 	replyError(ctx, statusOf(err), err.Error())
 }
 
-func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *request, pathType string, now time.Time) {
+// allowClient takes a request from the client network's bucket. Loopback
+// clients are exempt when so configured: behind a local proxy that is not
+// a trusted proxy, every client would share 127.0.0.1.
+func (c *Collector) allowClient(ip netip.Addr, now time.Time) (bool, time.Duration) {
+	if c.cfg.ExemptLoopback && ip.IsLoopback() {
+		return true, 0
+	}
+	return c.limits.client(ip, now)
+}
+
+// clientNet names what the per-client limit counts: an IPv4 address or an
+// IPv6 /64.
+func clientNet(a netip.Addr) string {
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
+// maxReplyErrors bounds the per-item errors listed in a reply; the rest are
+// counted in errorsOmitted (and recorded as rejects).
+const maxReplyErrors = 100
+
+func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *request, ip netip.Addr, pathType string, now time.Time) {
 	if src == nil {
 		if r.writeKey == "" {
 			replyError(ctx, fasthttp.StatusUnauthorized, "missing write key: use HTTP Basic auth with the write key as user, or writeKey in the body")
@@ -289,11 +322,8 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 		pathType:   pathType,
 		userAgent:  string(ctx.Request.Header.UserAgent()),
 	}
-	info.ip = c.clientIP(ctx.RemoteIP(), &ctx.Request.Header)
-
-	if ok, wait := c.limits.ip(info.ip, now); !ok {
-		c.rateLimited(ctx, "ip", wait, "too many requests from "+info.ip)
-		return
+	if ip.IsValid() {
+		info.ip = ip.String()
 	}
 	if ok, wait := c.limits.source(src, len(r.items), now); !ok {
 		c.rateLimited(ctx, "source", wait, fmt.Sprintf("source %s is over its rate limit", src.Name))
@@ -304,12 +334,26 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 	defer p.release()
 	pk := c.packerFor(c.cfg.Stream.EventSubject(src.ID))
 	var errs []itemError
-	accepted := 0
+	accepted, nerrs := 0, 0
+	budget := storeBudget(r)
 	for i, item := range r.items {
 		ev, err := c.buildEvent(item, r, &info)
+		if err == nil {
+			// What one request stores is bounded by its size, whatever
+			// the batch context or the headers copied into each event.
+			if n := p.encode(&ev); n <= budget {
+				budget -= n
+			} else {
+				err = herd.Errorf(herd.ErrTooLarge, "event refused: the request would store more than %d bytes (twice its %d-byte body, plus %d bytes an event and %d); the batch context is stored in every event: send fewer events per batch", storeBudget(r), r.bodyLen, budgetPerEvent, budgetSlack)
+				c.m.overBudget.Inc()
+			}
+		}
 		if err != nil {
-			errs = append(errs, itemError{Index: i, MessageID: ev.MessageID, Error: err.Error()})
-			p.reject(c.cfg.Stream.RejectSubject(src.ID), herd.Reject{SourceID: src.ID, MessageID: ev.MessageID, Reason: err.Error(), Raw: string(item), ReceivedAt: now})
+			nerrs++
+			if len(errs) < maxReplyErrors {
+				errs = append(errs, itemError{Index: i, MessageID: ev.MessageID, Error: err.Error()})
+			}
+			p.reject(src.ID, herd.Reject{SourceID: src.ID, MessageID: ev.MessageID, Reason: err.Error(), Raw: string(item), ReceivedAt: now})
 			c.m.events.WithLabelValues("rejected", reasonCode(err)).Inc()
 			continue
 		}
@@ -317,7 +361,7 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 			c.m.events.WithLabelValues("dropped", "bot").Inc()
 			continue
 		}
-		p.event(pk, &ev)
+		p.add(pk)
 		accepted++
 	}
 	pk.kick()
@@ -328,30 +372,49 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 		return
 	}
 	c.m.events.WithLabelValues("accepted", "").Add(float64(accepted))
+	omitted := nerrs - len(errs)
 	switch {
-	case len(errs) == 0:
+	case nerrs == 0:
 		replyJSON(ctx, 200, `{"success":true}`)
-	case accepted > 0 || (r.batch && len(errs) < len(r.items)):
+	case accepted > 0 || (r.batch && nerrs < len(r.items)):
 		b, _ := json.Marshal(struct {
 			Success  bool        `json:"success"`
 			Accepted int         `json:"accepted"`
 			Errors   []itemError `json:"errors"`
-		}{true, accepted, errs})
+			Omitted  int         `json:"errorsOmitted,omitempty"`
+		}{true, accepted, errs, omitted})
 		replyJSON(ctx, 200, string(b))
 	default:
 		msg := errs[0].Error
 		if r.batch {
-			msg = fmt.Sprintf("all %d events refused; first: %s", len(errs), msg)
+			msg = fmt.Sprintf("all %d events refused; first: %s", nerrs, msg)
 		}
 		b, _ := json.Marshal(struct {
 			Success bool        `json:"success"`
 			Error   string      `json:"error"`
 			Errors  []itemError `json:"errors"`
-		}{false, msg, errs})
+			Omitted int         `json:"errorsOmitted,omitempty"`
+		}{false, msg, errs, omitted})
 		ctx.SetStatusCode(fasthttp.StatusBadRequest)
 		ctx.SetContentType("application/json")
 		ctx.SetBody(b)
 	}
+}
+
+// The storage budget of a request: what its events may take on the stream,
+// encoded. Twice the decompressed body, plus an allowance per event for the
+// columns herd adds (message id, times, the user agent, enrichment) and a
+// constant: an honest batch stays well within it (its events encode to
+// about their own size), while a batch-level context or a long User-Agent
+// header, copied into every event, cannot make a request store much more
+// than it sent.
+const (
+	budgetPerEvent = 512
+	budgetSlack    = 64 << 10
+)
+
+func storeBudget(r *request) int {
+	return 2*r.bodyLen + budgetPerEvent*len(r.items) + budgetSlack
 }
 
 func allowed(origins []string, origin string) bool {
@@ -407,15 +470,22 @@ func (p *publishing) send(subject, msgID string, data []byte) {
 	p.futures = append(p.futures, f)
 }
 
-// event encodes ev as a frame entry into the packer's open frame.
-func (p *publishing) event(pk *packer, ev *herd.Event) {
-	if !p.ok() {
-		return
-	}
+// encode encodes ev as a frame entry into the request's scratch buffer and
+// returns its size: what storing it costs.
+func (p *publishing) encode(ev *herd.Event) int {
 	if p.scratch == nil {
 		p.scratch = scratchPool.Get().(*[]byte)
 	}
 	*p.scratch = stream.EncodeEntry((*p.scratch)[:0], ev)
+	return len(*p.scratch)
+}
+
+// add copies the event encode left in the scratch buffer into the packer's
+// open frame.
+func (p *publishing) add(pk *packer) {
+	if !p.ok() {
+		return
+	}
 	f := pk.add(*p.scratch)
 	if n := len(p.frames); n == 0 || p.frames[n-1] != f {
 		p.frames = append(p.frames, f)
@@ -430,11 +500,26 @@ func (p *publishing) release() {
 	p.scratch = nil
 }
 
-func (p *publishing) reject(subject string, r herd.Reject) {
+// reject records r on the source's reject subject if the source's reject
+// budget allows, preceded by a summary of the rejects the budget dropped
+// since the last one recorded; past the budget it only counts it.
+func (p *publishing) reject(sourceID int64, r herd.Reject) {
 	if len(r.Raw) > herd.MaxRawReject {
 		r.Raw = truncate(r.Raw, herd.MaxRawReject)
 	}
 	data, _ := json.Marshal(r)
+	ok, dropped := p.c.rejects.take(sourceID, len(data), r.ReceivedAt)
+	if !ok {
+		p.c.m.unrecorded.Inc()
+		return
+	}
+	subject := p.c.cfg.Stream.RejectSubject(sourceID)
+	if dropped.n > 0 {
+		sum, _ := json.Marshal(herd.Reject{SourceID: sourceID, ReceivedAt: r.ReceivedAt, Reason: fmt.Sprintf(
+			"%d refused events or requests of this source (%d bytes) since %s were not recorded: over the budget of %.0f bytes/s of rejects per source (see herd_collector_rejects_unrecorded_total)",
+			dropped.n, dropped.bytes, dropped.since.UTC().Format(time.RFC3339), p.c.rejects.rate)})
+		p.send(subject, "", sum)
+	}
 	p.send(subject, "", data)
 }
 
@@ -475,13 +560,16 @@ func (p *publishing) wait(timeout time.Duration) error {
 // client already gets the error.
 func (c *Collector) recordReject(sourceID int64, messageID, reason string, raw []byte, now time.Time) {
 	p := c.newPublish()
-	p.reject(c.cfg.Stream.RejectSubject(sourceID), herd.Reject{SourceID: sourceID, MessageID: messageID, Reason: reason, Raw: string(raw), ReceivedAt: now})
+	p.reject(sourceID, herd.Reject{SourceID: sourceID, MessageID: messageID, Reason: reason, Raw: string(raw), ReceivedAt: now})
 	if err := p.wait(c.cfg.PublishTimeout); err != nil {
 		c.log.Warn("record rejected request", "source", sourceID, "err", err)
 	}
 }
 
 // settings answers analytics.js's settings request so that it sends to herd.
+// With PublicURL set the answer depends on the key alone and shared caches
+// may keep it; built from the request's Host it is private, so that no
+// client's Host reaches another client through a cache.
 func (c *Collector) settings(ctx *fasthttp.RequestCtx) {
 	p := strings.TrimPrefix(strings.TrimPrefix(string(ctx.Path()), "/v1"), "/projects/")
 	key := strings.TrimSuffix(strings.TrimSuffix(p, "/"), "/settings")
@@ -489,7 +577,11 @@ func (c *Collector) settings(ctx *fasthttp.RequestCtx) {
 		replyError(ctx, fasthttp.StatusNotFound, "unknown or revoked write key")
 		return
 	}
-	scheme, host := c.publicHost(ctx)
+	scheme, host, err := c.publicHost(ctx)
+	if err != nil {
+		replyError(ctx, fasthttp.StatusBadRequest, err.Error())
+		return
+	}
 	b, _ := json.Marshal(map[string]any{
 		"integrations": map[string]any{
 			"Segment.io": map[string]any{
@@ -502,20 +594,106 @@ func (c *Collector) settings(ctx *fasthttp.RequestCtx) {
 		"edgeFunction":         map[string]any{},
 		"analyticsNextEnabled": true,
 	})
-	ctx.Response.Header.Set("Cache-Control", "public, max-age=300")
+	if c.cfg.PublicURL != "" {
+		ctx.Response.Header.Set("Cache-Control", "public, max-age=300")
+	} else {
+		ctx.Response.Header.Set("Cache-Control", "private, max-age=300")
+		ctx.Response.Header.Add("Vary", "Host, X-Forwarded-Host, X-Forwarded-Proto")
+	}
 	replyJSON(ctx, 200, string(b))
 }
 
-func (c *Collector) publicHost(ctx *fasthttp.RequestCtx) (scheme, host string) {
+// publicHost is how clients reach this collector: PublicURL when set;
+// otherwise the request's Host and scheme, where X-Forwarded-Host and
+// X-Forwarded-Proto are believed only from a trusted proxy. A host that is
+// not a plain host[:port] is refused.
+func (c *Collector) publicHost(ctx *fasthttp.RequestCtx) (scheme, host string, err error) {
 	if u := c.cfg.PublicURL; u != "" {
 		scheme, host, _ = strings.Cut(u, "://")
-		return scheme, strings.TrimSuffix(host, "/")
+		return scheme, strings.TrimSuffix(host, "/"), nil
 	}
-	scheme = "http"
-	if ctx.IsTLS() || string(ctx.Request.Header.Peek("X-Forwarded-Proto")) == "https" {
+	scheme, host = "http", string(ctx.Host())
+	if ctx.IsTLS() {
 		scheme = "https"
 	}
-	return scheme, string(ctx.Host())
+	if peer, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok && c.trusted(peer.Unmap()) {
+		switch proto := strings.ToLower(lastValue(ctx.Request.Header.Peek("X-Forwarded-Proto"))); proto {
+		case "http", "https":
+			scheme = proto
+		}
+		if fh := lastValue(ctx.Request.Header.Peek("X-Forwarded-Host")); fh != "" {
+			host = fh
+		}
+	}
+	if !validHost(host) {
+		return "", "", herd.Errorf(herd.ErrInvalid, "Host %q is not a host name or address with an optional port; set --public-url to answer with a fixed one", truncate(host, 64))
+	}
+	return scheme, host, nil
+}
+
+// lastValue is the right-most entry of a comma-separated header: the one
+// the nearest proxy added.
+func lastValue(h []byte) string {
+	s := string(h)
+	if i := strings.LastIndexByte(s, ','); i >= 0 {
+		s = s[i+1:]
+	}
+	return strings.TrimSpace(s)
+}
+
+// validHost accepts a DNS name, an IPv4 address or a bracketed IPv6
+// address, each with an optional port.
+func validHost(h string) bool {
+	if h == "" || len(h) > 260 {
+		return false
+	}
+	name, port := h, ""
+	if strings.HasPrefix(h, "[") {
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return false
+		}
+		if _, err := netip.ParseAddr(h[1:end]); err != nil {
+			return false
+		}
+		name, port = "", h[end+1:]
+		if port != "" && port[0] != ':' {
+			return false
+		}
+		port = strings.TrimPrefix(port, ":")
+		if port == "" && strings.HasSuffix(h, ":") {
+			return false
+		}
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		name, port = h[:i], h[i+1:]
+		if port == "" {
+			return false
+		}
+	}
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || port[0] == '+' {
+			return false
+		}
+	}
+	if name == "" {
+		return strings.HasPrefix(h, "[")
+	}
+	if len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			ch := label[i]
+			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (c *Collector) serveStatic(ctx *fasthttp.RequestCtx) {
@@ -524,9 +702,21 @@ func (c *Collector) serveStatic(ctx *fasthttp.RequestCtx) {
 		replyError(ctx, fasthttp.StatusMethodNotAllowed, "GET only")
 		return
 	}
+	if s.WriteKey != "" {
+		// A page that shows a write key is served only while the key is
+		// live and a browser source's: a server source's key is a secret.
+		if src := c.lookupSource(s.WriteKey); src == nil || src.Kind != herd.KindBrowser {
+			replyError(ctx, fasthttp.StatusNotFound, "no demo page: its source is not a live browser source")
+			return
+		}
+	}
 	b := s.Body
 	if s.Render != nil {
-		scheme, host := c.publicHost(ctx)
+		scheme, host, err := c.publicHost(ctx)
+		if err != nil {
+			replyError(ctx, fasthttp.StatusBadRequest, err.Error())
+			return
+		}
 		b = s.Render(host, scheme)
 	}
 	ctx.SetContentType(s.ContentType)
@@ -548,7 +738,7 @@ func (c *Collector) serveStatic(ctx *fasthttp.RequestCtx) {
 // webhook verifies a third party's callback and makes it durable.
 func (c *Collector) webhook(ctx *fasthttp.RequestCtx) {
 	w := c.webhooks[string(ctx.Path())]
-	raw, err := body(ctx, 1<<20)
+	raw, err := c.body(ctx, 1<<20)
 	if err != nil {
 		replyError(ctx, statusOf(err), err.Error())
 		return

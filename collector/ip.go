@@ -8,7 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// clientIP picks the address of the client: the socket peer, unless the peer
+// clientAddr picks the address of the client: the socket peer, unless the peer
 // is a trusted proxy, in which case the right-most address in the forwarding
 // headers that is not itself a trusted proxy. The left-most entries are
 // whatever the client chose to send and are never believed on their own.
@@ -19,14 +19,16 @@ import (
 // Forwarded when both are present, because the common proxies append to
 // X-Forwarded-For and pass a client's Forwarded header through untouched;
 // X-Real-IP, a single address set by the proxy, is the last resort.
-func (c *Collector) clientIP(peer net.IP, h *fasthttp.RequestHeader) string {
+//
+// The zero Addr means no address is known.
+func (c *Collector) clientAddr(peer net.IP, h *fasthttp.RequestHeader) netip.Addr {
 	addr, ok := netip.AddrFromSlice(peer)
 	if !ok {
-		return ""
+		return netip.Addr{}
 	}
 	addr = addr.Unmap()
 	if !c.trusted(addr) {
-		return addr.String()
+		return addr
 	}
 	// PeekAll's result is only valid until the next Peek: copy as we go.
 	var hops []string
@@ -49,20 +51,20 @@ func (c *Collector) clientIP(peer net.IP, h *fasthttp.RequestHeader) string {
 			// wrote it did not know the client, and anything to its left
 			// is unverifiable. The proxy's own address would put the
 			// visitor in the data centre: store no address instead.
-			return ""
+			return netip.Addr{}
 		}
 		if !c.trusted(a) {
-			return a.String()
+			return a
 		}
 		addr = a
 	}
 	if realIP := h.Peek("X-Real-IP"); len(hops) == 0 && len(realIP) > 0 {
 		if a, err := parseHop(strings.TrimSpace(string(realIP))); err == nil {
-			return a.String()
+			return a
 		}
 	}
 	// Every hop is a trusted proxy: the left-most is where the request began.
-	return addr.String()
+	return addr
 }
 
 func (c *Collector) trusted(a netip.Addr) bool {

@@ -1,7 +1,10 @@
 package collector
 
 import (
+	"encoding/binary"
+	"hash/maphash"
 	"math"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -11,14 +14,15 @@ import (
 )
 
 // limiters hold the token buckets: one per source (events per second) and,
-// optionally, one per client IP (requests per second).
+// optionally, one per client network (requests per second). Each has its
+// own locks: a flood of new client addresses never holds up the sources.
 type limiters struct {
 	defaultRate float64 // events/s per source when the source sets none; 0: unlimited
-	ipRate      float64 // requests/s per client IP; 0: off
 
 	mu       sync.Mutex
 	bySource map[int64]*sourceBucket
-	byIP     map[string]*ipBucket
+
+	ip *ipLimiter // nil: off
 }
 
 type sourceBucket struct {
@@ -26,13 +30,12 @@ type sourceBucket struct {
 	lim  *rate.Limiter
 }
 
-type ipBucket struct {
-	lim  *rate.Limiter
-	seen time.Time
-}
-
 func newLimiters(defaultRate, ipRate float64) *limiters {
-	return &limiters{defaultRate: defaultRate, ipRate: ipRate, bySource: map[int64]*sourceBucket{}, byIP: map[string]*ipBucket{}}
+	l := &limiters{defaultRate: defaultRate, bySource: map[int64]*sourceBucket{}}
+	if ipRate > 0 {
+		l.ip = newIPLimiter(ipRate, ipShardCap)
+	}
+	return l
 }
 
 // take asks lim for n tokens now; when they are not there it returns how
@@ -71,27 +74,113 @@ func (l *limiters) source(s *herd.Source, n int, now time.Time) (bool, time.Dura
 	return take(b.lim, n, now)
 }
 
-// ip takes one request from the client address's bucket.
-func (l *limiters) ip(addr string, now time.Time) (bool, time.Duration) {
-	if l.ipRate <= 0 || addr == "" {
+// client takes one request from the bucket of the client's network.
+func (l *limiters) client(a netip.Addr, now time.Time) (bool, time.Duration) {
+	if l.ip == nil || !a.IsValid() {
 		return true, 0
 	}
-	l.mu.Lock()
-	b := l.byIP[addr]
-	if b == nil {
-		if len(l.byIP) > 100_000 {
-			for k, v := range l.byIP {
-				if now.Sub(v.seen) > time.Minute {
-					delete(l.byIP, k)
-				}
-			}
-		}
-		b = &ipBucket{lim: rate.NewLimiter(rate.Limit(l.ipRate), int(math.Max(1, math.Ceil(l.ipRate))))}
-		l.byIP[addr] = b
+	return l.ip.take(a, now)
+}
+
+// ipShards and ipShardCap size the per-client buckets: at most
+// 2 × ipShards × ipShardCap networks are tracked (262,144, about 20 MB).
+const (
+	ipShards   = 64
+	ipShardCap = 2048
+)
+
+// ipLimiter holds a token bucket per client network: an IPv4 address, or an
+// IPv6 /64 (what one subscriber is given, so a client cannot step around
+// its bucket by changing the low 64 bits). Memory is bounded without
+// sweeps: each shard keeps two generations of buckets; when the current one
+// is full it becomes the previous and the old previous is dropped whole. A
+// bucket found in the previous generation moves to the current, so busy
+// networks keep theirs, and a network forgotten only starts over with a
+// full bucket, as a new one would. Shards are chosen by a keyed hash, so a
+// client cannot aim its addresses at one shard.
+type ipLimiter struct {
+	rate, burst float64
+	shardCap    int
+	seed        maphash.Seed
+	shards      [ipShards]ipShard
+}
+
+type ipShard struct {
+	mu        sync.Mutex
+	cur, prev map[netKey]ipBucket
+}
+
+// netKey is a client network: the IPv4 address, or the IPv6 /64.
+type netKey struct {
+	bits uint64
+	v6   bool
+}
+
+type ipBucket struct {
+	tokens float64
+	last   int64 // Unix nanoseconds of the last refill
+}
+
+func newIPLimiter(r float64, shardCap int) *ipLimiter {
+	l := &ipLimiter{rate: r, burst: math.Max(1, math.Ceil(r)), shardCap: shardCap, seed: maphash.MakeSeed()}
+	for i := range l.shards {
+		l.shards[i].cur = make(map[netKey]ipBucket, shardCap)
 	}
-	b.seen = now
-	l.mu.Unlock()
-	return take(b.lim, 1, now)
+	return l
+}
+
+func keyOf(a netip.Addr) netKey {
+	a = a.Unmap()
+	if a.Is4() {
+		b := a.As4()
+		return netKey{bits: uint64(binary.BigEndian.Uint32(b[:]))}
+	}
+	b := a.As16()
+	return netKey{bits: binary.BigEndian.Uint64(b[:8]), v6: true}
+}
+
+func (l *ipLimiter) take(a netip.Addr, now time.Time) (bool, time.Duration) {
+	k := keyOf(a)
+	s := &l.shards[maphash.Comparable(l.seed, k)%ipShards]
+	t := now.UnixNano()
+	s.mu.Lock()
+	b, ok := s.cur[k]
+	if !ok {
+		if b, ok = s.prev[k]; ok {
+			delete(s.prev, k)
+		} else {
+			b = ipBucket{tokens: l.burst, last: t}
+		}
+		if len(s.cur) >= l.shardCap {
+			s.prev, s.cur = s.cur, make(map[netKey]ipBucket, l.shardCap)
+		}
+	}
+	if d := t - b.last; d > 0 {
+		b.tokens = math.Min(l.burst, b.tokens+float64(d)/1e9*l.rate)
+		b.last = t
+	}
+	allowed := b.tokens >= 1
+	if allowed {
+		b.tokens--
+	}
+	s.cur[k] = b
+	s.mu.Unlock()
+	if allowed {
+		return true, 0
+	}
+	return false, time.Duration((1 - b.tokens) / l.rate * 1e9)
+}
+
+// tracked is how many networks have a bucket.
+func (l *ipLimiter) tracked() int {
+	n := 0
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		n += len(s.cur) + len(s.prev)
+		s.mu.Unlock()
+	}
+	return n
 }
 
 // retryAfter renders a delay as whole seconds, at least one.

@@ -13,6 +13,13 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	events   *prometheus.CounterVec
 	publish  prometheus.Histogram
+	// overBudget counts events refused because their request had stored
+	// its budget (see storeBudget).
+	overBudget prometheus.Counter
+	// unrecorded counts rejects past their source's reject budget.
+	unrecorded prometheus.Counter
+	// decompressed counts what gzip bodies decompress to.
+	decompressed prometheus.Counter
 	// frameEvents is how many events share a stream message: 1 when idle,
 	// more as concurrent requests ride the same frame.
 	frameEvents prometheus.Histogram
@@ -34,13 +41,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "herd_collector_publish_seconds", Help: "Time from first publish to the last JetStream acknowledgement of a request.",
 			Buckets: []float64{.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .5, 1, 3},
 		}),
+		overBudget: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_collector_over_budget_events_total", Help: "Events refused because their request would have stored more than its budget (twice its body, plus 512 bytes an event and 64 KiB).",
+		}),
+		unrecorded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_collector_rejects_unrecorded_total", Help: "Refused events and requests not recorded in herd.rejects because their source was over its reject budget (a summary reject records how many).",
+		}),
+		decompressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_collector_decompressed_bytes_total", Help: "Bytes produced by decompressing request bodies.",
+		}),
 		frameEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "herd_collector_frame_events", Help: "Events per stream message (frame): requests arriving while earlier frames await JetStream share the next.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.events, m.publish, m.frameEvents)
+		reg.MustRegister(m.requests, m.duration, m.events, m.publish, m.frameEvents, m.overBudget, m.unrecorded, m.decompressed)
 	}
 	return m
 }

@@ -132,7 +132,7 @@ func TestBatchItemsChecked(t *testing.T) {
 	}{
 		{"items at the limit", `{"batch":[` + atLimit + `,` + atLimit + `]}`, true, []bool{false, false}},
 		{"one item past it", `{"batch":[` + atLimit + `,` + past + `]}`, false, []bool{false, true}},
-		{"NUL outside the items", `{"context":{"x":"\u0000"},"batch":[` + atLimit + `]}`, false, []bool{false}},
+		{"NUL outside the items (integrations are not stored)", `{"integrations":{"x":"\u0000"},"batch":[` + atLimit + `]}`, false, []bool{false}},
 		{"NUL in an item", `{"batch":[{"event":"\u0000"},` + atLimit + `]}`, false, []bool{true, false}},
 	} {
 		r, err := decodeBody([]byte(c.body), true)

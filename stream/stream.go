@@ -6,7 +6,8 @@ package stream
 
 import (
 	"context"
-	"encoding/base64"
+	"crypto/sha256"
+	hexenc "encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -123,7 +124,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.St
 }
 
 // SourcesKV opens (creating if needed) the bucket that mirrors herd.sources,
-// keyed by write key.
+// keyed by a hash of the write key (SourceKey).
 func SourcesKV(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.KeyValue, error) {
 	c.Defaults()
 	kv, err := js.KeyValue(ctx, c.SourcesKV)
@@ -191,8 +192,23 @@ func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// SourceKey is the key of a write key in the sources bucket. Keys may hold
-// only a few characters, so the write key is base64url-encoded.
+// SourceKey is the key of a write key in the sources bucket: "h." and the
+// first 128 bits of the key's SHA-256 in hex. A hash rather than an encoding
+// of the key, so that a bucket listing, a log line or a metric that shows a
+// bucket key never shows a write key. (The entry's value still holds the
+// key: the collector needs it, and NATS authorization guards the bucket.)
 func SourceKey(writeKey string) string {
-	return "k." + base64.RawURLEncoding.EncodeToString([]byte(writeKey))
+	sum := sha256.Sum256([]byte(writeKey))
+	return "h." + hexenc.EncodeToString(sum[:16])
+}
+
+// IsSourceKey reports whether key has SourceKey's form; entries under any
+// other key (those of older versions, keyed by an encoding of the write
+// key) are left for the mirror to delete.
+func IsSourceKey(key string) bool {
+	if len(key) != 2+32 || key[:2] != "h." {
+		return false
+	}
+	_, err := hexenc.DecodeString(key[2:])
+	return err == nil
 }

@@ -3,6 +3,7 @@ package warehouse
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -12,9 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// MirrorSources copies herd.sources into the collectors' key-value bucket now,
-// on every change (LISTEN herd_sources) and every interval as a safety net,
-// until ctx ends.
+// MirrorSources makes the collectors' key-value bucket follow herd.sources
+// (see SyncSources) now, on every change (LISTEN herd_sources) and every
+// interval as a safety net, until ctx ends.
 func MirrorSources(ctx context.Context, db *pgxpool.Pool, kv jetstream.KeyValue, interval time.Duration, log *slog.Logger) error {
 	if interval <= 0 {
 		interval = 30 * time.Second
@@ -36,20 +37,45 @@ func MirrorSources(ctx context.Context, db *pgxpool.Pool, kv jetstream.KeyValue,
 	}
 }
 
-// SyncSources writes every source into kv, keyed by write key.
+// SyncSources makes kv hold exactly the live sources of herd.sources, keyed
+// by stream.SourceKey: it puts every source that is not revoked and deletes
+// every other entry, that of a deleted or revoked source, of a write key
+// that changed, or under an older version's key form. Collectors accept
+// exactly the keys in the bucket.
+//
+// The bucket's keys are listed before the table is read: an entry put by a
+// concurrent mirror after the listing is never deleted from a snapshot that
+// predates it, and a row committed after the read wakes every mirror again.
 func SyncSources(ctx context.Context, db *pgxpool.Pool, kv jetstream.KeyValue) error {
+	existing, err := kv.Keys(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		return fmt.Errorf("list keys of bucket %s: %w", kv.Bucket(), err)
+	}
 	srcs, err := Sources(ctx, db)
 	if err != nil {
 		return err
 	}
+	live := make(map[string]bool, len(srcs))
 	for _, s := range srcs {
+		if s.Revoked {
+			continue
+		}
 		key := stream.SourceKey(s.WriteKey)
+		live[key] = true
 		b, _ := json.Marshal(s)
 		if e, err := kv.Get(ctx, key); err == nil && string(e.Value()) == string(b) {
 			continue
 		}
 		if _, err := kv.Put(ctx, key, b); err != nil {
 			return fmt.Errorf("put source %s into bucket %s: %w", s.Name, kv.Bucket(), err)
+		}
+	}
+	for _, key := range existing {
+		if live[key] {
+			continue
+		}
+		if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("delete entry %s (no live source) from bucket %s: %w", key, kv.Bucket(), err)
 		}
 	}
 	return nil

@@ -19,7 +19,9 @@ import (
 )
 
 // addStatic serves the browser SDK, and the demo page when a write key is
-// known (herd up's default source).
+// known (herd up's default source). The collector serves the page only
+// while that key is a live browser source's: it shows the key to anyone
+// who reaches the listener.
 func addStatic(cfg *collector.Config, writeKey string) {
 	if cfg.Static == nil {
 		cfg.Static = map[string]collector.Static{}
@@ -30,7 +32,7 @@ func addStatic(cfg *collector.Config, writeKey string) {
 	if writeKey == "" {
 		return
 	}
-	demo := collector.Static{ContentType: "text/html; charset=utf-8", CacheControl: "no-store", Render: func(host, scheme string) []byte {
+	demo := collector.Static{ContentType: "text/html; charset=utf-8", CacheControl: "no-store", WriteKey: writeKey, Render: func(host, scheme string) []byte {
 		return sdkjs.DemoPage(writeKey, scheme+"://"+host)
 	}}
 	cfg.Static["/demo"] = demo
