@@ -3,7 +3,7 @@ package collector
 import (
 	"bytes"
 	"fmt"
-	json "github.com/goccy/go-json"
+	json "github.com/herdhq/herd/internal/fastjson"
 	"strconv"
 	"time"
 	"unicode/utf8"

@@ -1,7 +1,7 @@
 package collector
 
 import (
-	json "github.com/goccy/go-json"
+	json "github.com/herdhq/herd/internal/fastjson"
 	"net/url"
 	"strings"
 

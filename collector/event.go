@@ -2,7 +2,7 @@ package collector
 
 import (
 	"fmt"
-	json "github.com/goccy/go-json"
+	json "github.com/herdhq/herd/internal/fastjson"
 	"time"
 
 	"github.com/google/uuid"

@@ -5,8 +5,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	json "github.com/goccy/go-json"
 	"github.com/herdhq/herd"
+	json "github.com/herdhq/herd/internal/fastjson"
 )
 
 // An event on the stream is a message of its own in JSON (what replays and

@@ -8,7 +8,7 @@ import (
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
-	json "github.com/goccy/go-json"
+	json "github.com/herdhq/herd/internal/fastjson"
 	"log/slog"
 	"strings"
 	"sync"
