@@ -157,7 +157,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	}
 	c.sources.Store(&sourceSet{byWriteKey: map[string]*herd.Source{}, entries: map[string]string{}})
 	c.server = &fasthttp.Server{
-		Handler:                       c.Handle,
+		Handler:                       c.serve,
 		Name:                          "herd",
 		MaxRequestBodySize:            MaxBatchBytes + 64<<10,
 		ReadTimeout:                   cfg.ReadTimeout,

@@ -23,6 +23,8 @@ type metrics struct {
 	// frameEvents is how many events share a stream message: 1 when idle,
 	// more as concurrent requests ride the same frame.
 	frameEvents prometheus.Histogram
+	// panics counts requests answered 500 because handling them panicked.
+	panics prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -50,13 +52,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		decompressed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herd_collector_decompressed_bytes_total", Help: "Bytes produced by decompressing request bodies.",
 		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_collector_panics_total", Help: "Requests answered 500 because herd failed while handling them (a bug: the log holds the stack).",
+		}),
 		frameEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "herd_collector_frame_events", Help: "Events per stream message (frame): requests arriving while earlier frames await JetStream share the next.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.events, m.publish, m.frameEvents, m.overBudget, m.unrecorded, m.decompressed)
+		reg.MustRegister(m.requests, m.duration, m.events, m.publish, m.frameEvents, m.overBudget, m.unrecorded, m.decompressed, m.panics)
 	}
 	return m
 }
