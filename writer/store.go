@@ -2,7 +2,6 @@ package writer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/herdhq/herd"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -211,16 +209,27 @@ func seqLess(a, b uint64) bool {
 }
 
 // Write stores rows and rejects in one transaction. When Postgres refuses
-// the data itself (a value it cannot hold), the rows are split until the
-// offending ones are found; those are recorded in herd.rejects with
-// Postgres's reason and the rest are stored. Other errors (connection,
-// server shutting down) are returned for the caller to retry.
+// a value of the rows themselves (isContentError: a value it cannot hold
+// whatever the schema), the rows are split until the offending ones are
+// found; those are recorded in herd.rejects with Postgres's reason and the
+// rest are stored. Every other error (a partition or column changed by
+// hand, a constraint herd did not create, the connection) is returned for
+// the caller to retry: it is not the events' fault, and they must not be
+// rejected for it. A row that finds no partition makes Write forget its
+// cache of partitions and create them again once before it gives up.
 func (s *Store) Write(ctx context.Context, rows []Row, rejects []RejectRow) (Result, error) {
 	if err := s.ensurePartitions(ctx, rows); err != nil {
 		return Result{}, err
 	}
 	res, err := s.write(ctx, rows, rejects)
-	if err == nil || !isDataError(err) {
+	if isPartitionError(err) {
+		s.ForgetPartitions()
+		if err := s.ensurePartitions(ctx, rows); err != nil {
+			return Result{}, err
+		}
+		res, err = s.write(ctx, rows, rejects)
+	}
+	if err == nil || !isContentError(err) {
 		return res, err
 	}
 	// Isolate: rejects first on their own, then the rows by halves.
@@ -246,7 +255,7 @@ func (s *Store) isolate(ctx context.Context, rows []Row, total *Result) error {
 		total.Duplicates += r.Duplicates
 		return nil
 	}
-	if !isDataError(err) {
+	if !isContentError(err) {
 		return err
 	}
 	if len(rows) == 1 {
@@ -256,7 +265,7 @@ func (s *Store) isolate(ctx context.Context, rows []Row, total *Result) error {
 			Reason: "refused by Postgres: " + err.Error(), Raw: string(raw), ReceivedAt: rows[0].ReceivedAt,
 		}}
 		r, err := s.write(ctx, nil, []RejectRow{rej})
-		if err != nil && isDataError(err) {
+		if err != nil && isContentError(err) {
 			// The raw text itself cannot be stored (e.g. a NUL byte): keep the
 			// reason and an escaped copy.
 			rej.Raw = fmt.Sprintf("%q", raw)
@@ -424,22 +433,6 @@ func storableText(s string) string {
 		return s
 	}
 	return strconv.Quote(s)
-}
-
-// isDataError reports whether Postgres refused the data itself rather than
-// failing to run: retrying the same rows would fail the same way.
-func isDataError(err error) bool {
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) {
-		return false
-	}
-	switch pe.Code[:2] {
-	case "22", // data exception: invalid text, out of range, bad JSON
-		"23", // integrity constraint
-		"54": // program limit exceeded: value too large to index, too deep
-		return true
-	}
-	return false
 }
 
 type rowSource struct {
