@@ -119,12 +119,27 @@ func values(r *Row) []any {
 // whose (source, messageId) was ever stored before is skipped. It is the one
 // insert path, shared by the stream writer and by replays.
 type Store struct {
-	db    *pgxpool.Pool
-	parts sync.Map // day (time.Time) -> struct{}: partitions known to exist
+	db     *pgxpool.Pool
+	window int              // days before today that still get day partitions
+	now    func() time.Time // the wall clock the window is measured from
+	parts  sync.Map         // day (time.Time) -> struct{}: days known to have a partition
 }
 
+// DefaultPartitionWindow is how many days before today still get a day
+// partition of their own (Store.SetPartitionWindow).
+const DefaultPartitionWindow = 35
+
 // NewStore returns a Store on db.
-func NewStore(db *pgxpool.Pool) *Store { return &Store{db: db} }
+func NewStore(db *pgxpool.Pool) *Store {
+	return &Store{db: db, window: DefaultPartitionWindow, now: time.Now}
+}
+
+// SetPartitionWindow sets how many days before today (by the wall clock)
+// get a day partition each; an event older than that lands in a coarse
+// partition (see schemas/migrations/0005_partition_window.sql), so the
+// number of partitions follows the wall clock, not the event times clients
+// send. Negative means 0.
+func (s *Store) SetPartitionWindow(days int) { s.window = max(days, 0) }
 
 // Result counts what one Write did.
 type Result struct {
@@ -138,24 +153,41 @@ func day(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
 
-// ensurePartitions creates the day partitions the rows need.
+// ensurePartitions makes sure every day the rows fall on has a partition,
+// in one call for all the days the cache does not know: a batch of
+// historical events may span thousands of days.
 func (s *Store) ensurePartitions(ctx context.Context, rows []Row) error {
-	var missing []time.Time
-	seen := map[time.Time]bool{}
+	var (
+		missing []time.Time
+		seen    map[time.Time]struct{}
+		last    time.Time
+	)
 	for i := range rows {
 		d := day(rows[i].Timestamp)
-		if seen[d] {
+		if d == last {
 			continue
 		}
-		seen[d] = true
-		if _, ok := s.parts.Load(d); !ok {
+		last = d
+		if _, ok := s.parts.Load(d); ok {
+			continue
+		}
+		if seen == nil {
+			seen = map[time.Time]struct{}{}
+		}
+		if _, ok := seen[d]; !ok {
+			seen[d] = struct{}{}
 			missing = append(missing, d)
 		}
 	}
+	if len(missing) == 0 {
+		return nil
+	}
+	from := day(s.now()).AddDate(0, 0, -s.window)
+	if _, err := s.db.Exec(ctx, "SELECT herd.ensure_partitions($1::date[], $2::date)", missing, from); err != nil {
+		return fmt.Errorf("create partitions of herd.events for %d days (%s .. %s): %w", len(missing),
+			slices.MinFunc(missing, time.Time.Compare).Format(time.DateOnly), slices.MaxFunc(missing, time.Time.Compare).Format(time.DateOnly), err)
+	}
 	for _, d := range missing {
-		if _, err := s.db.Exec(ctx, "SELECT herd.ensure_partition($1::date)", d); err != nil {
-			return fmt.Errorf("create partition for %s: %w", d.Format("2006-01-02"), err)
-		}
 		s.parts.Store(d, struct{}{})
 	}
 	return nil

@@ -48,6 +48,11 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// DrainTimeout bounds the final commit on shutdown.
 	DrainTimeout time.Duration
+	// PartitionWindow is how many days before today get a day partition of
+	// herd.events each; older events go to coarse partitions, so clients'
+	// event times cannot multiply partitions (Store.SetPartitionWindow).
+	// Default DefaultPartitionWindow; negative means 0.
+	PartitionWindow int
 }
 
 func (c *Config) defaults() {
@@ -79,6 +84,9 @@ func (c *Config) defaults() {
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 8 * time.Second
 	}
+	if c.PartitionWindow == 0 {
+		c.PartitionWindow = DefaultPartitionWindow
+	}
 }
 
 // Writer moves events from the stream into Postgres.
@@ -93,7 +101,9 @@ type Writer struct {
 // New returns a writer; Run starts it.
 func New(cfg Config, db *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) *Writer {
 	cfg.defaults()
-	return &Writer{cfg: cfg, js: js, store: NewStore(db), log: log, m: newMetrics(reg)}
+	store := NewStore(db)
+	store.SetPartitionWindow(cfg.PartitionWindow)
+	return &Writer{cfg: cfg, js: js, store: store, log: log, m: newMetrics(reg)}
 }
 
 // Store is the writer's insert path, for replays.
