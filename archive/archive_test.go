@@ -92,17 +92,35 @@ func TestEveryEventFieldArchived(t *testing.T) {
 
 func TestKeys(t *testing.T) {
 	t.Parallel()
-	p := partitionOf(&herd.Event{SourceID: 3, Timestamp: time.Date(2026, 11, 26, 10, 59, 59, 0, time.FixedZone("x", 3600))})
-	if got := p.prefix() + fileName(17, 4242); got != "source=3/date=2026-11-26/hour=9/part-17-4242.parquet" {
-		t.Fatalf("key = %s", got)
+	ts := time.Date(2026, 11, 26, 10, 59, 59, 0, time.FixedZone("x", 3600))
+	cases := []struct {
+		name    string
+		arrived time.Time
+		want    string
+	}{
+		{"recent: its hour", ts.Add(time.Hour), "source=3/date=2026-11-26/hour=9/part-17-4242.parquet"},
+		{"just inside the window", ts.Add(DefaultWindow), "source=3/date=2026-11-26/hour=9/part-17-4242.parquet"},
+		{"older than the window: its month", ts.Add(DefaultWindow + time.Second), "source=3/date=2026-11-01/hour=-1/part-17-4242.parquet"},
+		{"years old", ts.AddDate(20, 0, 0), "source=3/date=2026-11-01/hour=-1/part-17-4242.parquet"},
 	}
-	q, name, ok := parseKey(p.prefix() + "part-17-4242.parquet")
-	if first, last, ok2 := parseFileName(name); !ok || !ok2 || q != p || first != 17 || last != 4242 {
-		t.Fatalf("parse: %v %v %v %d %d", q, ok, ok2, first, last)
+	for _, c := range cases {
+		p := partitionOf(&herd.Event{SourceID: 3, Timestamp: ts}, c.arrived, DefaultWindow)
+		if got := p.prefix() + fileName(17, 4242); got != c.want {
+			t.Fatalf("%s: key = %s, want %s", c.name, got, c.want)
+		}
+		q, name, ok := parseKey(p.prefix() + "part-17-4242.parquet")
+		if first, last, ok2 := parseFileName(name); !ok || !ok2 || q != p || first != 17 || last != 4242 {
+			t.Fatalf("%s: parse: %v %v %v %d %d", c.name, q, ok, ok2, first, last)
+		}
 	}
 	for _, bad := range []string{"part-1.parquet", "part-9-1.parquet", "x-1-2.parquet", "part-1-2.parquet.tmp"} {
 		if _, _, ok := parseFileName(bad); ok {
 			t.Errorf("parseFileName(%q) accepted", bad)
+		}
+	}
+	for _, bad := range []string{"source=1/date=2026-11-02/hour=-1/x", "source=1/date=2026-11-01/hour=24/x", "source=1/date=2026-11-01/hour=-2/x"} {
+		if _, _, ok := parseKey(bad); ok {
+			t.Errorf("parseKey(%q) accepted", bad)
 		}
 	}
 }
