@@ -92,17 +92,35 @@ func TestEveryEventFieldArchived(t *testing.T) {
 
 func TestKeys(t *testing.T) {
 	t.Parallel()
-	p := partitionOf(&herd.Event{SourceID: 3, Timestamp: time.Date(2026, 11, 26, 10, 59, 59, 0, time.FixedZone("x", 3600))})
-	if got := p.prefix() + fileName(17, 4242); got != "source=3/date=2026-11-26/hour=9/part-17-4242.parquet" {
-		t.Fatalf("key = %s", got)
+	ts := time.Date(2026, 11, 26, 10, 59, 59, 0, time.FixedZone("x", 3600))
+	cases := []struct {
+		name    string
+		arrived time.Time
+		want    string
+	}{
+		{"recent: its hour", ts.Add(time.Hour), "source=3/date=2026-11-26/hour=9/part-17-4242.parquet"},
+		{"just inside the window", ts.Add(DefaultWindow), "source=3/date=2026-11-26/hour=9/part-17-4242.parquet"},
+		{"older than the window: its month", ts.Add(DefaultWindow + time.Second), "source=3/date=2026-11-01/hour=-1/part-17-4242.parquet"},
+		{"years old", ts.AddDate(20, 0, 0), "source=3/date=2026-11-01/hour=-1/part-17-4242.parquet"},
 	}
-	q, name, ok := parseKey(p.prefix() + "part-17-4242.parquet")
-	if first, last, ok2 := parseFileName(name); !ok || !ok2 || q != p || first != 17 || last != 4242 {
-		t.Fatalf("parse: %v %v %v %d %d", q, ok, ok2, first, last)
+	for _, c := range cases {
+		p := partitionOf(&herd.Event{SourceID: 3, Timestamp: ts}, c.arrived, DefaultWindow)
+		if got := p.prefix() + fileName(17, 4242); got != c.want {
+			t.Fatalf("%s: key = %s, want %s", c.name, got, c.want)
+		}
+		q, name, ok := parseKey(p.prefix() + "part-17-4242.parquet")
+		if first, last, ok2 := parseFileName(name); !ok || !ok2 || q != p || first != 17 || last != 4242 {
+			t.Fatalf("%s: parse: %v %v %v %d %d", c.name, q, ok, ok2, first, last)
+		}
 	}
 	for _, bad := range []string{"part-1.parquet", "part-9-1.parquet", "x-1-2.parquet", "part-1-2.parquet.tmp"} {
 		if _, _, ok := parseFileName(bad); ok {
 			t.Errorf("parseFileName(%q) accepted", bad)
+		}
+	}
+	for _, bad := range []string{"source=1/date=2026-11-02/hour=-1/x", "source=1/date=2026-11-01/hour=24/x", "source=1/date=2026-11-01/hour=-2/x"} {
+		if _, _, ok := parseKey(bad); ok {
+			t.Errorf("parseKey(%q) accepted", bad)
 		}
 	}
 }
@@ -284,7 +302,7 @@ func TestLocalLakeMatchesPostgres(t *testing.T) {
 	e := newEnv(t, true)
 	dir := t.TempDir()
 	lake := NewDir(dir)
-	cfg := Config{Stream: e.sc, FileMaxRows: 1500, FileMaxAge: time.Second}
+	cfg := Config{Stream: e.sc, Window: fixedDatesWindow, FileMaxRows: 1500, FileMaxAge: time.Second}
 	reg := prometheus.NewRegistry()
 	a := New(cfg, lake, e.js, testLog(t), reg)
 	runWriter(t, e)
@@ -330,7 +348,7 @@ func TestS3LakeMatchesPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Stream: e.sc, FileMaxRows: 2000, FileMaxAge: time.Second}
+	cfg := Config{Stream: e.sc, Window: fixedDatesWindow, FileMaxRows: 2000, FileMaxAge: time.Second}
 	runWriter(t, e)
 	r := startArchiver(t, New(cfg, lake, e.js, testLog(t), nil))
 	evs := genEvents(10_000, []int64{4, 5}, time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC), 3*time.Hour, 2)
@@ -394,7 +412,7 @@ func TestCrashAfterStoreBeforeAck(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, false)
 	lake := NewDir(t.TempDir())
-	cfg := Config{Stream: e.sc, FileMaxRows: 1000, FileMaxAge: time.Hour, AckWait: time.Second}
+	cfg := Config{Stream: e.sc, Window: fixedDatesWindow, FileMaxRows: 1000, FileMaxAge: time.Hour, AckWait: time.Second}
 	publish(t, e.js, e.sc, genEvents(3000, []int64{1}, time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), 50*time.Minute, 3))
 
 	nc1, js1 := e.freshJS(t)
@@ -459,7 +477,7 @@ func TestFramesAcrossHours(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, false)
 	lake := NewDir(t.TempDir())
-	cfg := Config{Stream: e.sc, FileMaxRows: 100, FileMaxAge: time.Hour, AckWait: time.Second}
+	cfg := Config{Stream: e.sc, Window: fixedDatesWindow, FileMaxRows: 100, FileMaxAge: time.Hour, AckWait: time.Second}
 	// A quarter in hour 10, the rest in 11: hour 11's files fill and are
 	// stored while hour 10's parts of the same messages are still held.
 	evs := genEvents(700, []int64{1}, time.Date(2026, 11, 26, 10, 45, 0, 0, time.UTC), time.Hour, 4)
@@ -527,7 +545,7 @@ func TestYieldStandsAside(t *testing.T) {
 	var yield atomic.Bool
 	yield.Store(true)
 	asked := make(chan struct{}, 100)
-	cfg := Config{Stream: e.sc, FileMaxRows: 100, FileMaxAge: time.Hour, Yield: func(context.Context) bool {
+	cfg := Config{Stream: e.sc, Window: fixedDatesWindow, FileMaxRows: 100, FileMaxAge: time.Hour, Yield: func(context.Context) bool {
 		select {
 		case asked <- struct{}{}:
 		default:
@@ -571,7 +589,7 @@ func TestArchiverChild(t *testing.T) {
 	// Half of every file is written, then the process pauses long enough
 	// for the parent to see the temporary file and kill it.
 	lake.slowWrite = 5 * time.Second
-	cfg := Config{Stream: sc, FileMaxRows: 1000, FileMaxAge: time.Hour, AckWait: time.Second}
+	cfg := Config{Stream: sc, Window: fixedDatesWindow, FileMaxRows: 1000, FileMaxAge: time.Hour, AckWait: time.Second}
 	_ = New(cfg, lake, js, testLog(t), nil).Run(context.Background())
 }
 
@@ -615,7 +633,7 @@ func TestKilledMidFile(t *testing.T) {
 		t.Fatalf("after a kill mid-file the lake shows %v, want nothing", objs)
 	}
 	_, js := e.freshJS(t)
-	cfg := Config{Stream: e.sc, FileMaxRows: 1000, FileMaxAge: time.Second, AckWait: time.Second}
+	cfg := Config{Stream: e.sc, Window: fixedDatesWindow, FileMaxRows: 1000, FileMaxAge: time.Second, AckWait: time.Second}
 	r := startArchiver(t, New(cfg, lake, js, testLog(t), nil))
 	waitArchived(t, e, cfg, 30*time.Second)
 	if err := r.stop(); err != nil {
@@ -636,7 +654,7 @@ func TestReplayRestoresDroppedDay(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, true)
 	lake := NewDir(t.TempDir())
-	cfg := Config{Stream: e.sc, FileMaxRows: 700, FileMaxAge: time.Second}
+	cfg := Config{Stream: e.sc, Window: fixedDatesWindow, FileMaxRows: 700, FileMaxAge: time.Second}
 	runWriter(t, e)
 	r := startArchiver(t, New(cfg, lake, e.js, testLog(t), nil))
 	publish(t, e.js, e.sc, genEvents(4000, []int64{1, 2}, time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC), 8*time.Hour, 6))
@@ -741,7 +759,7 @@ func TestStoppedArchiverLagsAlone(t *testing.T) {
 	p := herdtest.Start(t, herdtest.Options{})
 	ctx := context.Background()
 	lake := NewDir(t.TempDir())
-	cfg := Config{Stream: p.Stream, FileMaxRows: 1500, FileMaxAge: time.Second}
+	cfg := Config{Stream: p.Stream, Window: fixedDatesWindow, FileMaxRows: 1500, FileMaxAge: time.Second}
 	if _, err := EnsureConsumer(ctx, p.JS, cfg, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -56,6 +56,12 @@ type Config struct {
 	// that after an outage the rows reach Postgres first and the lake catches
 	// up after, rather than the two sharing the cores.
 	Yield func(ctx context.Context) bool
+	// Window is how old an event may be, when it reaches the stream, and
+	// still go to the directory of its hour; an older one goes to its
+	// month's bucket (hour=-1), so that events sent with old timestamps
+	// cannot multiply directories. Default 35 days, as the writer's
+	// partition window.
+	Window time.Duration
 }
 
 func (c *Config) defaults() {
@@ -96,7 +102,14 @@ func (c *Config) defaults() {
 	if c.LagInterval == 0 {
 		c.LagInterval = 5 * time.Second
 	}
+	if c.Window <= 0 {
+		c.Window = DefaultWindow
+	}
 }
+
+// DefaultWindow is Config.Window's default: the writer's default partition
+// window.
+const DefaultWindow = 35 * 24 * time.Hour
 
 // Archiver copies every event of the stream into the lake. It is a durable
 // consumer of its own, so it and the Postgres writer lag or fail
@@ -312,7 +325,7 @@ func (a *Archiver) handle(ctx context.Context, m jetstream.Msg) error {
 			bad++
 			return true
 		}
-		p := partitionOf(&ev)
+		p := partitionOf(&ev, meta.Timestamp, a.cfg.Window)
 		if _, ok := groups[p]; !ok {
 			order = append(order, p)
 		}

@@ -191,19 +191,47 @@ func checksum(data []byte) string {
 
 // partition is one Hive-style directory of the lake: a source and an hour
 // of the corrected event time (UTC), the same clock that picks the day
-// partition of herd.events, so a day of the warehouse is a date= directory
-// of the lake.
+// partition of herd.events, so a recent day of the warehouse is a date=
+// directory of the lake. An event that was already older than the window
+// when it reached the stream goes to its month's bucket instead
+// (month=true, hour the month's first instant, directory hour=-1), so the
+// number of directories follows the wall clock, not the event times that
+// clients send.
 type partition struct {
 	source int64
 	hour   time.Time
+	month  bool
 }
 
-func partitionOf(e *herd.Event) partition {
-	return partition{source: e.SourceID, hour: e.Timestamp.UTC().Truncate(time.Hour)}
+// monthHour is the hour= value of a month bucket: no real hour.
+const monthHour = -1
+
+// partitionOf places an event that reached the stream at arrived (the
+// stream's own timestamp, the same on every redelivery, so a message always
+// lands in the same directory).
+func partitionOf(e *herd.Event, arrived time.Time, window time.Duration) partition {
+	ts := e.Timestamp.UTC()
+	if !arrived.IsZero() && ts.Before(arrived.Add(-window)) {
+		return partition{source: e.SourceID, hour: time.Date(ts.Year(), ts.Month(), 1, 0, 0, 0, 0, time.UTC), month: true}
+	}
+	return partition{source: e.SourceID, hour: ts.Truncate(time.Hour)}
 }
 
 func (p partition) prefix() string {
-	return fmt.Sprintf("source=%d/date=%s/hour=%d/", p.source, p.hour.Format(time.DateOnly), p.hour.Hour())
+	h := p.hour.Hour()
+	if p.month {
+		h = monthHour
+	}
+	return fmt.Sprintf("source=%d/date=%s/hour=%d/", p.source, p.hour.Format(time.DateOnly), h)
+}
+
+// holds reports whether an event at t belongs in the partition's time span.
+func (p partition) holds(t time.Time) bool {
+	t = t.UTC()
+	if p.month {
+		return t.Year() == p.hour.Year() && t.Month() == p.hour.Month()
+	}
+	return t.Truncate(time.Hour).Equal(p.hour)
 }
 
 func (p partition) String() string { return strings.TrimSuffix(p.prefix(), "/") }
@@ -306,8 +334,9 @@ func writeManifest(ctx context.Context, lake Lake, prefix string, m *Manifest) e
 	return lake.Put(ctx, prefix+ManifestName, b)
 }
 
-// parseKey splits a lake key "source=1/date=2026-11-26/hour=10/name" into
-// its partition and file name.
+// parseKey splits a lake key "source=1/date=2026-11-26/hour=10/name" (or a
+// month bucket's "source=1/date=2003-05-01/hour=-1/name") into its
+// partition and file name.
 func parseKey(key string) (p partition, name string, ok bool) {
 	parts := strings.Split(key, "/")
 	if len(parts) != 4 {
@@ -328,6 +357,9 @@ func parseKey(key string) (p partition, name string, ok bool) {
 		return p, "", false
 	}
 	h, err := strconv.Atoi(hour)
+	if err == nil && h == monthHour && d.Day() == 1 {
+		return partition{source: id, hour: d, month: true}, parts[3], true
+	}
 	if err != nil || h < 0 || h > 23 {
 		return p, "", false
 	}

@@ -103,6 +103,13 @@ func Replay(ctx context.Context, lake Lake, db *pgxpool.Pool, store *writer.Stor
 		if err != nil {
 			return res, fmt.Errorf("replay %s: %w", key, err)
 		}
+		if p, _, _ := parseKey(key); p.month {
+			// A month bucket: only the selected days' events.
+			recs = slices.DeleteFunc(recs, func(r record) bool {
+				d := dayOf(r.Timestamp)
+				return d.Before(from) || d.After(to)
+			})
+		}
 		fp := FileProgress{Key: key, Index: i + 1, Total: len(files), Rows: int64(len(recs))}
 		for start := 0; start < len(recs); start += opt.BatchRows {
 			chunk := recs[start:min(start+opt.BatchRows, len(recs))]
@@ -135,8 +142,11 @@ func dayOf(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
 
-// selectFiles lists the Parquet files of the days and sources, in source,
-// date, hour and sequence order.
+// selectFiles lists the Parquet files that may hold events of the days
+// and sources: each day's hour directories, and the month buckets (hour=-1)
+// of the months the days touch, in source, date, hour and sequence order.
+// A month bucket holds other days too; Replay keeps only the selected
+// days' events.
 func selectFiles(ctx context.Context, lake Lake, from, to time.Time, sources []int64) ([]string, error) {
 	if len(sources) == 0 {
 		dirs, err := lake.Children(ctx, "")
@@ -153,32 +163,54 @@ func selectFiles(ctx context.Context, lake Lake, from, to time.Time, sources []i
 	}
 	slices.Sort(sources)
 	var keys []string
+	files := func(prefix string, month bool) ([]string, error) {
+		objs, err := lake.List(ctx, prefix)
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, o := range objs {
+			if p, name, ok := parseKey(o.Key); ok && p.month == month {
+				if _, _, ok := parseFileName(name); ok {
+					out = append(out, o.Key)
+				}
+			}
+		}
+		return out, nil
+	}
 	for _, src := range sources {
-		for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
-			objs, err := lake.List(ctx, fmt.Sprintf("source=%d/date=%s/", src, d.Format(time.DateOnly)))
+		var sel []string
+		for m := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC); !m.After(to); m = m.AddDate(0, 1, 0) {
+			got, err := files(partition{source: src, hour: m, month: true}.prefix(), true)
 			if err != nil {
 				return nil, err
 			}
-			var day []string
-			for _, o := range objs {
-				if _, name, ok := parseKey(o.Key); ok {
-					if _, _, ok := parseFileName(name); ok {
-						day = append(day, o.Key)
-					}
-				}
-			}
-			slices.SortFunc(day, func(a, b string) int {
-				pa, na, _ := parseKey(a)
-				pb, nb, _ := parseKey(b)
-				if c := pa.hour.Compare(pb.hour); c != 0 {
-					return c
-				}
-				fa, _, _ := parseFileName(na)
-				fb, _, _ := parseFileName(nb)
-				return cmpUint(fa, fb)
-			})
-			keys = append(keys, day...)
+			sel = append(sel, got...)
 		}
+		for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
+			got, err := files(fmt.Sprintf("source=%d/date=%s/", src, d.Format(time.DateOnly)), false)
+			if err != nil {
+				return nil, err
+			}
+			sel = append(sel, got...)
+		}
+		slices.SortFunc(sel, func(a, b string) int {
+			pa, na, _ := parseKey(a)
+			pb, nb, _ := parseKey(b)
+			if c := pa.hour.Compare(pb.hour); c != 0 {
+				return c
+			}
+			if pa.month != pb.month {
+				if pa.month {
+					return -1
+				}
+				return 1
+			}
+			fa, _, _ := parseFileName(na)
+			fb, _, _ := parseFileName(nb)
+			return cmpUint(fa, fb)
+		})
+		keys = append(keys, sel...)
 	}
 	return keys, nil
 }
@@ -215,9 +247,23 @@ func forgetMissing(ctx context.Context, db *pgxpool.Pool, d time.Time, sources [
 }
 
 // Locate names the lake file that holds the raw copy of a herd.events row,
-// from the row's source_id, timestamp and stream_seq.
+// from the row's source_id, timestamp and stream_seq: in the directory of
+// its hour or, for an event that was already old when it arrived, in its
+// month's bucket.
 func Locate(ctx context.Context, lake Lake, sourceID int64, ts time.Time, seq uint64) (string, FileEntry, error) {
-	p := partition{source: sourceID, hour: ts.UTC().Truncate(time.Hour)}
+	hour := partition{source: sourceID, hour: ts.UTC().Truncate(time.Hour)}
+	t := ts.UTC()
+	month := partition{source: sourceID, hour: time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC), month: true}
+	for _, p := range []partition{hour, month} {
+		key, f, err := locateIn(ctx, lake, p, seq)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return key, f, err
+		}
+	}
+	return "", FileEntry{}, fmt.Errorf("no file in %s or %s holds stream sequence %d: %w", hour.String(), month.String(), seq, fs.ErrNotExist)
+}
+
+func locateIn(ctx context.Context, lake Lake, p partition, seq uint64) (string, FileEntry, error) {
 	m, err := readManifest(ctx, lake, p.prefix())
 	if err != nil {
 		return "", FileEntry{}, err
@@ -241,5 +287,5 @@ func Locate(ctx context.Context, lake Lake, sourceID int64, ts time.Time, seq ui
 			return p.prefix() + f.Name, f, nil
 		}
 	}
-	return "", FileEntry{}, fmt.Errorf("no file in %s holds stream sequence %d: %w", p.String(), seq, fs.ErrNotExist)
+	return "", FileEntry{}, fs.ErrNotExist
 }

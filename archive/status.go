@@ -12,7 +12,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// DayStatus sums the lake's files of one date (all sources).
+// DayStatus sums the lake's files of one date (all sources); Date is
+// YYYY-MM for a month's bucket of events that were older than the window
+// when they arrived.
 type DayStatus struct {
 	Date  string
 	Files int
@@ -42,6 +44,9 @@ func LakeStatus(ctx context.Context, lake Lake) ([]DayStatus, error) {
 			return nil, err
 		}
 		date := p.hour.Format(time.DateOnly)
+		if p.month {
+			date = p.hour.Format("2006-01") // the month's bucket of events that arrived already old
+		}
 		d := days[date]
 		if d == nil {
 			d = &DayStatus{Date: date}

@@ -10,6 +10,8 @@ type metrics struct {
 	lag          prometheus.Histogram
 	redeliveries prometheus.Counter
 	errors       prometheus.Counter
+	failures     *prometheus.CounterVec
+	failing      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,9 +40,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herd_writer_errors_total", Help: "Failed batch writes (retried).",
 		}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_writer_batch_failures_total",
+			Help: "Failed batch writes by reason (partition, constraint, schema, data, connection, resources, shutdown, conflict, other); the batch stays in the stream and is retried, never rejected.",
+		}, []string{"reason"}),
+		failing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_writer_failing_batches",
+			Help: "Batches whose write currently fails and is being retried; above 0 for long, the writer is stuck and the log says why.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.batchSize, m.copySeconds, m.rows, m.duplicates, m.lag, m.redeliveries, m.errors)
+		reg.MustRegister(m.batchSize, m.copySeconds, m.rows, m.duplicates, m.lag, m.redeliveries, m.errors, m.failures, m.failing)
 	}
 	return m
 }

@@ -2,7 +2,6 @@ package writer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/herdhq/herd"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -121,12 +119,27 @@ func values(r *Row) []any {
 // whose (source, messageId) was ever stored before is skipped. It is the one
 // insert path, shared by the stream writer and by replays.
 type Store struct {
-	db    *pgxpool.Pool
-	parts sync.Map // day (time.Time) -> struct{}: partitions known to exist
+	db     *pgxpool.Pool
+	window int              // days before today that still get day partitions
+	now    func() time.Time // the wall clock the window is measured from
+	parts  sync.Map         // day (time.Time) -> struct{}: days known to have a partition
 }
 
+// DefaultPartitionWindow is how many days before today still get a day
+// partition of their own (Store.SetPartitionWindow).
+const DefaultPartitionWindow = 35
+
 // NewStore returns a Store on db.
-func NewStore(db *pgxpool.Pool) *Store { return &Store{db: db} }
+func NewStore(db *pgxpool.Pool) *Store {
+	return &Store{db: db, window: DefaultPartitionWindow, now: time.Now}
+}
+
+// SetPartitionWindow sets how many days before today (by the wall clock)
+// get a day partition each; an event older than that lands in a coarse
+// partition (see schemas/migrations/0005_partition_window.sql), so the
+// number of partitions follows the wall clock, not the event times clients
+// send. Negative means 0.
+func (s *Store) SetPartitionWindow(days int) { s.window = max(days, 0) }
 
 // Result counts what one Write did.
 type Result struct {
@@ -140,24 +153,41 @@ func day(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
 
-// ensurePartitions creates the day partitions the rows need.
+// ensurePartitions makes sure every day the rows fall on has a partition,
+// in one call for all the days the cache does not know: a batch of
+// historical events may span thousands of days.
 func (s *Store) ensurePartitions(ctx context.Context, rows []Row) error {
-	var missing []time.Time
-	seen := map[time.Time]bool{}
+	var (
+		missing []time.Time
+		seen    map[time.Time]struct{}
+		last    time.Time
+	)
 	for i := range rows {
 		d := day(rows[i].Timestamp)
-		if seen[d] {
+		if d == last {
 			continue
 		}
-		seen[d] = true
-		if _, ok := s.parts.Load(d); !ok {
+		last = d
+		if _, ok := s.parts.Load(d); ok {
+			continue
+		}
+		if seen == nil {
+			seen = map[time.Time]struct{}{}
+		}
+		if _, ok := seen[d]; !ok {
+			seen[d] = struct{}{}
 			missing = append(missing, d)
 		}
 	}
+	if len(missing) == 0 {
+		return nil
+	}
+	from := day(s.now()).AddDate(0, 0, -s.window)
+	if _, err := s.db.Exec(ctx, "SELECT herd.ensure_partitions($1::date[], $2::date)", missing, from); err != nil {
+		return fmt.Errorf("create partitions of herd.events for %d days (%s .. %s): %w", len(missing),
+			slices.MinFunc(missing, time.Time.Compare).Format(time.DateOnly), slices.MaxFunc(missing, time.Time.Compare).Format(time.DateOnly), err)
+	}
 	for _, d := range missing {
-		if _, err := s.db.Exec(ctx, "SELECT herd.ensure_partition($1::date)", d); err != nil {
-			return fmt.Errorf("create partition for %s: %w", d.Format("2006-01-02"), err)
-		}
 		s.parts.Store(d, struct{}{})
 	}
 	return nil
@@ -211,16 +241,27 @@ func seqLess(a, b uint64) bool {
 }
 
 // Write stores rows and rejects in one transaction. When Postgres refuses
-// the data itself (a value it cannot hold), the rows are split until the
-// offending ones are found; those are recorded in herd.rejects with
-// Postgres's reason and the rest are stored. Other errors (connection,
-// server shutting down) are returned for the caller to retry.
+// a value of the rows themselves (isContentError: a value it cannot hold
+// whatever the schema), the rows are split until the offending ones are
+// found; those are recorded in herd.rejects with Postgres's reason and the
+// rest are stored. Every other error (a partition or column changed by
+// hand, a constraint herd did not create, the connection) is returned for
+// the caller to retry: it is not the events' fault, and they must not be
+// rejected for it. A row that finds no partition makes Write forget its
+// cache of partitions and create them again once before it gives up.
 func (s *Store) Write(ctx context.Context, rows []Row, rejects []RejectRow) (Result, error) {
 	if err := s.ensurePartitions(ctx, rows); err != nil {
 		return Result{}, err
 	}
 	res, err := s.write(ctx, rows, rejects)
-	if err == nil || !isDataError(err) {
+	if isPartitionError(err) {
+		s.ForgetPartitions()
+		if err := s.ensurePartitions(ctx, rows); err != nil {
+			return Result{}, err
+		}
+		res, err = s.write(ctx, rows, rejects)
+	}
+	if err == nil || !isContentError(err) {
 		return res, err
 	}
 	// Isolate: rejects first on their own, then the rows by halves.
@@ -246,7 +287,7 @@ func (s *Store) isolate(ctx context.Context, rows []Row, total *Result) error {
 		total.Duplicates += r.Duplicates
 		return nil
 	}
-	if !isDataError(err) {
+	if !isContentError(err) {
 		return err
 	}
 	if len(rows) == 1 {
@@ -256,7 +297,7 @@ func (s *Store) isolate(ctx context.Context, rows []Row, total *Result) error {
 			Reason: "refused by Postgres: " + err.Error(), Raw: string(raw), ReceivedAt: rows[0].ReceivedAt,
 		}}
 		r, err := s.write(ctx, nil, []RejectRow{rej})
-		if err != nil && isDataError(err) {
+		if err != nil && isContentError(err) {
 			// The raw text itself cannot be stored (e.g. a NUL byte): keep the
 			// reason and an escaped copy.
 			rej.Raw = fmt.Sprintf("%q", raw)
@@ -424,22 +465,6 @@ func storableText(s string) string {
 		return s
 	}
 	return strconv.Quote(s)
-}
-
-// isDataError reports whether Postgres refused the data itself rather than
-// failing to run: retrying the same rows would fail the same way.
-func isDataError(err error) bool {
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) {
-		return false
-	}
-	switch pe.Code[:2] {
-	case "22", // data exception: invalid text, out of range, bad JSON
-		"23", // integrity constraint
-		"54": // program limit exceeded: value too large to index, too deep
-		return true
-	}
-	return false
 }
 
 type rowSource struct {

@@ -48,6 +48,11 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// DrainTimeout bounds the final commit on shutdown.
 	DrainTimeout time.Duration
+	// PartitionWindow is how many days before today get a day partition of
+	// herd.events each; older events go to coarse partitions, so clients'
+	// event times cannot multiply partitions (Store.SetPartitionWindow).
+	// Default DefaultPartitionWindow; negative means 0.
+	PartitionWindow int
 }
 
 func (c *Config) defaults() {
@@ -79,6 +84,9 @@ func (c *Config) defaults() {
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 8 * time.Second
 	}
+	if c.PartitionWindow == 0 {
+		c.PartitionWindow = DefaultPartitionWindow
+	}
 }
 
 // Writer moves events from the stream into Postgres.
@@ -93,7 +101,9 @@ type Writer struct {
 // New returns a writer; Run starts it.
 func New(cfg Config, db *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) *Writer {
 	cfg.defaults()
-	return &Writer{cfg: cfg, js: js, store: NewStore(db), log: log, m: newMetrics(reg)}
+	store := NewStore(db)
+	store.SetPartitionWindow(cfg.PartitionWindow)
+	return &Writer{cfg: cfg, js: js, store: store, log: log, m: newMetrics(reg)}
 }
 
 // Store is the writer's insert path, for replays.
@@ -300,14 +310,27 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 // commit writes one batch, retrying with backoff until it succeeds or the
-// writer stops; then acks (success) or naks (stopping) every message.
+// writer stops; then acks (success) or naks (stopping) every message. A
+// failure is never the events' fault here (Store.Write rejects the events
+// Postgres refuses for their content): the messages are held, kept from
+// redelivery, and the failure is counted by reason and logged with what an
+// operator should do.
 func (w *Writer) commit(ctx context.Context, b *batch) {
 	delay := w.cfg.RetryMin
 	lastProgress := time.Now()
+	failing := false
+	defer func() {
+		if failing {
+			w.m.failing.Dec()
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		res, err := w.store.Write(ctx, b.rows, b.rejects)
 		if err == nil {
+			if failing {
+				w.log.Info("batch written after failures", "events", len(b.rows), "attempts", attempt)
+			}
 			w.m.copySeconds.Observe(time.Since(start).Seconds())
 			w.m.batchSize.Observe(float64(b.events))
 			w.m.rows.WithLabelValues("events").Add(float64(res.Inserted))
@@ -333,7 +356,21 @@ func (w *Writer) commit(ctx context.Context, b *batch) {
 			}
 			return
 		}
-		w.log.Warn("write batch; will retry", "events", len(b.rows), "rejects", len(b.rejects), "attempt", attempt, "retry_in", delay, "err", err)
+		reason := failureReason(err)
+		w.m.failures.WithLabelValues(reason).Inc()
+		if !failing {
+			failing = true
+			w.m.failing.Inc()
+		}
+		if reason == reasonPartition {
+			w.store.ForgetPartitions()
+		}
+		level := slog.LevelWarn
+		if persistent(reason) || attempt >= 5 {
+			level = slog.LevelError
+		}
+		w.log.Log(ctx, level, "write batch failed; the events stay in the stream and are retried", "reason", reason,
+			"hint", failureHint(reason), "events", len(b.rows), "rejects", len(b.rejects), "attempt", attempt, "retry_in", delay, "err", err)
 		if time.Since(lastProgress) > w.cfg.AckWait/3 {
 			for _, m := range b.msgs {
 				_ = m.InProgress()

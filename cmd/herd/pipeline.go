@@ -32,6 +32,7 @@ type writerFlags struct {
 	parallel     int
 	retention    time.Duration
 	partsAhead   int
+	partsWindow  int
 	consumerName string
 	ackWait      time.Duration
 }
@@ -42,13 +43,18 @@ func (w *writerFlags) bind(fs *flag.FlagSet) {
 	fs.IntVar(&w.parallel, "writers", 2, "batches written in parallel, each on its own connection")
 	fs.DurationVar(&w.retention, "retention", 0, "drop event partitions older than this (e.g. 2160h for 90 days); 0 keeps everything")
 	fs.IntVar(&w.partsAhead, "partitions-ahead", 7, "days of partitions created ahead")
+	fs.IntVar(&w.partsWindow, "partition-window", writer.DefaultPartitionWindow, "days before today that get a partition of herd.events each; older events go to one partition per gap of a year, so clients' timestamps cannot multiply partitions")
 	fs.DurationVar(&w.ackWait, "ack-wait", 30*time.Second, "how long a crashed writer's messages wait before redelivery")
 	fs.StringVar(&w.consumerName, "consumer", "herd-writer", "durable JetStream consumer name (writers sharing it split the work)")
 }
 
 func (w *writerFlags) config(sc stream.Config) writer.Config {
+	window := w.partsWindow
+	if window == 0 {
+		window = -1 // writer.Config's zero value is its default; below zero is no window
+	}
 	return writer.Config{
-		Stream: sc, Consumer: w.consumerName, Parallel: w.parallel, AckWait: w.ackWait,
+		Stream: sc, Consumer: w.consumerName, Parallel: w.parallel, AckWait: w.ackWait, PartitionWindow: window,
 		Batch: writer.BatchPolicy{MaxEvents: w.batchEvents, MaxWait: w.batchWait},
 	}
 }

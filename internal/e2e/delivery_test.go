@@ -67,7 +67,10 @@ func TestRetryAcrossMidnight(t *testing.T) {
 		tm, _ := time.Parse(time.RFC3339Nano, s)
 		now.Store(&tm)
 	}
-	set("2026-03-01T23:59:59.900Z")
+	// The day before midnight is today (by the wall clock), so that it gets
+	// a day partition of its own (writer.Config.PartitionWindow).
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	set(today.Add(24*time.Hour - 100*time.Millisecond).Format(time.RFC3339Nano))
 	p := herdtest.Start(t, herdtest.Options{Collector: func(c *collector.Config) {
 		c.Now = func() time.Time { return *now.Load() }
 		c.Stream.DupeWindow = time.Second
@@ -79,7 +82,7 @@ func TestRetryAcrossMidnight(t *testing.T) {
 		t.Fatal(r.RawBody)
 	}
 	p.WaitRows(t, 1, 5*time.Second, "SELECT count(*) FROM herd.events")
-	set("2026-03-02T00:00:00.500Z")
+	set(today.Add(24*time.Hour + 500*time.Millisecond).Format(time.RFC3339Nano))
 	time.Sleep(1200 * time.Millisecond) // past any duplicate window
 	if r := post(t, p.URL+"/v1/track", body, map[string]string{"Authorization": basic(p.WriteKey)}); r.Status != 200 {
 		t.Fatal(r.RawBody)
@@ -91,8 +94,8 @@ func TestRetryAcrossMidnight(t *testing.T) {
 	if err := p.DB.QueryRow(context.Background(), `SELECT count(*), min(tableoid::regclass::text) FROM herd.events WHERE message_id = 'midnight-1'`).Scan(&rows, &day); err != nil {
 		t.Fatal(err)
 	}
-	if rows != 1 || day != "herd.events_20260301" {
-		t.Fatalf("rows %d in %s; want 1 in herd.events_20260301", rows, day)
+	if want := "herd.events_" + today.Format("20060102"); rows != 1 || day != want {
+		t.Fatalf("rows %d in %s; want 1 in %s", rows, day, want)
 	}
 	var seen int
 	_ = p.DB.QueryRow(context.Background(), `SELECT count(*) FROM herd.message_ids WHERE message_id = 'midnight-1'`).Scan(&seen)
