@@ -168,10 +168,16 @@ Re-applying today's enrichment to the raw fields (--re-enrich) is not available 
 
 // startArchiver runs the archiver in herd up, into DATA-DIR/lake. It stands
 // aside while the writer's consumer (writerConsumer) is far behind: the
-// rows reach Postgres first, and the lake catches up after.
-func startArchiver(e *env, g *group, a *admin, js jetstream.JetStream, sc stream.Config, dataDir, writerConsumer string) {
+// rows reach Postgres first, and the lake catches up after. windowDays is
+// the writer's --partition-window, so that the lake's month folders begin
+// where the warehouse's coarse partitions do (0: no window).
+func startArchiver(e *env, g *group, a *admin, js jetstream.JetStream, sc stream.Config, dataDir, writerConsumer string, windowDays int) {
 	lake := archive.NewDir(filepath.Join(dataDir, "lake"))
-	cfg := archive.Config{Stream: sc, Yield: writerBehind(js, sc.Name, writerConsumer)}
+	window := time.Duration(windowDays) * 24 * time.Hour
+	if windowDays <= 0 {
+		window = 100 * 365 * 24 * time.Hour
+	}
+	cfg := archive.Config{Stream: sc, Yield: writerBehind(js, sc.Name, writerConsumer), Window: window}
 	ar := archive.New(cfg, lake, js, e.log.With("component", "archiver"), a.reg)
 	g.Go("archiver", ar.Run)
 }
