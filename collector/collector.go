@@ -59,6 +59,12 @@ type Config struct {
 	// client network (an IPv4 address or an IPv6 /64), checked before the
 	// body is read; 0 is off.
 	IPRateLimit float64
+	// BrowserByteRate bounds the bytes per second each browser source may
+	// put on the stream (its key is public, so anyone may send with it):
+	// past a burst of 8 seconds' worth (at least 4 MiB) its requests get 429
+	// until the bucket refills. 0 is unlimited. Server sources, whose keys
+	// are secret, are bounded by RateLimit alone.
+	BrowserByteRate float64
 	// ExemptLoopback spares loopback clients the IPRateLimit: behind a
 	// local proxy that is not in TrustedProxies every client is 127.0.0.1.
 	ExemptLoopback bool
@@ -142,7 +148,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 		return nil, err
 	}
 	c := &Collector{cfg: cfg, nc: nc, js: js, log: log, m: newMetrics(reg), enricher: cfg.Enricher, webhooks: map[string]Webhook{}}
-	c.limits = newLimiters(cfg.RateLimit, cfg.IPRateLimit)
+	c.limits = newLimiters(cfg.RateLimit, cfg.IPRateLimit, cfg.BrowserByteRate)
 	c.rejects = newRejectBudget(cfg.RejectRate)
 	c.static = make(map[string]Static, len(cfg.Static))
 	for path, st := range cfg.Static {

@@ -252,6 +252,9 @@ func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string)
 			replyError(ctx, fasthttp.StatusUnauthorized, "unknown or revoked write key")
 			return
 		}
+		if !c.allowBytes(ctx, src, now) {
+			return
+		}
 	}
 	limit := MaxEventBytes
 	if batch {
@@ -275,6 +278,16 @@ func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string)
 		c.m.events.WithLabelValues("rejected", reasonCode(err)).Inc()
 	}
 	replyError(ctx, statusOf(err), err.Error())
+}
+
+// allowBytes answers 429 when a browser source has stored more than its
+// byte rate allows.
+func (c *Collector) allowBytes(ctx *fasthttp.RequestCtx, src *herd.Source, now time.Time) bool {
+	ok, wait := c.limits.sourceBytes(src, now)
+	if !ok {
+		c.rateLimited(ctx, "source_bytes", wait, fmt.Sprintf("source %s has stored more than its byte rate allows", src.Name))
+	}
+	return ok
 }
 
 // allowClient takes a request from the client network's bucket. Loopback
@@ -309,6 +322,9 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 		}
 		if src = c.lookupSource(r.writeKey); src == nil {
 			replyError(ctx, fasthttp.StatusUnauthorized, "unknown or revoked write key")
+			return
+		}
+		if !c.allowBytes(ctx, src, now) {
 			return
 		}
 	}
@@ -371,6 +387,7 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 		replyError(ctx, fasthttp.StatusServiceUnavailable, "events not stored: "+err.Error()+"; retry")
 		return
 	}
+	c.limits.chargeBytes(src, storeBudget(r)-budget, now)
 	c.m.events.WithLabelValues("accepted", "").Add(float64(accepted))
 	omitted := nerrs - len(errs)
 	switch {

@@ -19,8 +19,11 @@ import (
 type limiters struct {
 	defaultRate float64 // events/s per source when the source sets none; 0: unlimited
 
+	byteRate    float64 // bytes/s per browser source; 0: unlimited
+
 	mu       sync.Mutex
 	bySource map[int64]*sourceBucket
+	bytes    map[int64]*rate.Limiter // browser sources' stored bytes
 
 	ip *ipLimiter // nil: off
 }
@@ -30,8 +33,8 @@ type sourceBucket struct {
 	lim  *rate.Limiter
 }
 
-func newLimiters(defaultRate, ipRate float64) *limiters {
-	l := &limiters{defaultRate: defaultRate, bySource: map[int64]*sourceBucket{}}
+func newLimiters(defaultRate, ipRate, byteRate float64) *limiters {
+	l := &limiters{defaultRate: defaultRate, byteRate: byteRate, bySource: map[int64]*sourceBucket{}, bytes: map[int64]*rate.Limiter{}}
 	if ipRate > 0 {
 		l.ip = newIPLimiter(ipRate, ipShardCap)
 	}
@@ -72,6 +75,49 @@ func (l *limiters) source(s *herd.Source, n int, now time.Time) (bool, time.Dura
 	}
 	l.mu.Unlock()
 	return take(b.lim, n, now)
+}
+
+// byteBucket is the stored-bytes bucket of a browser source, nil when its
+// bytes are not limited.
+func (l *limiters) byteBucket(s *herd.Source) *rate.Limiter {
+	if l.byteRate <= 0 || s.Kind != herd.KindBrowser {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim := l.bytes[s.ID]
+	if lim == nil {
+		lim = rate.NewLimiter(rate.Limit(l.byteRate), int(math.Max(8*l.byteRate, minByteBurst)))
+		l.bytes[s.ID] = lim
+	}
+	return lim
+}
+
+// minByteBurst lets a browser source store at least one request of the
+// largest size at once (a 500 KB batch may store about 2.3 MB).
+const minByteBurst = 4 << 20
+
+// sourceBytes reports whether a browser source may store more now: its
+// bucket is not in debt. What a request stores is known only once its events
+// are encoded, so it is charged after (chargeBytes) and the debt refuses the
+// requests that follow until the bucket refills.
+func (l *limiters) sourceBytes(s *herd.Source, now time.Time) (bool, time.Duration) {
+	lim := l.byteBucket(s)
+	if lim == nil {
+		return true, 0
+	}
+	if tok := lim.TokensAt(now); tok < 0 {
+		return false, time.Duration(-tok / l.byteRate * float64(time.Second))
+	}
+	return true, 0
+}
+
+// chargeBytes takes n stored bytes from a browser source's bucket, into
+// debt if need be.
+func (l *limiters) chargeBytes(s *herd.Source, n int, now time.Time) {
+	if lim := l.byteBucket(s); lim != nil && n > 0 {
+		lim.ReserveN(now, min(n, lim.Burst()))
+	}
 }
 
 // client takes one request from the bucket of the client's network.

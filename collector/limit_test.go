@@ -27,7 +27,7 @@ func TestIPLimiterKeys(t *testing.T) {
 		{"IPv4 and the IPv6 /64 of zeros", "0.0.0.1", "::1", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := newLimiters(0, 1) // one request a second, burst one
+			l := newLimiters(0, 1, 0) // one request a second, burst one
 			if ok, _ := l.client(netip.MustParseAddr(tc.a), now); !ok {
 				t.Fatalf("first request from %s refused", tc.a)
 			}
@@ -53,7 +53,7 @@ func TestIPLimiterMemoryBounded(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	l := newLimiters(0, 5)
+	l := newLimiters(0, 5, 0)
 	busy := netip.MustParseAddr("198.51.100.1")
 	for {
 		if ok, _ := l.client(busy, now); !ok {

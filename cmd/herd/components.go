@@ -59,6 +59,7 @@ type collectorFlags struct {
 	ipRateLimit    float64
 	limitLoopback  bool
 	rejectRate     float64
+	byteRate       float64
 }
 
 func (c *collectorFlags) bind(fs *flag.FlagSet) {
@@ -71,6 +72,7 @@ func (c *collectorFlags) bind(fs *flag.FlagSet) {
 	fs.Float64Var(&c.ipRateLimit, "ip-rate-limit", 100, "requests per second to the event endpoints per client (an IPv4 address or an IPv6 /64; behind a proxy, set --trusted-proxies), answered 429 before the body is read; 0: off")
 	fs.BoolVar(&c.limitLoopback, "ip-rate-limit-loopback", false, "apply --ip-rate-limit to loopback clients (127.0.0.0/8, ::1) too; off by default because behind a local proxy not listed in --trusted-proxies every client is 127.0.0.1")
 	fs.Float64Var(&c.rejectRate, "reject-rate", collector.DefaultRejectRate, "bytes per second of refused events and requests each source may record in herd.rejects (burst: 32 s worth, at least 256 KiB); past it they are only counted (herd_collector_rejects_unrecorded_total) and summarised")
+	fs.Float64Var(&c.byteRate, "browser-byte-rate", 8<<20, "bytes per second each browser source may put on the stream, encoded (its write key is public; bursts of 8 s worth, at least 4 MiB), answered 429 past it; server sources are bounded by --rate-limit alone; 0: unlimited")
 	fs.BoolVar(&c.enrich, "enrich", true, "parse user agents, flag bots, look up geo and classify referrers (false: basic columns only)")
 	fs.StringVar(&c.geoIPDB, "geoip-db", "", "MaxMind City or Country .mmdb file; reloaded when it changes (empty: geo columns stay NULL)")
 	fs.StringVar(&c.asnDB, "asn-db", "", "MaxMind ASN .mmdb file (optional)")
@@ -79,7 +81,7 @@ func (c *collectorFlags) bind(fs *flag.FlagSet) {
 
 func (c *collectorFlags) config(sc stream.Config) (collector.Config, error) {
 	cfg := collector.Config{Stream: sc, PublicURL: c.publicURL, AnonymizeIP: c.anonymizeIP, PublishTimeout: c.publishTimeout,
-		RateLimit: c.rateLimit, IPRateLimit: c.ipRateLimit, ExemptLoopback: !c.limitLoopback, RejectRate: c.rejectRate}
+		RateLimit: c.rateLimit, IPRateLimit: c.ipRateLimit, ExemptLoopback: !c.limitLoopback, RejectRate: c.rejectRate, BrowserByteRate: c.byteRate}
 	for _, s := range strings.Split(c.trustedProxies, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue

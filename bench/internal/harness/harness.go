@@ -458,6 +458,8 @@ func (b *bench) startHerd(ctx context.Context, enrich bool) error {
 		"--data-dir", filepath.Join(b.o.WorkDir, "herd"),
 		"--database-url", b.herdURL, "--write-key", writeKey,
 		"--enrich="+strconv.FormatBool(enrich),
+		// The benchmark measures throughput through one browser source.
+		"--browser-byte-rate", "0",
 		"--writers", strconv.Itoa(b.o.Writers), "--batch-events", strconv.Itoa(b.o.BatchEvents),
 		"--batch-wait", b.o.BatchWait.String())
 	return err

@@ -434,7 +434,7 @@ func (b *bench) splitPhase(ctx context.Context) error {
 		return err
 	}
 	col, err := b.start(ctx, "herd-collect", "herd", "collect", "--nats-url", "nats://"+b.natsAddr,
-		"--nats-token-file", b.natsTokenFile(), "--listen", listen, "--admin-listen", admin)
+		"--nats-token-file", b.natsTokenFile(), "--listen", listen, "--admin-listen", admin, "--browser-byte-rate", "0")
 	if err != nil {
 		return err
 	}
