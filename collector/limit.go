@@ -19,7 +19,7 @@ import (
 type limiters struct {
 	defaultRate float64 // events/s per source when the source sets none; 0: unlimited
 
-	byteRate    float64 // bytes/s per browser source; 0: unlimited
+	byteRate float64 // bytes/s per browser source; 0: unlimited
 
 	mu       sync.Mutex
 	bySource map[int64]*sourceBucket
