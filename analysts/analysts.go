@@ -182,7 +182,8 @@ func Add(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, cfg Config, na
 				// privileges: the analyst reads the tables and columns
 				// herd.grant_analyst_read lists, and no default
 				// privileges, so a table herd adds later stays private.
-				stmts = append(stmts, "SELECT herd.grant_analyst_read("+quoteLiteral(name)+")")
+				stmts = append(stmts, "SELECT herd.grant_analyst_read("+quoteLiteral(name)+")",
+					"SELECT herd.grant_event_views("+quoteLiteral(name)+")")
 				continue
 			}
 			stmts = append(stmts,

@@ -15,6 +15,7 @@ import (
 	"github.com/herdhq/herd/internal/pgcluster"
 	"github.com/herdhq/herd/internal/pgtest"
 	"github.com/herdhq/herd/schemas"
+	"github.com/herdhq/herd/views"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -330,5 +331,36 @@ func TestUsageGrowsWithAnalystWork(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no query time for %s in %+v", a.Name, u.Queries)
+	}
+}
+
+// TestAnalystsReadEventViews: the per-event views (herd.track_<name>) hold
+// events only; an analyst added before a view is made, and one added after,
+// both read it, and so they do after the view is made again.
+func TestAnalystsReadEventViews(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := migrated(t, pgtest.New(t))
+	if _, err := db.Exec(ctx, `SELECT herd.ensure_partition(current_date);
+		INSERT INTO herd.sources (id, name, write_key) VALUES (1, 'web', 'k1');
+		INSERT INTO herd.events (message_id, source_id, type, event, user_id, "timestamp", received_at, properties)
+		VALUES ('m1', 1, 'track', 'Signed Up', 'u1', now(), now(), '{"plan":"pro"}')`); err != nil {
+		t.Fatal(err)
+	}
+	before := addAnalyst(t, db, "before")
+	refresh := func() {
+		t.Helper()
+		if _, err := views.Refresh(ctx, db, views.Config{}, quietLog()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refresh()
+	after := addAnalyst(t, db, "after")
+	refresh()
+	for _, a := range []Analyst{before, after} {
+		var plan string
+		if err := connectAs(t, a.URL).QueryRow(ctx, `SELECT plan FROM herd.track_signed_up`).Scan(&plan); err != nil || plan != "pro" {
+			t.Errorf("%s reads herd.track_signed_up: %q, %v", a.Name, plan, err)
+		}
 	}
 }

@@ -410,9 +410,14 @@ func apply(ctx context.Context, tx pgx.Tx, ev *eventProps, prev registered) (out
 		if _, err := sp.Exec(ctx, "COMMENT ON VIEW "+view+" IS "+quoteLiteral("track events named "+ev.name)); err != nil {
 			return err
 		}
-		_, err := sp.Exec(ctx, `INSERT INTO herd.event_views (view_name, event, columns, refreshed_at) VALUES ($1, $2, $3, now())
+		if _, err := sp.Exec(ctx, `INSERT INTO herd.event_views (view_name, event, columns, refreshed_at) VALUES ($1, $2, $3, now())
 			ON CONFLICT (event) DO UPDATE SET view_name = excluded.view_name, columns = excluded.columns, refreshed_at = now()`,
-			ev.view, ev.name, cols)
+			ev.view, ev.name, cols); err != nil {
+			return err
+		}
+		// Analysts read it as they read herd.tracks (a recreated view
+		// loses its grants).
+		_, err := sp.Exec(ctx, "SELECT herd.grant_event_view($1)", ev.view)
 		return err
 	})
 	if err != nil {
