@@ -5,11 +5,7 @@ package analysts
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/pbkdf2"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -21,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herdhq/herd/internal/secrets"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -124,8 +121,8 @@ func Add(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, cfg Config, na
 	if cfg.Group != "" && (!groupRE.MatchString(cfg.Group) || strings.HasPrefix(cfg.Group, "pg_")) {
 		return Analyst{}, fmt.Errorf("analysts group %q: want a lower-case SQL identifier of at most 63 characters, not starting with pg_", cfg.Group)
 	}
-	password := randomPassword()
-	verifier, err := scramVerifier(password)
+	password := secrets.Generate(18)
+	verifier, err := secrets.ScramVerifier(password)
 	if err != nil {
 		return Analyst{}, fmt.Errorf("add analyst %s: hash password: %w", name, err)
 	}
@@ -327,35 +324,6 @@ func List(ctx context.Context, db *pgxpool.Pool) ([]Analyst, error) {
 		return nil, fmt.Errorf("list analysts: %w", err)
 	}
 	return out, nil
-}
-
-func randomPassword() string {
-	b := make([]byte, 18)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// scramVerifier computes the SCRAM-SHA-256 verifier Postgres stores for a
-// password (RFC 5802/7677, in Postgres's rolpassword format).
-func scramVerifier(password string) (string, error) {
-	const iterations = 4096
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
-		return "", err
-	}
-	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
-	if err != nil {
-		return "", err
-	}
-	mac := func(key []byte, msg string) []byte {
-		h := hmac.New(sha256.New, key)
-		h.Write([]byte(msg))
-		return h.Sum(nil)
-	}
-	stored := sha256.Sum256(mac(salted, "Client Key"))
-	server := mac(salted, "Server Key")
-	b64 := base64.StdEncoding.EncodeToString
-	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, b64(salt), b64(stored[:]), b64(server)), nil
 }
 
 var groupRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)

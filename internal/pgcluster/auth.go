@@ -2,11 +2,6 @@ package pgcluster
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/pbkdf2"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -138,7 +133,7 @@ func (c *Cluster) Secure(ctx context.Context) error {
 	defer conn.Close(ctx)
 	// The server gets the SCRAM verifier, never the password itself, so
 	// that it cannot end up in the server's log.
-	v, err := scramVerifier(pw)
+	v, err := secrets.ScramVerifier(pw)
 	if err != nil {
 		return err
 	}
@@ -152,27 +147,6 @@ func (c *Cluster) Secure(ctx context.Context) error {
 		return fmt.Errorf("reload the configuration of %s: %w", c.Dir, err)
 	}
 	return nil
-}
-
-// scramVerifier is what Postgres stores for a scram-sha-256 password
-// (RFC 5802, as pg_authid.rolpassword holds it).
-func scramVerifier(password string) (string, error) {
-	const iterations = 4096
-	salt := make([]byte, 16)
-	_, _ = rand.Read(salt)
-	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
-	if err != nil {
-		return "", err
-	}
-	mac := func(key []byte, msg string) []byte {
-		h := hmac.New(sha256.New, key)
-		h.Write([]byte(msg))
-		return h.Sum(nil)
-	}
-	stored := sha256.Sum256(mac(salted, "Client Key"))
-	server := mac(salted, "Server Key")
-	b64 := base64.StdEncoding.EncodeToString
-	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, b64(salt), b64(stored[:]), b64(server)), nil
 }
 
 // escapePath percent-encodes a file path for a URL's query, keeping '/'.

@@ -5,7 +5,11 @@
 package secrets
 
 import (
+	"crypto/hmac"
+	"crypto/pbkdf2"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -144,4 +148,27 @@ func redactOne(s string) string {
 		out = " " + out
 	}
 	return out
+}
+
+// ScramVerifier is what Postgres stores for a scram-sha-256 password
+// (RFC 5802, as pg_authid.rolpassword holds it). Setting a role's password
+// to it keeps the password itself out of the statement, and so out of the
+// server's logs and pg_stat_statements.
+func ScramVerifier(password string) (string, error) {
+	const iterations = 4096
+	salt := make([]byte, 16)
+	_, _ = rand.Read(salt) // crypto/rand.Read never fails (Go 1.24+)
+	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
+	if err != nil {
+		return "", err
+	}
+	mac := func(key []byte, msg string) []byte {
+		h := hmac.New(sha256.New, key)
+		h.Write([]byte(msg))
+		return h.Sum(nil)
+	}
+	stored := sha256.Sum256(mac(salted, "Client Key"))
+	server := mac(salted, "Server Key")
+	b64 := base64.StdEncoding.EncodeToString
+	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, b64(salt), b64(stored[:]), b64(server)), nil
 }
