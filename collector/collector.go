@@ -138,6 +138,8 @@ type Collector struct {
 	rejects  *rejectBudget
 	packers  sync.Map // event subject → *packer
 	ready    atomic.Bool
+	// lastLimitWarn is when the per-client limit was last logged (unix ns).
+	lastLimitWarn atomic.Int64
 }
 
 // New builds a collector publishing through nc.

@@ -243,6 +243,7 @@ func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string)
 	ip := c.clientAddr(ctx.RemoteIP(), &ctx.Request.Header)
 	if ok, wait := c.allowClient(ip, now); !ok {
 		c.rateLimited(ctx, "ip", wait, "too many requests from "+clientNet(ip))
+		c.warnClientLimited(ip, now)
 		return
 	}
 	key := writeKeyFromHeaders(ctx)
@@ -773,6 +774,18 @@ func (c *Collector) webhook(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	replyJSON(ctx, 200, `{"received":true}`)
+}
+
+// warnClientLimited tells the operator, at most once a minute, which client
+// the per-client limit refused: when it is a load balancer or proxy that is
+// not in TrustedProxies, every client behind it shares its limit.
+func (c *Collector) warnClientLimited(ip netip.Addr, now time.Time) {
+	last := c.lastLimitWarn.Load()
+	if now.UnixNano()-last < int64(time.Minute) || !c.lastLimitWarn.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	c.log.Warn("a client is over the per-client rate limit; if it is a load balancer or proxy in front of herd, list it in --trusted-proxies so that each client behind it is limited on its own",
+		"client", clientNet(ip), "limit_per_second", c.cfg.IPRateLimit)
 }
 
 // rateLimited answers 429 with the time after which a retry would pass.
