@@ -140,6 +140,8 @@ type Collector struct {
 	ready    atomic.Bool
 	// lastLimitWarn is when the per-client limit was last logged (unix ns).
 	lastLimitWarn atomic.Int64
+	// suppressed holds the bucket keys of suppressed ids (suppress.go).
+	suppressed atomic.Pointer[map[string]struct{}]
 }
 
 // New builds a collector publishing through nc.
@@ -222,6 +224,9 @@ func (c *Collector) Start(ctx context.Context) error {
 		return ctx.Err()
 	case <-time.After(15 * time.Second):
 		return errors.New("sources bucket did not load within 15s")
+	}
+	if err := c.watchSuppressions(ctx); err != nil {
+		return err
 	}
 	c.ready.Store(true)
 	return nil

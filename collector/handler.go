@@ -378,6 +378,10 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 			c.m.events.WithLabelValues("dropped", "bot").Inc()
 			continue
 		}
+		if c.isSuppressed(&ev) {
+			c.m.events.WithLabelValues("dropped", "suppressed").Inc()
+			continue
+		}
 		p.add(pk)
 		accepted++
 	}

@@ -1,0 +1,162 @@
+package privacy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/herdhq/herd/stream"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Suppress adds the person's ids to herd.suppressions: collectors then drop
+// their future events (answered 200, counted, stored nowhere). Only hashes
+// of the ids are kept there (stream.SuppressKey); the request in
+// herd.privacy_requests has the ids. It returns the request id and how many
+// ids were newly suppressed.
+func Suppress(ctx context.Context, db *pgxpool.Pool, p Person) (int64, int64, error) {
+	return changeSuppressions(ctx, db, "suppress", p, `INSERT INTO herd.suppressions (key, kind, request_id)
+		SELECT k, kd, $3 FROM unnest($1::text[], $2::text[]) AS u(k, kd) ON CONFLICT DO NOTHING`)
+}
+
+// Unsuppress removes the person's ids from herd.suppressions.
+func Unsuppress(ctx context.Context, db *pgxpool.Pool, p Person) (int64, int64, error) {
+	return changeSuppressions(ctx, db, "unsuppress", p, `DELETE FROM herd.suppressions
+		WHERE key = ANY($1::text[]) AND cardinality($2::text[]) >= 0 AND $3::bigint IS NOT NULL`)
+}
+
+func changeSuppressions(ctx context.Context, db *pgxpool.Pool, kind string, p Person, sql string) (int64, int64, error) {
+	if err := p.validate(); err != nil {
+		return 0, 0, err
+	}
+	if len(p.Sources) > 0 {
+		return 0, 0, errors.New("suppression applies to every source: drop --source")
+	}
+	id, err := begin(ctx, db, kind, p)
+	if err != nil {
+		return 0, 0, err
+	}
+	var keys, kinds []string
+	for _, u := range p.UserIDs {
+		keys, kinds = append(keys, stream.SuppressKey(stream.SuppressUserID, u)), append(kinds, stream.SuppressUserID)
+	}
+	for _, a := range p.AnonymousIDs {
+		keys, kinds = append(keys, stream.SuppressKey(stream.SuppressAnonymousID, a)), append(kinds, stream.SuppressAnonymousID)
+	}
+	tag, err := db.Exec(ctx, sql, keys, kinds, id)
+	var n int64
+	if err != nil {
+		err = fmt.Errorf("%s in herd.suppressions: %w", kind, err)
+	} else {
+		n = tag.RowsAffected()
+	}
+	return id, n, finish(ctx, db, id, nil, Counts{"suppressions": n}, err)
+}
+
+// SyncSuppressions makes kv hold exactly the keys of herd.suppressions. The
+// bucket's keys are listed before the table is read, so an entry put by a
+// concurrent mirror after the listing is never deleted on the strength of
+// an older snapshot.
+func SyncSuppressions(ctx context.Context, db *pgxpool.Pool, kv jetstream.KeyValue) error {
+	existing, err := kv.Keys(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		return fmt.Errorf("list keys of bucket %s: %w", kv.Bucket(), err)
+	}
+	rows, err := db.Query(ctx, `SELECT key, kind FROM herd.suppressions`)
+	if err != nil {
+		return fmt.Errorf("read herd.suppressions: %w", err)
+	}
+	live := map[string]string{}
+	for rows.Next() {
+		var k, kind string
+		if err := rows.Scan(&k, &kind); err != nil {
+			rows.Close()
+			return err
+		}
+		live[k] = kind
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read herd.suppressions: %w", err)
+	}
+	for k, kind := range live {
+		if e, err := kv.Get(ctx, k); err == nil && string(e.Value()) == kind {
+			continue
+		}
+		if _, err := kv.Put(ctx, k, []byte(kind)); err != nil {
+			return fmt.Errorf("put a suppression into bucket %s: %w", kv.Bucket(), err)
+		}
+	}
+	for _, k := range existing {
+		if _, ok := live[k]; ok {
+			continue
+		}
+		if err := kv.Delete(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("delete entry %s (no longer suppressed) from bucket %s: %w", k, kv.Bucket(), err)
+		}
+	}
+	return nil
+}
+
+// MirrorSuppressions keeps kv in step with herd.suppressions: now, on every
+// change (LISTEN herd_suppressions) and every interval as a safety net,
+// until ctx ends.
+func MirrorSuppressions(ctx context.Context, db *pgxpool.Pool, kv jetstream.KeyValue, interval time.Duration, log *slog.Logger) error {
+	if interval <= 0 {
+		interval = 30 * time.Second
+	}
+	wake := make(chan struct{}, 1)
+	go listen(ctx, db, "herd_suppressions", wake, log)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := SyncSuppressions(ctx, db, kv); err != nil && ctx.Err() == nil {
+			log.Warn("mirror suppressions into NATS", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+		case <-t.C:
+		}
+	}
+}
+
+// listen signals wake on every notification on channel, reconnecting on
+// error, until ctx ends.
+func listen(ctx context.Context, db *pgxpool.Pool, channel string, wake chan<- struct{}, log *slog.Logger) {
+	for ctx.Err() == nil {
+		err := func() error {
+			conn, err := db.Acquire(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Release()
+			if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+				return err
+			}
+			defer conn.Exec(context.WithoutCancel(ctx), "UNLISTEN "+pgx.Identifier{channel}.Sanitize()) //nolint:errcheck
+			for {
+				if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+					return err
+				}
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		log.Debug("listen for suppression changes", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
