@@ -346,6 +346,9 @@ func TestDeleteWaitsForTheStream(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
+	// Dave's event, sent with carol's, is stored: the writer has passed
+	// carol's too.
+	p.WaitRows(t, 1, 10*time.Second, `SELECT count(*) FROM herd.events WHERE user_id = 'dave'`)
 	if n := count(t, p, `SELECT count(*) FROM herd.events WHERE user_id = 'carol'`); n != 0 {
 		t.Errorf("carol's event in flight landed after the delete: %d rows", n)
 	}
