@@ -214,6 +214,9 @@ func startWriter(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 	g.Go("sources mirror", func(ctx context.Context) error {
 		return warehouse.MirrorSources(ctx, db, kv, 30*time.Second, e.log)
 	})
+	if err := startSuppressionMirror(e, g, db, js, sc); err != nil {
+		return err
+	}
 	g.Go("stream trim", func(ctx context.Context) error {
 		return stream.TrimLoop(ctx, js, sc, 5*time.Second, e.log)
 	})
