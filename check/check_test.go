@@ -18,6 +18,23 @@ import (
 	"github.com/herdhq/herd/internal/herdtest"
 )
 
+// send posts a batch to the collector with the server source's key.
+func send(t *testing.T, p *herdtest.Pipeline, batch []map[string]any) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"batch": batch})
+	req, _ := http.NewRequest(http.MethodPost, p.URL+"/v1/batch", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(p.Server.WriteKey+":")))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/batch: %s", resp.Status)
+	}
+}
+
 // loaded is a pipeline (collector, writer, archiver into a lake on disk)
 // after a load that every store has taken in.
 type loaded struct {
@@ -50,24 +67,16 @@ func load(t *testing.T, perHour int) *loaded {
 	for h := 3; h >= 1; h-- {
 		hour := now.Add(-time.Duration(h) * time.Hour)
 		l.hours = append(l.hours, hour)
-		var batch []map[string]any
-		for i := range perHour {
-			batch = append(batch, map[string]any{
-				"type": "track", "event": "Checked", "messageId": fmt.Sprintf("m-%d-%d", h, i), "userId": fmt.Sprintf("u%d", i%7),
-				"timestamp": hour.Add(time.Duration(i) * time.Second).Format(time.RFC3339Nano),
-			})
-		}
-		body, _ := json.Marshal(map[string]any{"batch": batch})
-		req, _ := http.NewRequest(http.MethodPost, p.URL+"/v1/batch", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(p.Server.WriteKey+":")))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("POST /v1/batch: %s", resp.Status)
+		// Two requests an hour: two stream messages, two files.
+		for half := range 2 {
+			var batch []map[string]any
+			for i := half * perHour / 2; i < (half+1)*perHour/2; i++ {
+				batch = append(batch, map[string]any{
+					"type": "track", "event": "Checked", "messageId": fmt.Sprintf("m-%d-%d", h, i), "userId": fmt.Sprintf("u%d", i%7),
+					"timestamp": hour.Add(time.Duration(i) * time.Second).Format(time.RFC3339Nano),
+				})
+			}
+			send(t, p, batch)
 		}
 	}
 	l.n = int64(3 * perHour)
@@ -152,8 +161,8 @@ func TestCheckFindsWhatEachStoreLost(t *testing.T) {
 				t.Errorf("hour %s: %+v, want postgres one short", h.Hour, h)
 			}
 		case h.Hour.Equal(lakeHour):
-			if !h.Differs() || h.Events != h.Accepted || h.Lake >= h.Accepted {
-				t.Errorf("hour %s: %+v, want the lake short", h.Hour, h)
+			if !h.Differs() || h.Events != h.Accepted || h.Lake >= h.Accepted || h.Lake == 0 {
+				t.Errorf("hour %s: %+v, want the lake short by one of its two files", h.Hour, h)
 			}
 		default:
 			if h.Differs() {
