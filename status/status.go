@@ -35,6 +35,22 @@ type Report struct {
 	LastReceived, LastLoaded time.Time
 	Sources                  []SourceCounts
 	Rejects                  Rejects
+	// LastCheck is the newest herd check run (herd.check_runs); nil when
+	// none has run.
+	LastCheck *CheckRun
+}
+
+// CheckRun is one stored herd check: how many source-hours it compared
+// and how many differed, or why it failed.
+type CheckRun struct {
+	Finished     time.Time
+	Since, Until time.Time
+	Hours        int
+	Differences  int
+	Accepted     int64
+	Events       int64
+	Lake         *int64 // nil: the lake was not compared
+	Error        string
 }
 
 // StreamState is the JetStream stream's depth against its limits.
@@ -185,6 +201,20 @@ func (r *Report) gatherWarehouse(ctx context.Context, db *pgxpool.Pool, now time
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM herd.rejects WHERE received_at >= $1`, since).Scan(&r.Rejects.Total); err != nil {
 		return fmt.Errorf("count rejects: %w", err)
 	}
+	var c CheckRun
+	var cerr *string
+	err = db.QueryRow(ctx, `SELECT finished_at, since, until, hours, differences, accepted, events, lake, error
+		FROM herd.check_runs ORDER BY id DESC LIMIT 1`).Scan(&c.Finished, &c.Since, &c.Until, &c.Hours, &c.Differences, &c.Accepted, &c.Events, &c.Lake, &cerr)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("read the last herd check: %w", err)
+	default:
+		if cerr != nil {
+			c.Error = *cerr
+		}
+		r.LastCheck = &c
+	}
 	rows, err = db.Query(ctx, `SELECT `+reasonClass+` AS class, count(*) FROM herd.rejects
 		WHERE received_at >= $1 GROUP BY class ORDER BY count(*) DESC, class LIMIT $2`, since, TopReasons)
 	if err != nil {
@@ -236,6 +266,24 @@ func (r *Report) Write(w io.Writer) error {
 	fmt.Fprintf(tw, "\nrejects in the last %s: %d\n", hours(Window), r.Rejects.Total)
 	for _, rc := range r.Rejects.Top {
 		fmt.Fprintf(tw, "  %d\t%s\n", rc.Count, truncate(rc.Reason, 120))
+	}
+	fmt.Fprintf(tw, "\nlast check\n")
+	switch c := r.LastCheck; {
+	case c == nil:
+		fmt.Fprintf(tw, "  none yet (herd up runs one every 10 minutes; or run herd check)\n")
+	case c.Error != "":
+		fmt.Fprintf(tw, "  failed %s ago: %s\n", since(r.At, c.Finished), truncate(c.Error, 200))
+	default:
+		verdict := "stores agree"
+		if c.Differences > 0 {
+			verdict = fmt.Sprintf("%d of %d hours differ (run herd check for them)", c.Differences, c.Hours)
+		}
+		lake := "not compared"
+		if c.Lake != nil {
+			lake = fmt.Sprint(*c.Lake)
+		}
+		fmt.Fprintf(tw, "  %s ago, hours %s .. %s UTC: %s; accepted %d, postgres %d, lake %s\n", since(r.At, c.Finished),
+			c.Since.UTC().Format("2006-01-02 15:00"), c.Until.UTC().Format("2006-01-02 15:00"), verdict, c.Accepted, c.Events, lake)
 	}
 	return tw.Flush()
 }

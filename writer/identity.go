@@ -15,8 +15,8 @@ import "github.com/herdhq/herd"
 // identifies fold in timestamp order, and against the stored row an older
 // batch (a late event) only fills keys the user does not have yet.
 var identitySQL = `WITH ledger AS (
-	INSERT INTO herd.message_ids (source_id, message_id, day)
-	SELECT source_id, message_id, ("timestamp" AT TIME ZONE 'UTC')::date FROM herd_stage
+	INSERT INTO herd.message_ids (source_id, message_id, day, hour, stream_seq)
+	SELECT source_id, message_id, ("timestamp" AT TIME ZONE 'UTC')::date, date_trunc('hour', "timestamp", 'UTC'), stream_seq FROM herd_stage
 	ON CONFLICT DO NOTHING
 	RETURNING source_id, message_id
 ), ins AS (

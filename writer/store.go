@@ -370,13 +370,16 @@ func (s *Store) insertStaged(ctx context.Context, tx pgx.Tx, rows []Row) (int64,
 func (s *Store) insertDirect(ctx context.Context, tx pgx.Tx, rows []Row) (int64, error) {
 	srcs := make([]int64, len(rows))
 	ids := make([]string, len(rows))
-	days := make([]time.Time, len(rows))
+	hours := make([]time.Time, len(rows))
+	seqs := make([]int64, len(rows))
 	for i := range rows {
-		srcs[i], ids[i], days[i] = rows[i].SourceID, rows[i].MessageID, day(rows[i].Timestamp)
+		srcs[i], ids[i], hours[i], seqs[i] = rows[i].SourceID, rows[i].MessageID, rows[i].Timestamp.UTC().Truncate(time.Hour), int64(rows[i].Seq)
 	}
-	claimed, err := tx.Query(ctx, `INSERT INTO herd.message_ids (source_id, message_id, day)
-		SELECT * FROM unnest($1::bigint[], $2::text[], $3::date[])
-		ON CONFLICT DO NOTHING RETURNING source_id, message_id`, srcs, ids, days)
+	// The ledger keeps each event's hour and stream sequence as well as its
+	// day: herd check counts accepted events per hour from it.
+	claimed, err := tx.Query(ctx, `INSERT INTO herd.message_ids (source_id, message_id, day, hour, stream_seq)
+		SELECT s, m, (h AT TIME ZONE 'UTC')::date, h, nullif(q, 0) FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::bigint[]) u(s, m, h, q)
+		ON CONFLICT DO NOTHING RETURNING source_id, message_id`, srcs, ids, hours, seqs)
 	if err != nil {
 		return 0, fmt.Errorf("claim %d message ids: %w", len(rows), err)
 	}
