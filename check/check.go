@@ -153,8 +153,12 @@ func Check(ctx context.Context, db *pgxpool.Pool, js jetstream.JetStream, lake L
 	if r.Floor < math.MaxInt64 {
 		floor = int64(r.Floor)
 	}
-	err = scanCounts(ctx, db, `SELECT source_id, hour, count(*) FROM herd.message_ids
+	// Events a privacy request erased keep their ledger entries (so that a
+	// redelivery or a replay cannot store them again) but were removed from
+	// every store on purpose: they are not counted as accepted.
+	err = scanCounts(ctx, db, `SELECT source_id, hour, count(*) FROM herd.message_ids m
 		WHERE hour >= $1 AND hour < $2 AND ($3::bigint[] IS NULL OR source_id = ANY($3)) AND (stream_seq IS NULL OR stream_seq <= $4)
+		  AND NOT EXISTS (SELECT FROM herd.privacy_erased e WHERE e.source_id = m.source_id AND e.message_id = m.message_id)
 		GROUP BY 1, 2`, []any{r.Since, r.Until, ids, floor}, func(k Key, n int64) { at(k).Accepted += n })
 	if err != nil {
 		return nil, fmt.Errorf("count accepted events in herd.message_ids: %w", err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/archive"
+	"github.com/herdhq/herd/check"
 	"github.com/herdhq/herd/internal/herdtest"
 	"github.com/herdhq/herd/privacy"
 	"github.com/herdhq/herd/stream"
@@ -296,6 +297,16 @@ func testDelete(t *testing.T, kind string) {
 		}
 	}
 	checkGone("after the delete")
+
+	// herd check tells a deliberate removal from a loss: the erased events
+	// keep their ledger entries but are not counted as accepted.
+	cr, err := check.Check(ctx, p.DB, p.JS, check.ManifestCounter{Lake: lake}, check.Config{Stream: p.Stream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr.Differences != 0 || cr.Events != bobEvents || cr.Lake != bobEvents {
+		t.Errorf("herd check after the delete: %d differences, %d rows, %d in the lake (want 0, %d, %d): %+v", cr.Differences, cr.Events, cr.Lake, bobEvents, bobEvents, cr.Hours)
+	}
 
 	// The request and what each store lost are recorded.
 	var status string
