@@ -100,6 +100,22 @@ func Trim(ctx context.Context, js jetstream.JetStream, c Config) (TrimResult, er
 		if !covered || floor == 0 {
 			continue
 		}
+		// What a passed-over consumer has not acknowledged up to the floor
+		// is about to leave the stream: its copy has a gap there. It is
+		// recorded first, so that a purge cut short leaves the repair the
+		// messages still in the stream rather than an unrecorded loss.
+		if fam == c.EventsFilter() {
+			for name, cs := range skipped {
+				if !coversAny(cs.filters, fam) || cs.floor >= floor {
+					continue
+				}
+				g := Gap{Consumer: name, SeqRange: SeqRange{First: cs.floor + 1, Last: floor}}
+				if err := recordGap(ctx, js, c, name, g.SeqRange); err != nil {
+					return res, err
+				}
+				res.Gaps = append(res.Gaps, g)
+			}
+		}
 		// Purge keeps floor+1 and above: exactly the messages not yet acked
 		// by every interested consumer.
 		before, err := s.Info(ctx)
@@ -115,21 +131,6 @@ func Trim(ctx context.Context, js jetstream.JetStream, c Config) (TrimResult, er
 		}
 		if before.State.Msgs > after.State.Msgs {
 			res.Purged += before.State.Msgs - after.State.Msgs
-		}
-		if fam != c.EventsFilter() || before.State.Msgs == after.State.Msgs {
-			continue
-		}
-		// What a passed-over consumer had not acknowledged up to the floor
-		// is gone from the stream: its copy has a gap there.
-		for name, cs := range skipped {
-			if !coversAny(cs.filters, fam) || cs.floor >= floor {
-				continue
-			}
-			g := Gap{Consumer: name, SeqRange: SeqRange{First: cs.floor + 1, Last: floor}}
-			if err := recordGap(ctx, js, c, name, g.SeqRange); err != nil {
-				return res, err
-			}
-			res.Gaps = append(res.Gaps, g)
 		}
 	}
 	return res, nil
