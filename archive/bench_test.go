@@ -11,7 +11,7 @@ func BenchmarkEncodeFile(b *testing.B) {
 	evs := genEvents(20_000, []int64{1}, time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), time.Hour, 9)
 	recs := make([]record, len(evs))
 	for i := range evs {
-		recs[i] = toRecord(&evs[i], uint64(i+1))
+		recs[i] = toRecord(&evs[i], uint64(i+1), ProvArchiver)
 	}
 	var size int
 	for b.Loop() {
