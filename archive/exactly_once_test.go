@@ -152,7 +152,7 @@ func TestRetriesOnceInClosedPartition(t *testing.T) {
 			if st := post(t, p.URL, b); st != 200 {
 				t.Fatalf("retry: %d", st)
 			}
-			const distinct = nA + nB
+			var distinct int64 = nA + nB
 			q := `SELECT count(*) FROM herd.events WHERE source_id = $1`
 			if got := p.WaitRows(t, distinct, 15*time.Second, q, p.Source.ID); got != distinct {
 				t.Fatalf("herd.events holds %d rows, want %d", got, distinct)
@@ -190,18 +190,38 @@ func TestRetriesOnceInClosedPartition(t *testing.T) {
 					t.Fatalf("compact: %+v, want one partition, %d rows, %d duplicates dropped", res, distinct, 2*nA+nB)
 				}
 			} else {
-				waitFor(t, 30*time.Second, "the closed hour to be compacted", func() (bool, string) {
-					cs, err := Counts(ctx, lake, time.Time{})
-					if err != nil {
-						return false, err.Error()
-					}
-					return len(cs) == 1 && cs[0].Compacted, fmt.Sprintf("%+v", cs)
-				})
+				compacted := func(rows int64) {
+					t.Helper()
+					waitFor(t, 30*time.Second, "the closed hour to be compacted", func() (bool, string) {
+						cs, err := Counts(ctx, lake, time.Time{})
+						if err != nil {
+							return false, err.Error()
+						}
+						return len(cs) == 1 && cs[0].Compacted && cs[0].Rows == rows, fmt.Sprintf("%+v", cs)
+					})
+				}
+				compacted(distinct)
+				// A late event, and one more retry, reopen the closed hour
+				// until it is compacted again.
+				if st := post(t, p.URL, a); st != 200 {
+					t.Fatalf("send: %d", st)
+				}
+				if st := post(t, p.URL, batchBody(p.WriteKey, "late", 1, hour)); st != 200 {
+					t.Fatalf("send: %d", st)
+				}
+				distinct++
+				if got := p.WaitRows(t, distinct, 15*time.Second, q, p.Source.ID); got != distinct {
+					t.Fatalf("herd.events holds %d rows, want %d", got, distinct)
+				}
+				compacted(distinct)
 				if err := r.stop(); err != nil {
 					t.Fatal(err)
 				}
-				if got := counterValue(ar.m.duplicates); got != 2*nA+nB {
-					t.Errorf("herd_archive_duplicates_dropped_total = %v, want %d", got, 2*nA+nB)
+				if got := counterValue(ar.m.duplicates); got != 3*nA+nB {
+					t.Errorf("herd_archive_duplicates_dropped_total = %v, want %d", got, 3*nA+nB)
+				}
+				if got := counterValue(ar.m.compactions); got != 2 {
+					t.Errorf("herd_archive_compactions_total = %v, want 2", got)
 				}
 			}
 
