@@ -679,14 +679,21 @@ func (a *Archiver) maintain(ctx context.Context, now time.Time) error {
 	}
 	a.compactAt = now
 	if a.dirty == nil {
-		// First pass: whatever an earlier run left uncompacted.
+		// First pass: whatever an earlier run left uncompacted (one
+		// manifest read per partition of the lake, once per start).
 		parts, err := retry(ctx, a, "list partitions", func() ([]partition, error) { return listPartitions(ctx, a.lake, nil, time.Time{}) })
 		if err != nil {
 			return err
 		}
 		a.dirty = map[partition]bool{}
 		for _, p := range parts {
-			a.dirty[p] = true
+			m, err := retry(ctx, a, "read manifest of "+p.String(), func() (*Manifest, error) { return readManifest(ctx, a.lake, p.prefix()) })
+			if err != nil {
+				return err
+			}
+			if !m.Compacted {
+				a.dirty[p] = true
+			}
 		}
 		for p, st := range a.parts {
 			if !st.man.Compacted && len(st.man.Files) > 0 {

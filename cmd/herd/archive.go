@@ -343,6 +343,18 @@ func runArchiveStatus(ctx context.Context, e *env, args []string) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	gaps, err := archive.ReadGaps(ctx, lake)
+	if err != nil {
+		return err
+	}
+	if len(gaps.Ranges) > 0 {
+		var seqs uint64
+		for _, r := range gaps.Ranges {
+			seqs += r.Last - r.First + 1
+		}
+		fmt.Fprintf(e.stdout, "gaps awaiting repair: %d ranges over %d stream sequences (first %d-%d); run herd archive repair, or let herd up do it\n",
+			len(gaps.Ranges), seqs, gaps.Ranges[0].First, gaps.Ranges[0].Last)
+	}
 
 	// Status must answer even when NATS is down, so no reconnect loop here.
 	nc, err := f.nats.connectOnce("herd-archive-status", 3*time.Second)
