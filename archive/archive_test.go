@@ -47,7 +47,7 @@ func TestRecordRoundTrip(t *testing.T) {
 			ReferrerHost: "rh", ReferrerClass: "search", GCLID: "g", FBCLID: "f", OSVersion: "14", BotReason: "crawler", ASN: 64500, ASOrg: "org"},
 	}
 	bare := herd.Event{MessageID: "m2", SourceID: 7, Type: "page", Timestamp: ts, ReceivedAt: ts, Context: json.RawMessage("null")}
-	data, err := encodeFile([]record{toRecord(&full, 5), toRecord(&bare, 9)})
+	data, err := encodeFile([]record{toRecord(&full, 5, ProvArchiver), toRecord(&bare, 9, ProvArchiver)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +412,7 @@ func TestCrashAfterStoreBeforeAck(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, false)
 	lake := NewDir(t.TempDir())
-	cfg := Config{Stream: e.sc, Window: fixedDatesWindow, FileMaxRows: 1000, FileMaxAge: time.Hour, AckWait: time.Second}
+	cfg := Config{Stream: e.sc, Window: fixedDatesWindow, FileMaxRows: 1000, FileMaxAge: time.Hour, AckWait: time.Second, CloseAfter: -1}
 	publish(t, e.js, e.sc, genEvents(3000, []int64{1}, time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), 50*time.Minute, 3))
 
 	nc1, js1 := e.freshJS(t)
@@ -904,7 +904,7 @@ func TestNullsAsDuckDBSeesThem(t *testing.T) {
 		var recs []record
 		for i := off; i < off+n; i++ {
 			if evs[i].SourceID == int64(1+f%3) {
-				recs = append(recs, toRecord(&evs[i], uint64(i+1)))
+				recs = append(recs, toRecord(&evs[i], uint64(i+1), ProvArchiver))
 			}
 		}
 		if len(recs) == 0 {

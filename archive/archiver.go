@@ -10,12 +10,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"path"
 	"sort"
 	"time"
 
 	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/stream"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -62,9 +62,36 @@ type Config struct {
 	// cannot multiply directories. Default 35 days, as the writer's
 	// partition window.
 	Window time.Duration
+
+	// CloseAfter is how long after its hour (or a month bucket's month)
+	// ends a partition is closed: once no open file holds its events, it is
+	// compacted into one file sorted by (timestamp, message_id) with each
+	// message id once. A late event reopens it until the next compaction.
+	// Default DefaultCloseAfter; negative: the archiver never compacts.
+	CloseAfter time.Duration
+	// CompactEvery is how often closed partitions are looked for; default
+	// a minute.
+	CompactEvery time.Duration
+	// GapEvery is how often the archiver takes the gaps the stream's trim
+	// recorded (stream.TakeGaps) into the lake and, with DB, repairs them;
+	// default 10s.
+	GapEvery time.Duration
+	// DB, when set, lets the archiver repair gaps from herd.events (herd
+	// up); without it, gaps are recorded in the lake for `herd archive
+	// repair`.
+	DB *pgxpool.Pool
 }
 
 func (c *Config) defaults() {
+	if c.CloseAfter == 0 {
+		c.CloseAfter = DefaultCloseAfter
+	}
+	if c.CompactEvery == 0 {
+		c.CompactEvery = time.Minute
+	}
+	if c.GapEvery == 0 {
+		c.GapEvery = 10 * time.Second
+	}
 	c.Stream.Defaults()
 	if c.Consumer == "" {
 		c.Consumer = "herd-archiver"
@@ -121,7 +148,12 @@ type Archiver struct {
 	log  *slog.Logger
 	m    *metrics
 
-	parts         map[partition]*partState
+	parts map[partition]*partState
+	// dirty holds the partitions written since their last compaction;
+	// nil until the first pass has looked at the whole lake.
+	dirty         map[partition]bool
+	compactAt     time.Time
+	gapsAt        time.Time
 	buffered      int
 	bufferedBytes int
 
@@ -248,6 +280,12 @@ func (a *Archiver) Run(ctx context.Context) error {
 				return err
 			}
 			a.touch(now)
+			if !yielding {
+				if err := a.maintain(ctx, now); err != nil && ctx.Err() == nil {
+					stop()
+					return err
+				}
+			}
 			a.evictIdle(now)
 			if a.cfg.Yield != nil {
 				if y := a.cfg.Yield(ctx); y != yielding {
@@ -437,73 +475,19 @@ func (a *Archiver) partition(ctx context.Context, p partition) (*partState, erro
 	return st, nil
 }
 
-// load reads a partition's manifest and reconciles it with the files
-// present: a file stored just before a crash, whose manifest entry was never
-// written, is adopted; temporaries of a dead process are removed.
+// load reads a partition's manifest, reconciled with the files present
+// (openPartition).
 func (a *Archiver) load(ctx context.Context, p partition) (*partState, error) {
-	prefix := p.prefix()
-	if c, ok := a.lake.(tempCleaner); ok {
-		if n, err := c.cleanTemps(prefix, 0); err != nil {
-			a.log.Warn("remove temporary files", "partition", p.String(), "err", err)
-		} else if n > 0 {
-			a.log.Info("removed temporary files of an interrupted write", "partition", p.String(), "files", n)
-		}
-	}
-	objs, err := a.lake.List(ctx, prefix)
-	if err != nil {
-		return nil, err
-	}
-	man, err := readManifest(ctx, a.lake, prefix)
+	man, err := openPartition(ctx, a.lake, p, a.cfg.Stream.Name, a.log)
 	if err != nil {
 		return nil, err
 	}
 	st := &partState{p: p, man: man, seqs: map[string]map[uint64]struct{}{}}
-	known := map[string]bool{}
-	for _, f := range man.Files {
-		known[f.Name] = true
-	}
-	present := map[string]bool{}
-	changed := false
-	for _, o := range objs {
-		name := path.Base(o.Key)
-		if _, _, ok := parseFileName(name); !ok {
-			continue
-		}
-		present[name] = true
-		if known[name] {
-			continue
-		}
-		data, err := a.lake.Get(ctx, o.Key)
-		if err != nil {
-			return nil, err
-		}
-		recs, err := decodeFile(data)
-		if err != nil || len(recs) == 0 {
-			a.log.Error("unreadable file in the lake; ignored", "file", o.Key, "err", err)
-			continue
-		}
-		man.Files = append(man.Files, describe(name, a.cfg.Stream.Name, data, recs))
-		st.seqs[name] = seqSet(recs)
-		changed = true
-		a.log.Info("adopted a file stored before an interruption", "file", o.Key, "rows", len(recs))
-	}
-	kept := man.Files[:0]
-	for _, f := range man.Files {
-		if present[f.Name] {
-			kept = append(kept, f)
-		} else {
-			a.log.Warn("manifest lists a file that is gone; entry dropped", "partition", p.String(), "file", f.Name)
-			changed = true
-		}
-	}
-	man.Files = kept
-	if changed {
-		if err := writeManifest(ctx, a.lake, prefix, man); err != nil {
-			return nil, err
-		}
-	}
 	for _, f := range man.Files {
 		st.maxLast = max(st.maxLast, f.LastSeq)
+	}
+	if !man.Compacted && len(man.Files) > 0 && a.dirty != nil {
+		a.dirty[p] = true
 	}
 	return st, nil
 }
@@ -566,7 +550,7 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 			a.log.Warn("not an event; not archived", "seq", e.seq, "partition", st.p.String(), "err", err)
 			continue
 		}
-		recs = append(recs, toRecord(&ev, e.seq))
+		recs = append(recs, toRecord(&ev, e.seq, ProvArchiver))
 	}
 	if len(recs) == 0 {
 		a.release(st)
@@ -596,6 +580,10 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	}
 	if !replaced {
 		st.man.Files = append(st.man.Files, entry)
+	}
+	st.man.Compacted = false
+	if a.dirty != nil {
+		a.dirty[st.p] = true
 	}
 	if _, err := retry(ctx, a, "store manifest of "+st.p.String(), func() (struct{}, error) {
 		return struct{}{}, writeManifest(ctx, a.lake, st.p.prefix(), st.man)
@@ -669,4 +657,95 @@ func (a *Archiver) evictIdle(now time.Time) {
 			delete(a.parts, p)
 		}
 	}
+}
+
+// maintain takes the stream's recorded gaps into the lake and repairs them
+// (with DB), and compacts the partitions that closed. It runs in Run's
+// loop, so it never races the archiver's own writes.
+func (a *Archiver) maintain(ctx context.Context, now time.Time) error {
+	if now.Sub(a.gapsAt) >= a.cfg.GapEvery {
+		a.gapsAt = now
+		if _, err := retry(ctx, a, "take recorded gaps", func() (int, error) { return a.takeGaps(ctx) }); err != nil {
+			return err
+		}
+		if a.cfg.DB != nil {
+			if _, err := retry(ctx, a, "repair gaps", func() (RepairResult, error) { return a.repair(ctx) }); err != nil {
+				return err
+			}
+		}
+	}
+	if a.cfg.CloseAfter < 0 || now.Sub(a.compactAt) < a.cfg.CompactEvery {
+		return nil
+	}
+	a.compactAt = now
+	if a.dirty == nil {
+		// First pass: whatever an earlier run left uncompacted (one
+		// manifest read per partition of the lake, once per start).
+		parts, err := retry(ctx, a, "list partitions", func() ([]partition, error) { return listPartitions(ctx, a.lake, nil, time.Time{}) })
+		if err != nil {
+			return err
+		}
+		a.dirty = map[partition]bool{}
+		for _, p := range parts {
+			m, err := retry(ctx, a, "read manifest of "+p.String(), func() (*Manifest, error) { return readManifest(ctx, a.lake, p.prefix()) })
+			if err != nil {
+				return err
+			}
+			if !m.Compacted {
+				a.dirty[p] = true
+			}
+		}
+		for p, st := range a.parts {
+			if !st.man.Compacted && len(st.man.Files) > 0 {
+				a.dirty[p] = true
+			}
+		}
+	}
+	closed := now.Add(-a.cfg.CloseAfter)
+	for p := range a.dirty {
+		if p.end().After(closed) {
+			continue
+		}
+		if st, ok := a.parts[p]; ok {
+			if st.buf != nil {
+				continue // an open file holds its events
+			}
+			delete(a.parts, p) // reloaded from the compacted manifest on next use
+		}
+		r, err := retry(ctx, a, "compact "+p.String(), func() (CompactResult, error) {
+			return compactPartition(ctx, a.lake, p, a.cfg.Stream.Name, a.log)
+		})
+		if err != nil {
+			return err
+		}
+		delete(a.dirty, p)
+		if r.Partitions > 0 {
+			a.m.compactions.Inc()
+			a.m.duplicates.Add(float64(r.Duplicates))
+		}
+	}
+	return nil
+}
+
+// repair fills the lake's recorded gaps from the stream and herd.events.
+func (a *Archiver) repair(ctx context.Context) (RepairResult, error) {
+	r := &repairer{
+		lake: a.lake, js: a.js, db: a.cfg.DB, m: a.m,
+		opt: RepairOptions{Stream: a.cfg.Stream, Window: a.cfg.Window, CloseAfter: a.cfg.CloseAfter, Log: a.log},
+		before: func(ctx context.Context, p partition) error {
+			if st, ok := a.parts[p]; ok {
+				if err := a.flush(ctx, st); err != nil {
+					return err
+				}
+				delete(a.parts, p)
+			}
+			return nil
+		},
+		after: func(p partition) {
+			if a.dirty != nil {
+				a.dirty[p] = true
+			}
+		},
+	}
+	return r.run(ctx)
 }

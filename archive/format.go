@@ -72,7 +72,19 @@ type record struct {
 	BotReason         *string    `parquet:"bot_reason,optional,dict"`
 	ASN               *int64     `parquet:"asn,optional"`
 	ASOrg             *string    `parquet:"as_org,optional,dict"`
+	// Provenance says where the row came from: ProvArchiver (the archiver
+	// took it live from the stream), ProvStream or ProvPostgres (a gap
+	// repair found it still in the stream, or only in herd.events). Files
+	// written before the column existed have none (NULL).
+	Provenance *string `parquet:"provenance,optional,dict"`
 }
+
+// Values of the provenance column.
+const (
+	ProvArchiver = "archiver"
+	ProvStream   = "stream"
+	ProvPostgres = "postgres"
+)
 
 // opt is a nullable column value: the writer stores empty strings as NULL.
 func opt(s string) *string {
@@ -126,9 +138,10 @@ func utcPtr(t *time.Time) *time.Time {
 	return &u
 }
 
-func toRecord(e *herd.Event, seq uint64) record {
+func toRecord(e *herd.Event, seq uint64, prov string) record {
 	return record{
-		MessageID: e.MessageID, SourceID: e.SourceID, Type: e.Type, Event: opt(e.Event),
+		Provenance: opt(prov),
+		MessageID:  e.MessageID, SourceID: e.SourceID, Type: e.Type, Event: opt(e.Event),
 		AnonymousID: opt(e.AnonymousID), UserID: opt(e.UserID), GroupID: opt(e.GroupID), PreviousID: opt(e.PreviousID),
 		Timestamp: e.Timestamp.UTC(), OriginalTimestamp: utcPtr(e.OriginalTimestamp), SentAt: utcPtr(e.SentAt), ReceivedAt: e.ReceivedAt.UTC(),
 		Context: jsonText(e.Context), Properties: jsonText(e.Properties), Traits: jsonText(e.Traits),
@@ -161,15 +174,18 @@ func (r *record) event() herd.Event {
 	}
 }
 
-// encodeFile writes records (sorted by sequence) as one zstd-compressed
-// Parquet file.
+// encodeFile writes records as one zstd-compressed Parquet file.
 func encodeFile(recs []record) ([]byte, error) {
+	lo, hi := recs[0].StreamSeq, recs[0].StreamSeq
+	for i := range recs {
+		lo, hi = min(lo, recs[i].StreamSeq), max(hi, recs[i].StreamSeq)
+	}
 	var buf bytes.Buffer
 	w := parquet.NewGenericWriter[record](&buf,
 		parquet.Compression(&parquet.Zstd),
 		parquet.CreatedBy("herd", "", ""),
-		parquet.KeyValueMetadata("herd.first_seq", strconv.FormatInt(recs[0].StreamSeq, 10)),
-		parquet.KeyValueMetadata("herd.last_seq", strconv.FormatInt(recs[len(recs)-1].StreamSeq, 10)),
+		parquet.KeyValueMetadata("herd.first_seq", strconv.FormatInt(lo, 10)),
+		parquet.KeyValueMetadata("herd.last_seq", strconv.FormatInt(hi, 10)),
 	)
 	if _, err := w.Write(recs); err != nil {
 		return nil, fmt.Errorf("encode %d rows as parquet: %w", len(recs), err)
@@ -242,32 +258,78 @@ func fileName(first, last uint64) string {
 	return fmt.Sprintf("part-%d-%d.parquet", first, last)
 }
 
+// taggedName names a file that replaces or adds to the archiver's own: a
+// compaction's ("c") or a gap repair's ("r"), with the partition's
+// generation so that a rewrite never overwrites a file the manifest lists.
+func taggedName(first, last uint64, tag string, gen int) string {
+	return fmt.Sprintf("part-%d-%d.%s%d.parquet", first, last, tag, gen)
+}
+
+// parseFileName reads "part-<first>-<last>.parquet" (the archiver's) or
+// "part-<first>-<last>.<tag><gen>.parquet" (a compaction's or a repair's;
+// tagged is true).
 func parseFileName(name string) (first, last uint64, ok bool) {
+	first, last, _, ok = parseName(name)
+	return first, last, ok
+}
+
+func parseName(name string) (first, last uint64, tagged, ok bool) {
 	s, found := strings.CutPrefix(name, "part-")
 	if !found {
-		return 0, 0, false
+		return 0, 0, false, false
 	}
 	s, found = strings.CutSuffix(s, ".parquet")
 	if !found {
-		return 0, 0, false
+		return 0, 0, false, false
+	}
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		tag := s[i+1:]
+		if tag == "" || strings.Trim(tag, "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
+			return 0, 0, false, false
+		}
+		s, tagged = s[:i], true
 	}
 	a, b, found := strings.Cut(s, "-")
 	if !found {
-		return 0, 0, false
+		return 0, 0, false, false
 	}
 	first, err1 := strconv.ParseUint(a, 10, 64)
 	last, err2 := strconv.ParseUint(b, 10, 64)
-	return first, last, err1 == nil && err2 == nil && first <= last
+	return first, last, tagged, err1 == nil && err2 == nil && first <= last
 }
 
 // ManifestName is the file in each partition directory that lists its
 // Parquet files. The leading underscore keeps it out of Hive readers' way.
 const ManifestName = "_manifest.json"
 
-// Manifest lists the files of one partition with their provenance.
+// Manifest lists the files of one partition with their provenance, and
+// sums them: Rows, MinSeq and MaxSeq are over every file and are kept by
+// writeManifest.
 type Manifest struct {
 	Version int         `json:"version"`
 	Files   []FileEntry `json:"files"`
+	// Compacted is true once the partition is closed and its files were
+	// merged into one, sorted by (timestamp, message_id), with each
+	// message id once. Any file added later (a late event, a gap repair)
+	// sets it back to false until the next compaction.
+	Compacted   bool       `json:"compacted"`
+	CompactedAt *time.Time `json:"compacted_at,omitempty"`
+	// Duplicates is how many rows the compactions of this partition
+	// dropped as a second copy of a message id (client retries,
+	// redeliveries).
+	Duplicates int64 `json:"duplicates_dropped,omitempty"`
+	Rows       int64 `json:"rows"`
+	// MinSeq and MaxSeq bound the stream sequences of the partition's rows
+	// (0 when it has none).
+	MinSeq uint64 `json:"min_seq"`
+	MaxSeq uint64 `json:"max_seq"`
+	// Generation counts the rewrites (compactions, repairs) of the
+	// partition; it names their files.
+	Generation int `json:"generation,omitempty"`
+	// Superseded lists files a rewrite replaced and that may still exist
+	// (the process died before deleting them): they are deleted when the
+	// partition is next opened, and never read.
+	Superseded []string `json:"superseded,omitempty"`
 }
 
 // FileEntry describes one Parquet file: which stream messages made it (the
@@ -310,6 +372,19 @@ func describe(name, streamName string, data []byte, recs []record) FileEntry {
 	return f
 }
 
+// sum sets Rows, MinSeq and MaxSeq from the files (manifests written
+// before those fields existed have them from here too).
+func (m *Manifest) sum() {
+	m.Rows, m.MinSeq, m.MaxSeq = 0, 0, 0
+	for i, f := range m.Files {
+		m.Rows += f.Rows
+		if i == 0 || f.FirstSeq < m.MinSeq {
+			m.MinSeq = f.FirstSeq
+		}
+		m.MaxSeq = max(m.MaxSeq, f.LastSeq)
+	}
+}
+
 func readManifest(ctx context.Context, lake Lake, prefix string) (*Manifest, error) {
 	b, err := lake.Get(ctx, prefix+ManifestName)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -322,11 +397,13 @@ func readManifest(ctx context.Context, lake Lake, prefix string) (*Manifest, err
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("parse manifest %s%s: %w", prefix, ManifestName, err)
 	}
+	m.sum()
 	return &m, nil
 }
 
 func writeManifest(ctx context.Context, lake Lake, prefix string, m *Manifest) error {
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].FirstSeq < m.Files[j].FirstSeq })
+	m.sum()
 	b, err := json.MarshalIndent(m, "", " ")
 	if err != nil {
 		return err

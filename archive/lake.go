@@ -34,6 +34,8 @@ type Lake interface {
 	// Children returns the names of the immediate "directories" under
 	// prefix (e.g. "source=1"), sorted.
 	Children(ctx context.Context, prefix string) ([]string, error)
+	// Delete removes an object; a missing one is not an error.
+	Delete(ctx context.Context, key string) error
 	String() string
 }
 
@@ -138,6 +140,14 @@ func (d *Dir) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, fmt.Errorf("read lake file %s: %w", d.path(key), err)
 	}
 	return b, nil
+}
+
+// Delete removes a file of the lake.
+func (d *Dir) Delete(ctx context.Context, key string) error {
+	if err := os.Remove(d.path(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete lake file %s: %w", d.path(key), err)
+	}
+	return nil
 }
 
 // List walks the directory under prefix; hidden files (temporaries) are
@@ -336,6 +346,14 @@ func (s *S3) Get(ctx context.Context, key string) ([]byte, error) {
 		err = fs.ErrNotExist
 	}
 	return nil, fmt.Errorf("download s3://%s/%s%s: %w", s.bucket, s.prefix, key, err)
+}
+
+// Delete removes an object (S3 answers a missing key with success).
+func (s *S3) Delete(ctx context.Context, key string) error {
+	if err := s.c.RemoveObject(ctx, s.bucket, s.prefix+key, minio.RemoveObjectOptions{}); err != nil {
+		return fmt.Errorf("delete s3://%s/%s%s: %w", s.bucket, s.prefix, key, err)
+	}
+	return nil
 }
 
 // List lists every object under prefix.

@@ -13,6 +13,10 @@ type metrics struct {
 	buffered     prometheus.Gauge
 	lag          prometheus.Gauge
 	yielding     prometheus.Gauge
+	gaps         prometheus.Counter
+	repaired     *prometheus.CounterVec
+	compactions  prometheus.Counter
+	duplicates   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -48,9 +52,25 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		yielding: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herd_archive_yielding", Help: "1 while the archiver stands aside because the Postgres writer is far behind.",
 		}),
+		gaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_archive_gaps_total", Help: "Ranges of events the stream trimmed before the archiver had them (recorded in the lake's _gaps.json until repaired).",
+		}),
+		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_archive_repaired_rows_total", Help: "Events a gap repair added to the lake, by where it found them (stream, postgres).",
+		}, []string{"from"}),
+		compactions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_archive_compactions_total", Help: "Closed partitions compacted into one sorted, deduplicated file.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_archive_duplicates_dropped_total", Help: "Second copies of a message id (client retries, redeliveries) that compaction dropped.",
+		}),
+	}
+	for _, from := range []string{ProvStream, ProvPostgres} {
+		m.repaired.WithLabelValues(from)
 	}
 	if reg != nil {
-		reg.MustRegister(m.files, m.rows, m.bytes, m.writeSeconds, m.errors, m.skipped, m.undecodable, m.buffered, m.lag, m.yielding)
+		reg.MustRegister(m.files, m.rows, m.bytes, m.writeSeconds, m.errors, m.skipped, m.undecodable, m.buffered, m.lag, m.yielding,
+			m.gaps, m.repaired, m.compactions, m.duplicates)
 	}
 	return m
 }

@@ -16,6 +16,10 @@ type TrimResult struct {
 	// Skipped names best-effort consumers that were passed over because the
 	// stream was under pressure; their unacknowledged messages may be gone.
 	Skipped []string
+	// Gaps are the ranges of events purged before a skipped consumer had
+	// acknowledged them. Each is also recorded in the GapsKV bucket, from
+	// which the archiver takes it into the lake and repairs it.
+	Gaps []Gap
 }
 
 // Trim deletes messages that every consumer interested in them has
@@ -51,15 +55,17 @@ func Trim(ctx context.Context, js jetstream.JetStream, c Config) (TrimResult, er
 		floor   uint64
 	}
 	var all []cons
+	skipped := map[string]cons{}
 	lister := s.ListConsumers(ctx)
 	for ci := range lister.Info() {
-		if pressure && bestEffort[ci.Name] {
-			res.Skipped = append(res.Skipped, ci.Name)
-			continue
-		}
 		f := ci.Config.FilterSubjects
 		if ci.Config.FilterSubject != "" {
 			f = append(f, ci.Config.FilterSubject)
+		}
+		if pressure && bestEffort[ci.Name] {
+			res.Skipped = append(res.Skipped, ci.Name)
+			skipped[ci.Name] = cons{filters: f, floor: ci.AckFloor.Stream}
+			continue
 		}
 		all = append(all, cons{filters: f, floor: ci.AckFloor.Stream})
 	}
@@ -93,6 +99,22 @@ func Trim(ctx context.Context, js jetstream.JetStream, c Config) (TrimResult, er
 		}
 		if !covered || floor == 0 {
 			continue
+		}
+		// What a passed-over consumer has not acknowledged up to the floor
+		// is about to leave the stream: its copy has a gap there. It is
+		// recorded first, so that a purge cut short leaves the repair the
+		// messages still in the stream rather than an unrecorded loss.
+		if fam == c.EventsFilter() {
+			for name, cs := range skipped {
+				if !coversAny(cs.filters, fam) || cs.floor >= floor {
+					continue
+				}
+				g := Gap{Consumer: name, SeqRange: SeqRange{First: cs.floor + 1, Last: floor}}
+				if err := recordGap(ctx, js, c, name, g.SeqRange); err != nil {
+					return res, err
+				}
+				res.Gaps = append(res.Gaps, g)
+			}
 		}
 		// Purge keeps floor+1 and above: exactly the messages not yet acked
 		// by every interested consumer.
@@ -131,8 +153,12 @@ func TrimLoop(ctx context.Context, js jetstream.JetStream, c Config, interval ti
 		if err != nil && ctx.Err() == nil {
 			log.Warn("trim acknowledged messages from the stream", "err", err)
 		}
+		for _, g := range r.Gaps {
+			log.Error("stream near its size limit: trimmed events a best-effort consumer had not taken; the gap is recorded for its repair",
+				"consumer", g.Consumer, "first_seq", g.First, "last_seq", g.Last, "bucket", GapsKV(c), "pressure", c.TrimPressure)
+		}
 		if len(r.Skipped) > 0 && r.Purged > 0 {
-			log.Error("stream near its size limit: trimming past best-effort consumers, whose copies will miss these events",
+			log.Warn("stream near its size limit: trimming past best-effort consumers",
 				"consumers", r.Skipped, "purged", r.Purged, "pressure", c.TrimPressure)
 		} else if r.Purged > 0 {
 			log.Debug("trimmed acknowledged messages", "count", r.Purged)

@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -97,6 +98,26 @@ func TestCovers(t *testing.T) {
 // TestTrimPassesAStoppedArchiverUnderPressure: a best-effort consumer (the
 // archiver) that stopped holds messages only until the stream nears its
 // limit; then what the writer has is trimmed and publishes go through again.
+func TestMergeRanges(t *testing.T) {
+	t.Parallel()
+	r := func(a, b uint64) stream.SeqRange { return stream.SeqRange{First: a, Last: b} }
+	for _, tc := range []struct {
+		in    []stream.SeqRange
+		limit int
+		want  []stream.SeqRange
+	}{
+		{nil, 0, nil},
+		{[]stream.SeqRange{r(5, 9), r(1, 3)}, 0, []stream.SeqRange{r(1, 3), r(5, 9)}},
+		{[]stream.SeqRange{r(1, 10), r(5, 20), r(21, 22)}, 0, []stream.SeqRange{r(1, 22)}},
+		{[]stream.SeqRange{r(1, 2), r(10, 11), r(13, 14), r(40, 41)}, 3, []stream.SeqRange{r(1, 2), r(10, 14), r(40, 41)}},
+		{[]stream.SeqRange{r(1, 2), r(10, 11), r(13, 14), r(40, 41)}, 1, []stream.SeqRange{r(1, 41)}},
+	} {
+		if got := stream.MergeRanges(tc.in, tc.limit); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("MergeRanges(%v, %d) = %v, want %v", tc.in, tc.limit, got, tc.want)
+		}
+	}
+}
+
 func TestTrimPassesAStoppedArchiverUnderPressure(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Run(t)
@@ -156,6 +177,22 @@ func TestTrimPassesAStoppedArchiverUnderPressure(t *testing.T) {
 	}
 	if r.Purged == 0 || len(r.Skipped) != 1 || r.Skipped[0] != "archiver" {
 		t.Fatalf("under pressure: %+v; want the writer's acked messages purged past the archiver", r)
+	}
+	// The archiver had acknowledged nothing: everything purged is its gap,
+	// recorded where the archiver will take it from.
+	wantGap := stream.SeqRange{First: 1, Last: r.Purged}
+	if len(r.Gaps) != 1 || r.Gaps[0].Consumer != "archiver" || r.Gaps[0].SeqRange != wantGap {
+		t.Fatalf("gaps %+v, want archiver's %+v", r.Gaps, wantGap)
+	}
+	rs, done, err := stream.TakeGaps(ctx, js, c, "archiver")
+	if err != nil || len(rs) != 1 || rs[0] != wantGap {
+		t.Fatalf("recorded gaps %+v (%v), want %+v", rs, err, wantGap)
+	}
+	if err := done(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rs, _, err := stream.TakeGaps(ctx, js, c, "archiver"); err != nil || len(rs) != 0 {
+		t.Fatalf("gaps after taking them: %+v %v", rs, err)
 	}
 	if got := pub(5); got != 5 {
 		t.Fatalf("after trimming, %d of 5 publishes went through", got)

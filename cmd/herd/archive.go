@@ -41,10 +41,11 @@ func (l *lakeFlags) openLake() (archive.Lake, error) { return archive.Open(l.lak
 
 // archiverFlags configure how files are cut.
 type archiverFlags struct {
-	consumer string
-	maxRows  int
-	maxBytes int
-	maxAge   time.Duration
+	consumer   string
+	maxRows    int
+	maxBytes   int
+	maxAge     time.Duration
+	closeAfter time.Duration
 }
 
 func (a *archiverFlags) bind(fs *flag.FlagSet) {
@@ -52,18 +53,37 @@ func (a *archiverFlags) bind(fs *flag.FlagSet) {
 	fs.IntVar(&a.maxRows, "file-max-rows", 100_000, "close a file at this many events")
 	fs.IntVar(&a.maxBytes, "file-max-bytes", 64<<20, "close a file at this many bytes of event JSON")
 	fs.DurationVar(&a.maxAge, "file-max-age", 5*time.Minute, "close a file this long after its first event")
+	fs.DurationVar(&a.closeAfter, "lake-close-after", archive.DefaultCloseAfter,
+		"close an hour's partition this long after the hour ends: compact it into one sorted file holding each event once (negative: never)")
 }
 
 func (a *archiverFlags) config(sc stream.Config) archive.Config {
-	return archive.Config{Stream: sc, Consumer: a.consumer, FileMaxRows: a.maxRows, FileMaxBytes: a.maxBytes, FileMaxAge: a.maxAge}
+	return archive.Config{Stream: sc, Consumer: a.consumer, FileMaxRows: a.maxRows, FileMaxBytes: a.maxBytes, FileMaxAge: a.maxAge, CloseAfter: a.closeAfter}
 }
 
 type archiveFlags struct {
 	streamFlags
 	lakeFlags
 	archiverFlags
+	db    dbFlags
 	nats  natsFlags
 	admin adminFlags
+}
+
+type compactFlags struct {
+	streamFlags
+	lakeFlags
+	before     string
+	closeAfter time.Duration
+}
+
+type repairFlags struct {
+	dbFlags
+	streamFlags
+	lakeFlags
+	nats       natsFlags
+	windowDays int
+	closeAfter time.Duration
 }
 
 type archiveStatusFlags struct {
@@ -104,11 +124,58 @@ acknowledged. Run one archiver per lake.
 			f.streamFlags.bind(fs)
 			f.lakeFlags.bind(fs)
 			f.archiverFlags.bind(fs)
+			fs.StringVar(&f.db.url, "database-url", "", "warehouse Postgres URL: with it, the archiver also repairs the lake's gaps from herd.events (else they wait in _gaps.json for herd archive repair)")
 			f.nats.bind(fs, nats.DefaultURL, "NATS server URL(s), comma-separated")
 			f.admin.bind(fs, "127.0.0.1:8083")
 			return &f
 		},
 		run: runArchive,
+	})
+	register(&command{
+		name:    "archive compact",
+		usage:   "[--before TIME]",
+		summary: "close the lake's partitions now: one sorted file each, every event once",
+		help: `Merges the files of each partition whose hour (or month bucket) ended before
+--before into one file sorted by (timestamp, message_id), keeping each message id
+once (its first stream sequence), and marks the partition compacted in its
+manifest. The archiver does this on its own --lake-close-after an hour ends; this
+command is for a lake whose archiver is stopped (it is the lake's only writer while
+it runs). Safe to interrupt: the new file is stored, then the manifest, then the old
+files are deleted; the next open finishes or undoes an interrupted compaction.`,
+		flags: func(fs *flag.FlagSet) any {
+			var f compactFlags
+			f.streamFlags.bind(fs)
+			f.lakeFlags.bind(fs)
+			fs.StringVar(&f.before, "before", "", "compact partitions that ended before this time: RFC 3339 or YYYY-MM-DD (default: now minus --lake-close-after)")
+			fs.DurationVar(&f.closeAfter, "lake-close-after", archive.DefaultCloseAfter, "grace after an hour ends before its partition is closed")
+			return &f
+		},
+		run: runArchiveCompact,
+	})
+	register(&command{
+		name:    "archive repair",
+		summary: "fill the lake's recorded gaps from the stream, else from herd.events",
+		help: `When the stream trims events before the archiver has them (the stream past 75 % of
+--stream-max-bytes with the archiver stopped or far behind), the range is recorded
+and the archiver lists it in the lake's _gaps.json. This command fills each range:
+events the stream still holds (provenance 'stream'), otherwise the rows of
+herd.events (provenance 'postgres'), that the lake lacks; then it compacts the
+closed partitions it touched. herd up, and herd archive --database-url, repair on
+their own. Run it while no archiver writes the lake. The stream is read when NATS
+answers at --nats-url; without it, Postgres alone is used.
+
+` + natsHelp,
+		flags: func(fs *flag.FlagSet) any {
+			var f repairFlags
+			f.dbFlags.bind(fs)
+			f.streamFlags.bind(fs)
+			f.lakeFlags.bind(fs)
+			f.nats.bind(fs, nats.DefaultURL, "NATS server URL(s): the stream is the first copy asked")
+			fs.IntVar(&f.windowDays, "partition-window", 35, "the archiver's window in days: older events go to month buckets")
+			fs.DurationVar(&f.closeAfter, "lake-close-after", archive.DefaultCloseAfter, "grace after an hour ends before its partition is closed")
+			return &f
+		},
+		run: runArchiveRepair,
 	})
 	register(&command{
 		name:    "archive status",
@@ -166,18 +233,19 @@ Re-applying today's enrichment to the raw fields (--re-enrich) is not available 
 	})
 }
 
-// startArchiver runs the archiver in herd up, into DATA-DIR/lake. It stands
+// startArchiver runs the archiver in herd up, into DATA-DIR/lake; with db
+// it repairs the lake's gaps from herd.events. It stands
 // aside while the writer's consumer (writerConsumer) is far behind: the
 // rows reach Postgres first, and the lake catches up after. windowDays is
 // the writer's --partition-window, so that the lake's month folders begin
 // where the warehouse's coarse partitions do (0: no window).
-func startArchiver(e *env, g *group, a *admin, js jetstream.JetStream, sc stream.Config, dataDir, writerConsumer string, windowDays int) {
+func startArchiver(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetStream, sc stream.Config, dataDir, writerConsumer string, windowDays int) {
 	lake := archive.NewDir(filepath.Join(dataDir, "lake"))
 	window := time.Duration(windowDays) * 24 * time.Hour
 	if windowDays <= 0 {
 		window = 100 * 365 * 24 * time.Hour
 	}
-	cfg := archive.Config{Stream: sc, Yield: writerBehind(js, sc.Name, writerConsumer), Window: window}
+	cfg := archive.Config{Stream: sc, Yield: writerBehind(js, sc.Name, writerConsumer), Window: window, DB: db}
 	ar := archive.New(cfg, lake, js, e.log.With("component", "archiver"), a.reg)
 	g.Go("archiver", ar.Run)
 }
@@ -232,8 +300,17 @@ func runArchive(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer adm.Close()
+	cfg := f.archiverFlags.config(sc)
+	if f.db.url != "" {
+		db, err := f.db.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		cfg.DB = db
+	}
 	g := newGroup(ctx, e.log)
-	ar := archive.New(f.archiverFlags.config(sc), lake, js, e.log.With("component", "archiver"), a.reg)
+	ar := archive.New(cfg, lake, js, e.log.With("component", "archiver"), a.reg)
 	g.Go("archiver", ar.Run)
 	adm.serve(g)
 	e.log.Info("archiver running", "nats", redact(f.nats.url), "stream", sc.Name, "lake", redact(lake.String()))
@@ -265,6 +342,18 @@ func runArchiveStatus(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(w, "total\t%d\t%d\t%d\t\n", files, rows, bytes)
 	if err := w.Flush(); err != nil {
 		return err
+	}
+	gaps, err := archive.ReadGaps(ctx, lake)
+	if err != nil {
+		return err
+	}
+	if len(gaps.Ranges) > 0 {
+		var seqs uint64
+		for _, r := range gaps.Ranges {
+			seqs += r.Last - r.First + 1
+		}
+		fmt.Fprintf(e.stdout, "gaps awaiting repair: %d ranges over %d stream sequences (first %d-%d); run herd archive repair, or let herd up do it\n",
+			len(gaps.Ranges), seqs, gaps.Ranges[0].First, gaps.Ranges[0].Last)
 	}
 
 	// Status must answer even when NATS is down, so no reconnect loop here.
@@ -413,5 +502,84 @@ func runArchiveLocate(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "%s\n  stream %s sequences %d-%d, %d rows, %d bytes, sha256 %s, written %s\n",
 		key, entry.Stream, entry.FirstSeq, entry.LastSeq, entry.Rows, entry.Bytes, entry.SHA256, entry.WrittenAt.Format(time.RFC3339))
+	return nil
+}
+
+func parseWhen(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Parse(time.DateOnly, s)
+}
+
+func runArchiveCompact(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected arguments %q", args)
+	}
+	f := config[*compactFlags]("archive compact")
+	before := time.Now().Add(-f.closeAfter)
+	if f.before != "" {
+		t, err := parseWhen(f.before)
+		if err != nil {
+			return usagef("--before %q: want RFC 3339 (2026-11-26T10:00:00Z) or YYYY-MM-DD", f.before)
+		}
+		before = t
+	}
+	lake, err := f.lakeFlags.openLake()
+	if err != nil {
+		return usagef("%v", err)
+	}
+	start := time.Now()
+	res, err := archive.Compact(ctx, lake, archive.CompactOptions{Before: before, Stream: f.streamFlags.config().Name, Log: e.log})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "compacted %d partitions of %s that ended before %s in %s: %d files into one each, %d rows, %d duplicates dropped\n",
+		res.Partitions, redact(lake.String()), before.UTC().Format(time.RFC3339), time.Since(start).Round(time.Millisecond), res.FilesIn, res.Rows, res.Duplicates)
+	return nil
+}
+
+func runArchiveRepair(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected arguments %q", args)
+	}
+	f := config[*repairFlags]("archive repair")
+	lake, err := f.lakeFlags.openLake()
+	if err != nil {
+		return usagef("%v", err)
+	}
+	gaps, err := archive.ReadGaps(ctx, lake)
+	if err != nil {
+		return err
+	}
+	if len(gaps.Ranges) == 0 {
+		fmt.Fprintf(e.stdout, "no gaps recorded in %s\n", redact(lake.String()))
+		return nil
+	}
+	db, err := f.dbFlags.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	sc := f.streamFlags.config()
+	var js jetstream.JetStream
+	if nc, err := f.nats.connectOnce("herd-archive-repair", 3*time.Second); err != nil {
+		fmt.Fprintf(e.stdout, "stream not reachable (%v): repairing from Postgres alone\n", err)
+	} else {
+		defer nc.Close()
+		if js, err = jetstream.New(nc); err != nil {
+			return err
+		}
+	}
+	window := time.Duration(f.windowDays) * 24 * time.Hour
+	if f.windowDays <= 0 {
+		window = 100 * 365 * 24 * time.Hour
+	}
+	res, err := archive.Repair(ctx, lake, js, db, archive.RepairOptions{Stream: sc, Window: window, CloseAfter: f.closeAfter, Log: e.log})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "repaired %d gaps of %s: %d rows from the stream, %d from herd.events, in %d partitions\n",
+		res.Ranges, redact(lake.String()), res.FromStream, res.FromPostgres, res.Partitions)
 	return nil
 }

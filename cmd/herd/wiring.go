@@ -64,7 +64,7 @@ func startExtras(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 	g.Go("replication watcher", w.Run)
 	a.reg.MustRegister(replicate.NewCollector(db, e.log))
 
-	startArchiver(e, g, a, js, sc, f.dataDir, f.consumerName, f.partsWindow)
+	startArchiver(e, g, a, db, js, sc, f.dataDir, f.consumerName, f.partsWindow)
 	startCheck(e, g, a, db, js, sc, f)
 	g.Go("event views", func(ctx context.Context) error {
 		t := time.NewTicker(10 * time.Minute)
