@@ -85,11 +85,17 @@ var reservedPrefixes = []string{"pg_", "herd_"}
 func CheckGroup(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, group string) error {
-	var login, analyst bool
+	var login, known bool
 	err := q.QueryRow(ctx, `SELECT coalesce((SELECT rolcanlogin FROM pg_roles WHERE rolname = $1), false),
-			to_regclass('herd.analysts') IS NOT NULL AND EXISTS (SELECT FROM herd.analysts WHERE name = $1)`, group).Scan(&login, &analyst)
+			to_regclass('herd.analysts') IS NOT NULL`, group).Scan(&login, &known)
 	if err != nil {
 		return fmt.Errorf("look up analysts group %s: %w", group, err)
+	}
+	var analyst bool
+	if known { // a warehouse where only replicate's migrations ran has no herd.analysts
+		if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT FROM herd.analysts WHERE name = $1)", group).Scan(&analyst); err != nil {
+			return fmt.Errorf("look up analysts group %s: %w", group, err)
+		}
 	}
 	if login || analyst {
 		return fmt.Errorf("role %s exists and is not an analysts group (it can log in, or is an analyst); "+
