@@ -54,13 +54,54 @@ type Config struct {
 // herd_analysts_<dbname>, or herd_analysts_ and a hash of the name when that
 // would pass Postgres's 63-byte limit (which would silently truncate it, and
 // two long names could meet). herd.analysts_group() computes the same in SQL.
-func GroupName(dbname string) string {
-	const prefix = "herd_analysts_"
+func GroupName(dbname string) string { return perDatabase("herd_analysts_", dbname) }
+
+// RetiredName is the role that owns what removed analysts of database dbname
+// left behind (herd analysts remove without --drop-objects):
+// herd_retired_analysts_<dbname>, hashed like GroupName when too long. It
+// cannot log in and is granted nothing, so a view or SECURITY DEFINER
+// function an analyst wrote reads nothing more once it is this role's.
+func RetiredName(dbname string) string { return perDatabase("herd_retired_analysts_", dbname) }
+
+func perDatabase(prefix, dbname string) string {
 	if len(prefix)+len(dbname) <= 63 {
 		return prefix + dbname
 	}
 	sum := sha256.Sum256([]byte(dbname))
 	return prefix + hex.EncodeToString(sum[:])[:32]
+}
+
+// reservedPrefixes start the names of roles herd makes itself (analysts
+// groups, the retired analysts' role, herd_replicate_*), and pg_ those of
+// Postgres: an analyst named herd_analysts_<db> would otherwise be taken
+// for that database's group.
+var reservedPrefixes = []string{"pg_", "herd_"}
+
+// CheckGroup refuses group as an analysts group when it exists but is not
+// one: a role that can log in (an analyst, or anyone's login role), or one
+// herd added as an analyst. Roles are server-wide, so a name meant for the
+// group of one database may have been taken by another's role first; making
+// it the group would give whoever logs in as it every analyst's grants.
+func CheckGroup(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, group string) error {
+	var login, known bool
+	err := q.QueryRow(ctx, `SELECT coalesce((SELECT rolcanlogin FROM pg_roles WHERE rolname = $1), false),
+			to_regclass('herd.analysts') IS NOT NULL`, group).Scan(&login, &known)
+	if err != nil {
+		return fmt.Errorf("look up analysts group %s: %w", group, err)
+	}
+	var analyst bool
+	if known { // a warehouse where only replicate's migrations ran has no herd.analysts
+		if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT FROM herd.analysts WHERE name = $1)", group).Scan(&analyst); err != nil {
+			return fmt.Errorf("look up analysts group %s: %w", group, err)
+		}
+	}
+	if login || analyst {
+		return fmt.Errorf("role %s exists and is not an analysts group (it can log in, or is an analyst); "+
+			"rename or drop that role, or name another group", group)
+	}
+	return nil
 }
 
 func (c Config) withDefaults() Config {
@@ -92,7 +133,8 @@ var reserved = map[string]bool{
 
 // ValidName checks an analyst name: a lowercase SQL identifier of at most 63
 // bytes (Postgres truncates longer names silently), not starting with pg_
-// (reserved by Postgres) and not one of the warehouse's schemas.
+// (reserved by Postgres) or herd_ (reserved for herd's own roles) and not
+// one of the warehouse's schemas.
 func ValidName(name string) error {
 	if name == "" || len(name) > 63 {
 		return fmt.Errorf("analyst name %q: want 1 to 63 characters", name)
@@ -103,8 +145,13 @@ func ValidName(name string) error {
 			return fmt.Errorf("analyst name %q: want lowercase letters, digits and _, starting with a letter or _", name)
 		}
 	}
-	if strings.HasPrefix(name, "pg_") || reserved[name] {
+	if reserved[name] {
 		return fmt.Errorf("analyst name %q is reserved; choose another", name)
+	}
+	for _, p := range reservedPrefixes {
+		if strings.HasPrefix(name, p) {
+			return fmt.Errorf("analyst name %q: names starting with %s are reserved; choose another", name, p)
+		}
 	}
 	return nil
 }
@@ -143,6 +190,9 @@ func Add(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, cfg Config, na
 		}
 		if name == cfg.Group {
 			return fmt.Errorf("analyst name %q is the analysts group's name; choose another", name)
+		}
+		if err := CheckGroup(ctx, tx, cfg.Group); err != nil {
+			return err
 		}
 		stmts := []string{
 			// The password goes over the wire as a SCRAM verifier, never
@@ -242,9 +292,13 @@ func connString(db *pgxpool.Pool, cfg Config, user, password string) string {
 
 // Remove drops an analyst's role. With dropObjects the analyst's schema and
 // everything it owns are dropped (refused, as Postgres does, when another
-// role's object depends on them); without it they are handed to the role
-// herd connects as, so nothing is lost. Only roles created by Add can be
-// removed.
+// role's object depends on them); without it they are handed to
+// RetiredName(database), a role that cannot log in and may read nothing, so
+// nothing is lost and nothing the analyst wrote runs with more privileges
+// than before (handed to herd's role, a view of theirs would read what herd
+// reads, and a SECURITY DEFINER function of theirs would run as herd).
+// Every grant on those objects is revoked, PUBLIC's EXECUTE on functions
+// included. Only roles created by Add can be removed.
 func Remove(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, name string, dropObjects bool) error {
 	if err := ValidName(name); err != nil {
 		return err
@@ -279,7 +333,11 @@ func Remove(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, name string
 				stmts = append(stmts, "REVOKE "+strings.Join(groups, ", ")+" FROM "+role)
 			}
 			if !dropObjects {
-				stmts = append(stmts, "REASSIGN OWNED BY "+role+" TO CURRENT_USER")
+				retire, err := retireStatements(ctx, tx, name)
+				if err != nil {
+					return err
+				}
+				stmts = append(stmts, retire...)
 			}
 			// DROP OWNED also revokes the role's grants and the default
 			// privileges naming it, which would otherwise block DROP ROLE.
@@ -306,6 +364,65 @@ func Remove(ctx context.Context, db *pgxpool.Pool, log *slog.Logger, name string
 	}
 	log.Info("analyst removed", "name", name, "dropped_objects", dropObjects)
 	return nil
+}
+
+// retireStatements hands what analyst name owns to the retired analysts'
+// role of this database (created NOLOGIN when missing) and takes back every
+// grant on it: the objects' owner is the only one who can use them until an
+// operator decides otherwise.
+func retireStatements(ctx context.Context, tx pgx.Tx, name string) ([]string, error) {
+	var dbname, me string
+	var super bool
+	if err := tx.QueryRow(ctx, "SELECT current_database(), current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)").Scan(&dbname, &me, &super); err != nil {
+		return nil, err
+	}
+	retired := RetiredName(dbname)
+	var login bool
+	if err := tx.QueryRow(ctx, "SELECT coalesce((SELECT rolcanlogin FROM pg_roles WHERE rolname = $1), false)", retired).Scan(&login); err != nil {
+		return nil, err
+	}
+	if login {
+		return nil, fmt.Errorf("role %s, meant to own removed analysts' objects, can log in; fix that role, or remove with --drop-objects", retired)
+	}
+	r := pgx.Identifier{retired}.Sanitize()
+	stmts := []string{`DO $herd$ BEGIN
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ` + quoteLiteral(retired) + `) THEN
+			CREATE ROLE ` + r + ` NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;
+		END IF;
+	EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+	END $herd$`}
+	if !super {
+		// REASSIGN OWNED needs the privileges of the new owner.
+		stmts = append(stmts, "GRANT "+r+" TO "+pgx.Identifier{me}.Sanitize())
+	}
+	stmts = append(stmts, "REASSIGN OWNED BY "+pgx.Identifier{name}.Sanitize()+" TO "+r,
+		// Grants on what the retired role now owns, to PUBLIC (a function's
+		// EXECUTE by default) or to anyone, are revoked; the owner's stay.
+		`DO $herd$
+		DECLARE
+			owner oid := (SELECT oid FROM pg_roles WHERE rolname = `+quoteLiteral(retired)+`);
+			q text;
+		BEGIN
+			FOR q IN
+				SELECT format('REVOKE ALL ON %s %s FROM %s', CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.oid::regclass, g)
+				FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault((CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END)::"char", c.relowner))) a,
+					LATERAL (SELECT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) x(g)
+				WHERE c.relowner = owner AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND a.grantee <> owner
+				UNION
+				SELECT format('REVOKE ALL ON ROUTINE %s FROM %s', p.oid::regprocedure, g)
+				FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f'::"char", p.proowner))) a,
+					LATERAL (SELECT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) x(g)
+				WHERE p.proowner = owner AND a.grantee <> owner
+				UNION
+				SELECT format('REVOKE ALL ON SCHEMA %I FROM %s', n.nspname, g)
+				FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n'::"char", n.nspowner))) a,
+					LATERAL (SELECT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END) x(g)
+				WHERE n.nspowner = owner AND a.grantee <> owner
+			LOOP
+				EXECUTE q;
+			END LOOP;
+		END $herd$`)
+	return stmts, nil
 }
 
 // List returns the analysts herd added, with the size of their schemas.

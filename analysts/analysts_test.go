@@ -107,6 +107,12 @@ func TestValidName(t *testing.T) {
 		{"a-b", false},
 		{`x"; DROP ROLE postgres; --`, false},
 		{"pg_monitor", false},
+		// herd's own roles: another database's analysts group, the
+		// retired analysts' role.
+		{"herd_analysts_otherdb", false},
+		{"herd_retired_analysts_otherdb", false},
+		{"herd_anything", false},
+		{"herder", true},
 		{"herd", false},
 		{"postgres", false},
 		{"émile", false},

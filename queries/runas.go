@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // runAsBody streams the query's rows through a cursor, keeps the first
@@ -43,8 +45,25 @@ END`
 // read-only from before the function runs. Column names come from Postgres
 // describing the statement as role, which parses it without running
 // anything.
+//
+// The run has a connection of its own, taken out of the pool and closed
+// after: what role's SQL leaves in the session outlives the rollback
+// (PREPARE, and so a statement replacing one of pgx's cached ones that
+// herd would then execute as itself; session advisory locks, LISTEN,
+// cursors WITH HOLD, temporary objects), and DISCARD ALL does not undo
+// everything (a prepared statement can be deallocated and made again
+// under a name herd uses before DISCARD runs). Only closing does.
 func (s *Store) executeAs(ctx context.Context, r *Run, role string) error {
-	tx, err := s.db.Begin(ctx)
+	conn, err := dedicatedConn(ctx, s.db)
+	if err != nil {
+		return fmt.Errorf("connect to run as %s: %w", role, err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		conn.Close(cctx) //nolint:errcheck // the connection is gone either way
+	}()
+	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
 	}
@@ -114,6 +133,16 @@ func (s *Store) executeAs(ctx context.Context, r *Run, role string) error {
 		return pgMessage(err)
 	}
 	return nil
+}
+
+// dedicatedConn takes a connection out of the pool for good: the caller
+// closes it, and the pool opens another when it needs one.
+func dedicatedConn(ctx context.Context, db *pgxpool.Pool) (*pgx.Conn, error) {
+	c, err := db.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.Hijack(), nil
 }
 
 func pgMessage(err error) error {

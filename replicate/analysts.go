@@ -50,6 +50,9 @@ func grantAnalysts(ctx context.Context, tx pgx.Tx, log *slog.Logger, group strin
 		}
 		group = analysts.GroupName(db)
 	}
+	if err := analysts.CheckGroup(ctx, tx, group); err != nil {
+		return fmt.Errorf("let analysts read the replicated tables: %w", err)
+	}
 	var exists, canCreate bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1),
 			(SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user)`, group).Scan(&exists, &canCreate); err != nil {

@@ -1,8 +1,13 @@
 package replicate
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Schema drift.
@@ -141,13 +146,37 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 	columns     jsonb,
 	query       text
 );
--- The log's rows come from the source: anyone who may insert into the
--- source's log table writes them, and this trigger runs them in the apply
--- worker as a superuser. Every value that reaches SQL is therefore quoted
--- (%%I, %%L) or checked first: safe_type accepts exactly one type name of
--- pg_catalog (what the source's event trigger computes), safe_expr an
--- expression that cannot leave the parentheses it is put in.
-CREATE OR REPLACE FUNCTION herd_replicate.safe_type(t text) RETURNS text LANGUAGE plpgsql STABLE AS $herd$
+`, ddlLogTable(name)) + warehouseFuncsSQL + fmt.Sprintf(`
+DROP TRIGGER IF EXISTS apply_ddl ON %[1]s;
+CREATE TRIGGER apply_ddl BEFORE INSERT ON %[1]s FOR EACH ROW EXECUTE PROCEDURE herd_replicate.apply_ddl(%[2]s);
+-- Triggers do not fire in the subscription's apply worker unless ALWAYS.
+ALTER TABLE %[1]s ENABLE ALWAYS TRIGGER apply_ddl;
+`, ddlLogTable(name), literal(name))
+}
+
+// warehouseFuncsSQL (re)creates the functions the log tables' triggers
+// call; replacing them also upgrades a warehouse whose replications were
+// added by an older herd (see upgradeApplyDDL).
+//
+// The log's rows come from the source: anyone who may insert into the
+// source's log table writes them, and the trigger runs them in the apply
+// worker as a superuser. So the trigger
+//   - acts only on the ordinary (or partitioned) tables of its own
+//     subscription (pg_subscription_rel), never on another table of the
+//     warehouse a row names;
+//   - never applies a generated column's expression (it could call any
+//     function, an analyst's among them, as superuser): it records the
+//     column as 'refused' with the SQL for an operator to review;
+//   - quotes every value that reaches SQL (%I, %L) and accepts as a type
+//     exactly one type name of pg_catalog (safe_type);
+//   - refuses names Postgres would truncate (over 63 bytes), which made a
+//     second, identical ADD COLUMN fail;
+//   - records every failure in herd.replicate_drift as 'failed' instead of
+//     raising it: an error here fails the apply transaction, which the
+//     worker retries forever, and replication stalls for good.
+const warehouseFuncsSQL = `
+CREATE OR REPLACE FUNCTION herd_replicate.safe_type(t text) RETURNS text LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $herd$
 DECLARE
 	typ regtype;
 BEGIN
@@ -166,50 +195,25 @@ BEGIN
 	RETURN t;
 END
 $herd$;
-CREATE OR REPLACE FUNCTION herd_replicate.safe_expr(e text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $herd$
-DECLARE
-	depth int := 0;
-	q     text; -- the quote character we are inside, if any
-	c     text;
-BEGIN
-	-- No statement separator, comment, dollar quote or backslash escape,
-	-- and parentheses (outside quotes) that never close more than they
-	-- opened: the expression stays inside GENERATED ALWAYS AS (...).
-	IF e IS NULL OR e = '' OR e ~ '[;$\\]' OR strpos(e, '--') > 0 OR strpos(e, '/*') > 0 THEN
-		RETURN NULL;
-	END IF;
-	FOR i IN 1 .. length(e) LOOP
-		c := substr(e, i, 1);
-		IF q IS NOT NULL THEN
-			IF c = q THEN
-				q := NULL; -- a doubled quote closes and opens again
-			END IF;
-		ELSIF c IN ('''', '"') THEN
-			q := c;
-		ELSIF c = '(' THEN
-			depth := depth + 1;
-		ELSIF c = ')' THEN
-			depth := depth - 1;
-			IF depth < 0 THEN
-				RETURN NULL;
-			END IF;
-		END IF;
-	END LOOP;
-	IF q IS NOT NULL OR depth <> 0 THEN
-		RETURN NULL;
-	END IF;
-	RETURN e;
-END
-$herd$;
-CREATE OR REPLACE FUNCTION herd_replicate.apply_ddl() RETURNS trigger LANGUAGE plpgsql AS $herd$
+-- Generated expressions are no longer applied, so nothing checks them.
+DROP FUNCTION IF EXISTS herd_replicate.safe_expr(text);
+CREATE OR REPLACE FUNCTION herd_replicate.apply_ddl() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $herd$` + applyDDLBody + `$herd$;
+REVOKE ALL ON FUNCTION herd_replicate.safe_type(text) FROM PUBLIC;
+`
+
+// applyDDLBody is the body of herd_replicate.apply_ddl.
+const applyDDLBody = `
 DECLARE
 	sub    text := TG_ARGV[0];
-	qname  text := format('%%I.%%I', coalesce(NEW.schema_name, ''), coalesce(NEW.table_name, ''));
+	qname  text := format('%I.%I', coalesce(NEW.schema_name, ''), coalesce(NEW.table_name, ''));
 	target regclass;
 	col    jsonb;
+	cname  text;
 	cur    text;
 	def    text;
 	ctype  text; -- the column's type, checked by safe_type
+	stmt   text;
 	wanted text[];
 	extra  text;
 BEGIN
@@ -219,96 +223,145 @@ BEGIN
 	IF NEW.schema_name IS NULL OR NEW.table_name IS NULL THEN
 		RETURN NEW; -- not written by herd's event trigger; nothing to apply
 	END IF;
-	target := to_regclass(qname);
+	-- Only a table this subscription replicates into, and only an ordinary
+	-- (or partitioned) one: never another table of the warehouse, a view,
+	-- nor the log itself.
+	SELECT c.oid INTO target
+	FROM pg_subscription s
+	JOIN pg_subscription_rel sr ON sr.srsubid = s.oid
+	JOIN pg_class c ON c.oid = sr.srrelid
+	JOIN pg_namespace n ON n.oid = c.relnamespace
+	WHERE s.subname = sub AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+	  AND n.nspname::text = NEW.schema_name AND c.relname::text = NEW.table_name
+	  AND c.relkind IN ('r', 'p') AND n.nspname <> 'herd_replicate';
 	IF NEW.command_tag = 'DROP TABLE' THEN
 		IF target IS NOT NULL THEN
 			INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, fix, state)
 			VALUES (sub, qname, 'drop_table', 'dropped on the source; the warehouse keeps its copy',
-			        format('DROP TABLE %%s;', qname), 'reported');
+			        format('DROP TABLE %s;', qname), 'reported');
 		END IF;
 		RETURN NEW;
 	END IF;
 	IF target IS NULL THEN
-		-- A table herd does not replicate (yet). With --all the watcher adds it.
-		IF NEW.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO') THEN
+		-- A table herd does not replicate (yet). With --all the watcher
+		-- looks for it on the source itself.
+		IF NEW.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+		   AND octet_length(NEW.schema_name) <= 63 AND octet_length(NEW.table_name) <= 63 THEN
 			INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, state)
 			VALUES (sub, qname, 'new_table', 'created on the source', 'pending');
 		END IF;
 		RETURN NEW;
 	END IF;
 	FOR col IN SELECT * FROM jsonb_array_elements(CASE WHEN jsonb_typeof(NEW.columns) = 'array' THEN NEW.columns ELSE '[]' END) LOOP
-		IF jsonb_typeof(col) <> 'object' OR col->>'name' IS NULL THEN
+		IF jsonb_typeof(col) <> 'object' OR jsonb_typeof(col->'name') <> 'string' THEN
 			CONTINUE;
 		END IF;
-		wanted := wanted || (col->>'name');
+		cname := col->>'name';
+		wanted := wanted || cname;
+		IF cname = '' OR octet_length(cname) > 63 THEN
+			-- Postgres would truncate it: a second ADD of the "same"
+			-- column would then fail, and apply with it.
+			INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, fix, state)
+			VALUES (sub, qname, 'refused', format('a column name of %s bytes (%L): Postgres names are 1 to 63 bytes; nothing was changed', octet_length(cname), left(cname, 80)),
+			        format('find out who wrote this row into %s on the source', 'herd_replicate.' || quote_ident(sub || '_ddl_log')), 'reported');
+			CONTINUE;
+		END IF;
 		ctype := herd_replicate.safe_type(col->>'target');
 		IF ctype IS NULL THEN
 			INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, fix, state)
-			VALUES (sub, qname, 'refused', format('column %%I: the source gave the type %%L, which is not a type name herd accepts; nothing was changed', col->>'name', left(col->>'target', 200)),
-			        format('find out who wrote this row into %%s on the source', 'herd_replicate.' || quote_ident(sub || '_ddl_log')), 'reported');
+			VALUES (sub, qname, 'refused', format('column %I: the source gave the type %L, which is not a type name herd accepts; nothing was changed', cname, left(col->>'target', 200)),
+			        format('find out who wrote this row into %s on the source', 'herd_replicate.' || quote_ident(sub || '_ddl_log')), 'reported');
 			CONTINUE;
 		END IF;
 		SELECT format_type(atttypid, atttypmod) INTO cur FROM pg_attribute
-		WHERE attrelid = target AND attname = col->>'name' AND attnum > 0 AND NOT attisdropped;
+		WHERE attrelid = target AND attname = cname::name AND attnum > 0 AND NOT attisdropped;
 		IF NOT FOUND THEN
 			IF coalesce(col->>'generated', '') <> '' THEN
-				IF herd_replicate.safe_expr(col->>'generated') IS NULL THEN
-					-- Generated values are not replicated, so leaving the
-					-- column out stalls nothing.
-					INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, fix, state)
-					VALUES (sub, qname, 'refused', format('generated column %%I: herd does not apply the expression %%L on its own', col->>'name', left(col->>'generated', 200)),
-					        format('add the column by hand: ALTER TABLE %%s ADD COLUMN %%I %%s GENERATED ALWAYS AS (...) STORED', qname, col->>'name', ctype), 'reported');
-					CONTINUE;
-				END IF;
-				def := format(' GENERATED ALWAYS AS (%%s) STORED', herd_replicate.safe_expr(col->>'generated'));
+				-- The expression may call any function, and this runs as
+				-- a superuser: an operator decides. Generated values are
+				-- not replicated, so leaving the column out stalls nothing.
+				INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, fix, state)
+				SELECT sub, qname, 'refused', format('generated column %I: herd does not apply generated expressions on its own; read the expression in the fix before running it', cname),
+				       format('ALTER TABLE %s ADD COLUMN %I %s GENERATED ALWAYS AS (%s) STORED;', qname, cname, ctype, left(col->>'generated', 1000)), 'reported'
+				WHERE NOT EXISTS (SELECT FROM herd.replicate_drift d WHERE d.subscription = sub AND d.table_name = qname
+				                  AND d.kind = 'refused' AND d.detail LIKE format('generated column %I:%%', cname));
+				CONTINUE;
 			ELSIF col->>'missing' IS NOT NULL THEN
 				-- The value the source's existing rows read for the new
 				-- column (its "fast default"), so old rows agree.
-				def := format(' DEFAULT (%%L::%%s[])[1]', col->>'missing', ctype);
+				def := format(' DEFAULT (%L::%s[])[1]', col->>'missing', ctype);
 			ELSE
 				def := '';
 			END IF;
 			BEGIN
-				EXECUTE format('ALTER TABLE %%s ADD COLUMN %%I %%s%%s', target, col->>'name', ctype, def);
+				stmt := format('ALTER TABLE %s ADD COLUMN %I %s%s', target, cname, ctype, def);
+				BEGIN
+					EXECUTE stmt;
+				EXCEPTION WHEN others THEN
+					def := '';
+					stmt := format('ALTER TABLE %s ADD COLUMN %I %s', target, cname, ctype);
+					EXECUTE stmt;
+				END;
+				IF def <> '' THEN
+					stmt := format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', target, cname);
+					EXECUTE stmt;
+				END IF;
 			EXCEPTION WHEN others THEN
-				EXECUTE format('ALTER TABLE %%s ADD COLUMN %%I %%s', target, col->>'name', ctype);
+				INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, fix, state)
+				VALUES (sub, qname, 'add_column', format('could not add column %I %s: %s', cname, ctype, SQLERRM),
+				        coalesce(stmt || ';', ''), 'failed');
+				CONTINUE;
 			END;
-			IF coalesce(col->>'generated', '') = '' AND def <> '' THEN
-				EXECUTE format('ALTER TABLE %%s ALTER COLUMN %%I DROP DEFAULT', target, col->>'name');
-			END IF;
 			INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, state)
-			VALUES (sub, qname, 'add_column', format('added column %%I %%s', col->>'name', ctype), 'applied');
-			IF col->>'default' <> '' AND col->>'missing' IS NULL AND coalesce(col->>'generated', '') = '' THEN
+			VALUES (sub, qname, 'add_column', format('added column %I %s', cname, ctype), 'applied');
+			IF col->>'default' <> '' AND col->>'missing' IS NULL THEN
 				INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, fix, state)
 				VALUES (sub, qname, 'volatile_default',
-				        format('column %%I was added with a volatile default (%%s): the source rewrote its existing rows, which replication does not carry', col->>'name', left(col->>'default', 200)),
-				        format('herd replicate resync %%s', qname), 'reported');
+				        format('column %I was added with a volatile default (%s): the source rewrote its existing rows, which replication does not carry', cname, left(col->>'default', 200)),
+				        format('herd replicate resync %s', qname), 'reported');
 			END IF;
 		ELSIF cur <> ctype THEN
 			INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, fix, state)
-			SELECT sub, qname, 'type_change', format('column %%I is %%s on the source, %%s on the warehouse', col->>'name', ctype, cur),
-			       format('ALTER TABLE %%s ALTER COLUMN %%I TYPE %%s USING %%I::%%s;', qname, col->>'name', ctype, col->>'name', ctype),
+			SELECT sub, qname, 'type_change', format('column %I is %s on the source, %s on the warehouse', cname, ctype, cur),
+			       format('ALTER TABLE %s ALTER COLUMN %I TYPE %s USING %I::%s;', qname, cname, ctype, cname, ctype),
 			       'reported'
 			WHERE NOT EXISTS (SELECT FROM herd.replicate_drift d WHERE d.subscription = sub AND d.table_name = qname
-			                  AND d.kind = 'type_change' AND d.state = 'reported' AND d.detail LIKE format('column %%I is %%s %%%%', col->>'name', ctype));
+			                  AND d.kind = 'type_change' AND d.state = 'reported' AND d.detail LIKE format('column %I is %s %%', cname, ctype));
 		END IF;
 	END LOOP;
 	IF NEW.columns IS NOT NULL THEN
 		FOR extra IN SELECT attname FROM pg_attribute WHERE attrelid = target AND attnum > 0 AND NOT attisdropped
-		             AND attname <> ALL (wanted) LOOP
+		             AND attname::text <> ALL (coalesce(wanted, '{}')) LOOP
 			INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, fix, state)
-			SELECT sub, qname, 'drop_column', format('column %%I no longer exists on the source; the warehouse keeps it (NULL in new rows)', extra),
-			       format('ALTER TABLE %%s DROP COLUMN %%I;', qname, extra), 'reported'
+			SELECT sub, qname, 'drop_column', format('column %I no longer exists on the source; the warehouse keeps it (NULL in new rows)', extra),
+			       format('ALTER TABLE %s DROP COLUMN %I;', qname, extra), 'reported'
 			WHERE NOT EXISTS (SELECT FROM herd.replicate_drift d WHERE d.subscription = sub AND d.table_name = qname
-			                  AND d.kind = 'drop_column' AND d.fix = format('ALTER TABLE %%s DROP COLUMN %%I;', qname, extra));
+			                  AND d.kind = 'drop_column' AND d.fix = format('ALTER TABLE %s DROP COLUMN %I;', qname, extra));
 		END LOOP;
 	END IF;
 	RETURN NEW;
-END
-$herd$;
-DROP TRIGGER IF EXISTS apply_ddl ON %[1]s;
-CREATE TRIGGER apply_ddl BEFORE INSERT ON %[1]s FOR EACH ROW EXECUTE PROCEDURE herd_replicate.apply_ddl(%[2]s);
--- Triggers do not fire in the subscription's apply worker unless ALWAYS.
-ALTER TABLE %[1]s ENABLE ALWAYS TRIGGER apply_ddl;
-`, ddlLogTable(name), literal(name))
+EXCEPTION WHEN others THEN
+	-- Whatever else went wrong is recorded, and the row (and replication)
+	-- goes on.
+	INSERT INTO herd.replicate_drift (subscription, table_name, kind, detail, state)
+	VALUES (sub, left(qname, 200), 'failed', format('could not apply a schema change from the source: %s', SQLERRM), 'failed');
+	RETURN NEW;
+END`
+
+// upgradeApplyDDL replaces herd_replicate.apply_ddl (and what it calls) on
+// a warehouse where a replication was added by an older herd, whose trigger
+// applied generated expressions as superuser and stalled on bad log rows.
+// It does nothing when the function is missing or already current.
+func upgradeApplyDDL(ctx context.Context, wh *pgxpool.Pool) error {
+	var src *string
+	if err := wh.QueryRow(ctx, "SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure('herd_replicate.apply_ddl()')").Scan(&src); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("read herd_replicate.apply_ddl: %w", err)
+	}
+	if src == nil || *src == applyDDLBody {
+		return nil
+	}
+	if _, err := wh.Exec(ctx, warehouseFuncsSQL); err != nil {
+		return fmt.Errorf("replace herd_replicate.apply_ddl, the schema-drift trigger, with this version's: %w", err)
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -75,7 +76,21 @@ func RefreshWith(ctx context.Context, wh *pgxpool.Pool, cfg RefreshConfig) (Refr
 	if sub.Mode != ModeFDW {
 		return res, fmt.Errorf("replication %s uses logical replication, which follows the source's schema by itself; refresh is for --mode fdw", sub.Name)
 	}
-	err = pgx.BeginFunc(ctx, wh, func(tx pgx.Tx) error {
+	// Recreating analysts' materialized views runs their queries (as
+	// their owners) on this connection; what they leave in the session
+	// (prepared statements, advisory locks, LISTEN) must not reach herd's
+	// pool, so the connection is taken out of it and closed after.
+	pc, err := wh.Acquire(ctx)
+	if err != nil {
+		return res, fmt.Errorf("refresh %s: connect to the warehouse: %w", sub.Name, err)
+	}
+	conn := pc.Hijack()
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		conn.Close(cctx) //nolint:errcheck // the connection is gone either way
+	}()
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		// With only pg_catalog on the search path, pg_get_viewdef qualifies
 		// every name, so the saved definitions mean the same when replayed.
 		if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog"); err != nil {

@@ -64,7 +64,9 @@ func TestFDWRefreshRecreatesViewsAsTheirOwner(t *testing.T) {
 // Issue 15, finding 8: rows written into the source's DDL log by anyone who
 // may insert there reach the warehouse's trigger, which runs as a
 // superuser in the apply worker. Crafted types and generated expressions
-// run no SQL there; a real ADD COLUMN after them still applies.
+// run no SQL there; a real ADD COLUMN after them still applies, and a real
+// generated column is reported for an operator rather than added (its
+// expression could call any function).
 func TestDriftLogRowsRunNoSQL(t *testing.T) {
 	t.Parallel()
 	p := newPair(t, nil)
@@ -108,14 +110,14 @@ func TestDriftLogRowsRunNoSQL(t *testing.T) {
 	}
 	// x5's "missing" value is a quoted literal: the column is added, its
 	// fast default is refused as data, never run.
-	if want := "id integer, a text, x5 text, price numeric(8,2), total numeric"; cols != want {
+	if want := "id integer, a text, x5 text, price numeric(8,2)"; cols != want {
 		t.Errorf("warehouse columns of t: %s; want %s", cols, want)
 	}
-	if n := queryInt(t, p.wh, "SELECT count(*) FROM public.t WHERE id = 2 AND price = 1.50 AND total = 3.00"); n != 1 {
+	if n := queryInt(t, p.wh, "SELECT count(*) FROM public.t WHERE id = 2 AND price = 1.50"); n != 1 {
 		t.Errorf("the row written with the real ADD COLUMN: %d on the warehouse, want 1", n)
 	}
-	if n := queryInt(t, p.wh, "SELECT count(*) FROM herd.replicate_drift WHERE kind = 'refused'"); n != 4 {
-		t.Errorf("%d refused drift rows, want 4 (x1, x2, x3, x4)", n)
+	if n := queryInt(t, p.wh, "SELECT count(*) FROM herd.replicate_drift WHERE kind = 'refused'"); n != 5 {
+		t.Errorf("%d refused drift rows, want 5 (x1, x2, x3, x4, total)", n)
 	}
 	if n := queryInt(t, p.wh, "SELECT coalesce(sum(apply_error_count), 0) FROM pg_stat_subscription_stats"); n != 0 {
 		t.Errorf("%d apply errors, want 0", n)

@@ -139,7 +139,7 @@ func ensureSchema(ctx context.Context, wh *pgxpool.Pool) error {
 			return fmt.Errorf("apply migration %04d_%s to the warehouse: %w", m.Version, m.Name, err)
 		}
 	}
-	return nil
+	return upgradeApplyDDL(ctx, wh)
 }
 
 // Subscription is herd's record of one replication.
