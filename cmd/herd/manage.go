@@ -250,7 +250,7 @@ runs with a statement timeout. The password is printed once, in the connection s
 		flags: func(fs *flag.FlagSet) any {
 			var f analystFlags
 			f.bind(fs)
-			fs.BoolVar(&f.dropObjects, "drop-objects", false, "drop the analyst's schema and tables instead of handing them to herd's role")
+			fs.BoolVar(&f.dropObjects, "drop-objects", false, "drop the analyst's schema and tables instead of keeping them, owned by herd_retired_analysts_<database> (a role that cannot log in and is granted nothing; every grant on them is revoked)")
 			return &f
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
@@ -269,7 +269,7 @@ runs with a statement timeout. The password is printed once, in the connection s
 			if f.dropObjects {
 				fmt.Fprintf(e.stdout, "removed %s and dropped its objects\n", args[0])
 			} else {
-				fmt.Fprintf(e.stdout, "removed %s; its schema and tables now belong to herd's role\n", args[0])
+				fmt.Fprintf(e.stdout, "removed %s; its schema and tables are kept, owned by %s (it cannot log in; nobody may read them until herd's role grants it)\n", args[0], analysts.RetiredName(db.Config().ConnConfig.Database))
 			}
 			return nil
 		},
