@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures Refresh. The zero value works.
@@ -28,6 +29,18 @@ type Config struct {
 	// MaxColumns bounds the property columns of one view (the most frequent
 	// properties are kept). Default 200; Postgres allows 1664 in all.
 	MaxColumns int
+	// MaxViews bounds the event views there are: the event names with the
+	// most events in the window get one. Event names are client input (a
+	// public browser key may send any), so this bounds what clients can
+	// make herd create. Default 200.
+	MaxViews int
+	// MinUsers is how many distinct users (user id, else anonymous id) an
+	// event name needs in the window before it gets a view. Default 1 (every
+	// name may get one); raise it on a public site so that one client's
+	// made-up names do not get views.
+	MinUsers int
+	// Metrics, when set, is updated after each refresh.
+	Metrics *Metrics
 }
 
 func (c *Config) defaults() {
@@ -37,15 +50,60 @@ func (c *Config) defaults() {
 	if c.MaxColumns <= 0 {
 		c.MaxColumns = 200
 	}
+	if c.MaxViews <= 0 {
+		c.MaxViews = 200
+	}
+	if c.MinUsers <= 0 {
+		c.MinUsers = 1
+	}
 }
 
 // Result says what one Refresh did.
 type Result struct {
 	Created, Replaced, Unchanged int
-	// Failed lists the events whose view could not be made, with why (a view
-	// an analyst built on top blocks a drop, for example). The other views
-	// are still refreshed.
+	// Dropped counts the views removed: their event name was seen in the
+	// window but is no longer selected (below MinUsers, or not among the
+	// MaxViews most frequent), or room was needed for selected names.
+	Dropped int
+	// Retained counts the views of names not seen in the window that were
+	// kept as they are (their older data is still there): there was room.
+	Retained int
+	// BelowMinUsers and OverMaxViews count the event names of the window
+	// that have no view, and why.
+	BelowMinUsers, OverMaxViews int
+	// Kept lists the views that should have been dropped but were kept
+	// because something depends on them (an analyst's view, say). They
+	// still count against MaxViews.
+	Kept []string
+	// Failed lists the events whose view could not be made or dropped,
+	// with why (a view an analyst built on top blocks a rebuild, for
+	// example). The other views are still refreshed.
 	Failed map[string]error
+}
+
+// Metrics are the Prometheus metrics of Refresh. Create them once
+// (NewMetrics registers them) and pass them in Config.
+type Metrics struct {
+	views   prometheus.Gauge
+	without *prometheus.GaugeVec
+	failed  prometheus.Gauge
+}
+
+// NewMetrics makes the metrics and registers them with reg (when not nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		views: prometheus.NewGauge(prometheus.GaugeOpts{Name: "herd_views_event_views",
+			Help: "Event views (herd.track_<name>) after the last refresh; at most --max-views plus those kept for their dependents."}),
+		without: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "herd_views_event_names_without_view",
+			Help: "Track event names of the window left without a view by the last refresh: below_min_users or over_max_views (many is a sign of made-up names)."},
+			[]string{"reason"}),
+		failed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "herd_views_failed_views",
+			Help: "Event views the last refresh could not make, rebuild or drop (see the log, or run herd views refresh)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.views, m.without, m.failed)
+	}
+	return m
 }
 
 // Column is one property column of an event view.
@@ -70,56 +128,261 @@ const maxIdent = 63
 // lockKey serialises refreshes (herd up's periodic one and a manual run).
 const lockKey = 7_180_224_410
 
-// Refresh creates or updates the view of every track event name seen in the
-// window. Views it created earlier for names no longer seen are kept: their
-// older data is still there. Event and property names are user input: they
-// reach SQL only as quoted identifiers derived from them and as quoted
-// literals.
+// chunkSize is how many views one transaction makes or drops. Each holds
+// locks until commit, and the server's lock table is shared by every
+// database and session (max_locks_per_transaction x max_connections
+// entries): thousands in one transaction fail with "out of shared memory"
+// and make other sessions' transactions fail too.
+const chunkSize = 50
+
+// Refresh creates or updates the views of the track event names of the
+// window: the MaxViews names with the most events among those seen from at
+// least MinUsers users. Views it created earlier are dropped when their name
+// is seen in the window but not selected, unless something depends on them
+// (then they are kept and listed in Result.Kept); views of names no longer
+// seen are kept while there is room (their older data is still there).
+// Views are made and dropped in transactions of at most chunkSize each.
+// Event and property names are user input: they reach SQL only as quoted
+// identifiers derived from them and as quoted literals.
 func Refresh(ctx context.Context, db *pgxpool.Pool, cfg Config, log *slog.Logger) (Result, error) {
 	cfg.defaults()
 	res := Result{Failed: map[string]error{}}
+	pc, err := db.Acquire(ctx)
+	if err != nil {
+		return res, fmt.Errorf("views: connect: %w", err)
+	}
+	defer pc.Release()
+	conn := pc.Conn()
 	var scs string
-	if err := db.QueryRow(ctx, "SHOW standard_conforming_strings").Scan(&scs); err != nil {
+	if err := conn.QueryRow(ctx, "SHOW standard_conforming_strings").Scan(&scs); err != nil {
 		return res, fmt.Errorf("views: read standard_conforming_strings: %w", err)
 	}
 	if scs != "on" {
 		// quoteLiteral relies on it: with it off, a backslash escapes.
 		return res, errors.New("views: standard_conforming_strings is off; turn it on (the default since Postgres 9.1)")
 	}
-	events, err := scan(ctx, db, cfg)
+	// A session lock, held across the chunk transactions.
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey); err != nil {
+		return res, fmt.Errorf("views: take lock: %w", err)
+	}
+	defer func() {
+		if _, err := conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", lockKey); err != nil {
+			// Do not hand a connection holding the lock back to the pool.
+			_ = conn.Close(context.Background())
+		}
+	}()
+	reg, taken, err := registry(ctx, conn)
 	if err != nil {
 		return res, err
 	}
-	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey); err != nil {
-			return fmt.Errorf("views: take lock: %w", err)
+	sel, err := selectNames(ctx, conn, cfg)
+	if err != nil {
+		return res, err
+	}
+	res.BelowMinUsers = sel.below
+	res.OverMaxViews = sel.over
+
+	// Which existing views stay: the selected names', then those of names
+	// not seen in the window while there is room, newest first.
+	selected := map[string]bool{}
+	for _, name := range sel.top {
+		selected[name] = true
+	}
+	var unseen, drop []string
+	for ev := range reg {
+		switch {
+		case selected[ev]:
+		case sel.seen[ev]:
+			drop = append(drop, ev)
+		default:
+			unseen = append(unseen, ev)
 		}
-		reg, taken, err := registry(ctx, tx)
-		if err != nil {
-			return err
+	}
+	sort.Slice(unseen, func(i, j int) bool {
+		a, b := reg[unseen[i]], reg[unseen[j]]
+		if !a.refreshed.Equal(b.refreshed) {
+			return a.refreshed.After(b.refreshed)
 		}
-		names := assignNames(events, reg, taken)
-		for _, ev := range events {
-			ev.view = names[ev.name]
-			outcome, err := apply(ctx, tx, ev, reg[ev.name])
-			switch {
-			case err != nil:
-				res.Failed[ev.name] = err
-				log.Warn("event view not refreshed", "event", ev.name, "view", ev.view, "err", err)
-			case outcome == created:
-				res.Created++
-			case outcome == replaced:
-				res.Replaced++
-			default:
-				res.Unchanged++
-			}
+		return unseen[i] < unseen[j]
+	})
+	if room := cfg.MaxViews - len(sel.top); len(unseen) > room {
+		drop = append(drop, unseen[room:]...)
+		unseen = unseen[:room]
+	}
+	res.Retained = len(unseen)
+	sort.Strings(drop)
+	err = inChunks(ctx, conn, drop, func(tx pgx.Tx, ev string) {
+		kept, err := dropView(ctx, tx, ev, reg[ev].view)
+		switch {
+		case err != nil:
+			res.Failed[ev] = err
+			log.Warn("event view not dropped", "event", ev, "view", reg[ev].view, "err", err)
+		case kept:
+			res.Kept = append(res.Kept, reg[ev].view)
+			log.Info("event view kept: something depends on it", "event", ev, "view", reg[ev].view)
+		default:
+			res.Dropped++
+			delete(reg, ev)
 		}
-		return nil
 	})
 	if err != nil {
 		return res, err
 	}
+
+	// New views only while the total stays within MaxViews (views kept for
+	// their dependents take room).
+	allowed := cfg.MaxViews - len(reg)
+	top := make([]string, 0, len(sel.top))
+	for _, name := range sel.top {
+		if _, ok := reg[name]; !ok {
+			if allowed <= 0 {
+				res.OverMaxViews++
+				continue
+			}
+			allowed--
+		}
+		top = append(top, name)
+	}
+	events, err := scan(ctx, conn, cfg, top)
+	if err != nil {
+		return res, err
+	}
+	names := assignNames(events, reg, taken)
+	err = inChunks(ctx, conn, events, func(tx pgx.Tx, ev *eventProps) {
+		ev.view = names[ev.name]
+		outcome, err := apply(ctx, tx, ev, reg[ev.name])
+		switch {
+		case err != nil:
+			res.Failed[ev.name] = err
+			log.Warn("event view not refreshed", "event", ev.name, "view", ev.view, "err", err)
+		case outcome == created:
+			res.Created++
+		case outcome == replaced:
+			res.Replaced++
+		default:
+			res.Unchanged++
+		}
+	})
+	if err != nil {
+		return res, err
+	}
+	if res.BelowMinUsers+res.OverMaxViews > 0 {
+		lvl := slog.LevelInfo
+		if res.OverMaxViews > 0 {
+			lvl = slog.LevelWarn
+		}
+		log.Log(ctx, lvl, "event names without a view", "below_min_users", res.BelowMinUsers, "over_max_views", res.OverMaxViews,
+			"min_users", cfg.MinUsers, "max_views", cfg.MaxViews,
+			"hint", "names are client input: many is a sign of made-up names; raise --max-views or --min-users of herd views refresh if real events are left out")
+	}
+	if m := cfg.Metrics; m != nil {
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM herd.event_views").Scan(&n); err == nil {
+			m.views.Set(float64(n))
+		}
+		m.without.WithLabelValues("below_min_users").Set(float64(res.BelowMinUsers))
+		m.without.WithLabelValues("over_max_views").Set(float64(res.OverMaxViews))
+		m.failed.Set(float64(len(res.Failed)))
+	}
 	return res, nil
+}
+
+// inChunks runs f on items, chunkSize of them per transaction on conn. f
+// records its own failures (it works in savepoints); an error here is one of
+// the transaction itself.
+func inChunks[T any](ctx context.Context, conn *pgx.Conn, items []T, f func(pgx.Tx, T)) error {
+	for i := 0; i < len(items); i += chunkSize {
+		chunk := items[i:min(i+chunkSize, len(items))]
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			for _, it := range chunk {
+				f(tx, it)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("views: commit %d views: %w", len(chunk), err)
+		}
+	}
+	return nil
+}
+
+// dropView drops an event's view and its record, unless something depends
+// on the view (then kept is true and nothing changes).
+func dropView(ctx context.Context, tx pgx.Tx, event, view string) (kept bool, err error) {
+	ident := pgx.Identifier{"herd", view}.Sanitize()
+	err = savepoint(ctx, tx, func(sp pgx.Tx) error {
+		if _, err := sp.Exec(ctx, "DROP VIEW IF EXISTS "+ident); err != nil {
+			return err
+		}
+		_, err := sp.Exec(ctx, "DELETE FROM herd.event_views WHERE event = $1", event)
+		return err
+	})
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "2BP01" { // dependent_objects_still_exist
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("drop view %s: %w", ident, err)
+	}
+	return false, nil
+}
+
+// selection is what selectNames found in the window.
+type selection struct {
+	top         []string        // the names that get a view, most events first
+	seen        map[string]bool // names that have a view and are seen in the window
+	below, over int             // names of the window left out, and why
+}
+
+// selectNames ranks the track event names of the window in Postgres, so
+// that however many names clients sent, only MaxViews of them (and those
+// that have a view already) come back.
+func selectNames(ctx context.Context, conn *pgx.Conn, cfg Config) (selection, error) {
+	sel := selection{seen: map[string]bool{}}
+	rows, err := conn.Query(ctx, `
+		WITH per AS (
+			SELECT event, count(*) AS n, count(DISTINCT coalesce(user_id, anonymous_id)) AS users
+			FROM herd.events
+			WHERE type = 'track' AND event IS NOT NULL AND "timestamp" > now() - $1::interval
+			GROUP BY event
+		), ranked AS (
+			SELECT event, (users >= $2 OR $2 <= 1) AS eligible,
+				row_number() OVER (PARTITION BY (users >= $2 OR $2 <= 1) ORDER BY n DESC, users DESC, event) AS rank
+			FROM per
+		), stats AS (
+			SELECT count(*) FILTER (WHERE NOT (users >= $2 OR $2 <= 1)) AS below,
+				count(*) FILTER (WHERE users >= $2 OR $2 <= 1) AS eligible
+			FROM per
+		)
+		SELECT s.below, s.eligible, r.event, r.eligible AND r.rank <= $3
+		FROM stats s
+		LEFT JOIN ranked r ON (r.eligible AND r.rank <= $3) OR r.event IN (SELECT event FROM herd.event_views)
+		ORDER BY r.eligible DESC, r.rank`, cfg.Window, cfg.MinUsers, cfg.MaxViews)
+	if err != nil {
+		return sel, fmt.Errorf("views: rank track event names of the last %s: %w", cfg.Window, err)
+	}
+	var eligible int
+	for rows.Next() {
+		var (
+			name *string
+			top  *bool
+		)
+		if err := rows.Scan(&sel.below, &eligible, &name, &top); err != nil {
+			return sel, fmt.Errorf("views: rank track event names: %w", err)
+		}
+		if name == nil {
+			continue
+		}
+		if top != nil && *top {
+			sel.top = append(sel.top, *name)
+		}
+		sel.seen[*name] = true
+	}
+	if err := rows.Err(); err != nil {
+		return sel, fmt.Errorf("views: rank track event names: %w", err)
+	}
+	sel.over = eligible - len(sel.top)
+	return sel, nil
 }
 
 type eventProps struct {
@@ -134,15 +397,18 @@ type prop struct {
 	types map[string]int64
 }
 
-// scan reads the track event names of the window and the types of their
-// top-level properties.
-func scan(ctx context.Context, db *pgxpool.Pool, cfg Config) ([]*eventProps, error) {
-	rows, err := db.Query(ctx, `
+// scan reads the types of the top-level properties of the named track
+// events in the window.
+func scan(ctx context.Context, conn *pgx.Conn, cfg Config, names []string) ([]*eventProps, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	rows, err := conn.Query(ctx, `
 		SELECT e.event, p.key, jsonb_typeof(p.value), count(*)
 		FROM herd.events e
 		LEFT JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(e.properties) = 'object' THEN e.properties END) p ON true
-		WHERE e.type = 'track' AND e.event IS NOT NULL AND e."timestamp" > now() - $1::interval
-		GROUP BY 1, 2, 3`, cfg.Window)
+		WHERE e.type = 'track' AND e.event = ANY($2) AND e."timestamp" > now() - $1::interval
+		GROUP BY 1, 2, 3`, cfg.Window, names)
 	if err != nil {
 		return nil, fmt.Errorf("views: read track events of the last %s: %w", cfg.Window, err)
 	}
@@ -283,15 +549,15 @@ func unique(name, input string, used map[string]bool) string {
 
 // registry reads the views created earlier (event -> view) and every
 // relation name in schema herd, which a new view must not take.
-func registry(ctx context.Context, tx pgx.Tx) (map[string]registered, map[string]bool, error) {
+func registry(ctx context.Context, conn *pgx.Conn) (map[string]registered, map[string]bool, error) {
 	reg := map[string]registered{}
-	rows, _ := tx.Query(ctx, `SELECT event, view_name, columns FROM herd.event_views`)
+	rows, _ := conn.Query(ctx, `SELECT event, view_name, columns, refreshed_at FROM herd.event_views`)
 	for rows.Next() {
 		var (
 			ev string
 			r  registered
 		)
-		if err := rows.Scan(&ev, &r.view, &r.columns); err != nil {
+		if err := rows.Scan(&ev, &r.view, &r.columns, &r.refreshed); err != nil {
 			return nil, nil, fmt.Errorf("views: read herd.event_views: %w", err)
 		}
 		reg[ev] = r
@@ -300,7 +566,7 @@ func registry(ctx context.Context, tx pgx.Tx) (map[string]registered, map[string
 		return nil, nil, fmt.Errorf("views: read herd.event_views: %w", err)
 	}
 	taken := map[string]bool{}
-	rows, _ = tx.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'herd'`)
+	rows, _ = conn.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'herd'`)
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
@@ -315,8 +581,9 @@ func registry(ctx context.Context, tx pgx.Tx) (map[string]registered, map[string
 }
 
 type registered struct {
-	view    string
-	columns []byte // JSON of []Column
+	view      string
+	columns   []byte // JSON of []Column
+	refreshed time.Time
 }
 
 // assignNames gives each event its view name. A name once given is kept, so
@@ -329,10 +596,14 @@ func assignNames(events []*eventProps, reg map[string]registered, taken map[stri
 	for n := range taken {
 		used[n] = true
 	}
+	// Every recorded name is reserved, also one whose view is gone: the
+	// record's view_name is unique.
+	for _, r := range reg {
+		used[r.view] = true
+	}
 	for _, ev := range events {
 		if r, ok := reg[ev.name]; ok {
 			names[ev.name] = r.view
-			used[r.view] = true
 		}
 	}
 	// Events are in name order: the same set of names always gets the same

@@ -14,6 +14,7 @@ import (
 	"github.com/herdhq/herd/schemas"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func setup(t *testing.T) *pgxpool.Pool {
@@ -245,4 +246,208 @@ func TestNames(t *testing.T) {
 	if a == b || len(a) > 63 || len(b) > 63 {
 		t.Errorf("long names %q %q", a, b)
 	}
+}
+
+// insertMany adds n events named name (one per n, with users distinct user
+// ids among them) in one statement; name is a format pattern for %s = the
+// row number when distinct is set.
+func insertMany(t *testing.T, db *pgxpool.Pool, name string, n, users int, distinct bool) {
+	t.Helper()
+	ctx := context.Background()
+	ts := time.Now().UTC().Add(-time.Hour)
+	if _, err := db.Exec(ctx, "SELECT herd.ensure_partition($1::date)", ts); err != nil {
+		t.Fatal(err)
+	}
+	ev := "$1::text"
+	if distinct {
+		ev = "format($1::text, g)"
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO herd.events (message_id, source_id, type, event, anonymous_id, "timestamp", received_at, properties)
+		SELECT md5($1 || g || clock_timestamp()::text), 1, 'track', `+ev+`, 'anon-' || (g % $3), $4, $4, jsonb_build_object('n', g, 'k' || g, true)
+		FROM generate_series(1, $2) g`, name, n, users, ts); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// watchLocks reports the most relation locks one session of this database
+// held at once while it ran: a refresh's transactions must stay far below
+// the lock table the server shares (max_locks_per_transaction x
+// max_connections), or every session fails with "out of shared memory".
+func watchLocks(t *testing.T, db *pgxpool.Pool) (stop func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		peak := 0
+		for ctx.Err() == nil {
+			var n int
+			err := db.QueryRow(ctx, `SELECT coalesce(max(c), 0) FROM (SELECT count(*) AS c FROM pg_locks
+				WHERE locktype = 'relation' AND pid <> pg_backend_pid()
+				AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) GROUP BY pid) l`).Scan(&n)
+			if err == nil && n > peak {
+				peak = n
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		done <- peak
+	}()
+	var peak int
+	stopped := false
+	stop = func() int {
+		if !stopped {
+			stopped = true
+			cancel()
+			peak = <-done
+		}
+		return peak
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func countViews(t *testing.T, db *pgxpool.Pool) (recorded, relations int) {
+	t.Helper()
+	if err := db.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM herd.event_views),
+		(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'herd' AND c.relkind = 'v' AND c.relname LIKE 'track\_%')`).
+		Scan(&recorded, &relations); err != nil {
+		t.Fatal(err)
+	}
+	return recorded, relations
+}
+
+// TestRefreshBoundsMadeUpNames: event names are client input. A public key
+// that sends thousands of made-up names makes at most MaxViews views, in
+// transactions that hold a bounded number of locks; the real, frequent
+// events keep theirs; names that fall out of the selection lose their view
+// unless something depends on it; names no longer seen keep theirs.
+func TestRefreshBoundsMadeUpNames(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		madeUp   int
+		maxViews int // 0: the default
+		want     int // views at most
+	}{
+		{"10000 names, defaults", 10_000, 0, 200},
+		{"600 names, 20 views", 600, 20, 20},
+	}
+	real := []struct {
+		name          string
+		events, users int
+	}{
+		{"Signed Up", 40, 8},
+		{"Order Completed", 25, 5},
+		{"Page Scrolled", 12, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			if testing.Short() && c.madeUp > 1000 {
+				t.Skip("short")
+			}
+			db := setup(t)
+			ctx := context.Background()
+			for _, r := range real {
+				insertMany(t, db, r.name, r.events, r.users, false)
+			}
+			// One client, a made-up anonymous id per name.
+			insertMany(t, db, "made up %s", c.madeUp, c.madeUp+1, true)
+
+			reg := prometheus.NewRegistry()
+			m := NewMetrics(reg)
+			stop := watchLocks(t, db)
+			res, err := Refresh(ctx, db, Config{MaxViews: c.maxViews, Metrics: m}, quiet())
+			peak := stop()
+			if err != nil {
+				t.Fatalf("refresh: %v", err)
+			}
+			if len(res.Failed) != 0 {
+				t.Fatalf("failed views: %v", res.Failed)
+			}
+			recorded, rels := countViews(t, db)
+			if recorded > c.want || rels > c.want || res.Created != rels {
+				t.Errorf("%d views recorded, %d exist, %d created; want at most %d", recorded, rels, res.Created, c.want)
+			}
+			if left := len(real) + c.madeUp - res.Created; res.OverMaxViews != left || res.BelowMinUsers != 0 {
+				t.Errorf("left out: %d over max views, %d below min users; want %d and 0", res.OverMaxViews, res.BelowMinUsers, left)
+			}
+			// About two per view made: a transaction of 50 views holds
+			// about 100 (the default lock table has 6,400 entries for
+			// every session of the server).
+			if bound := 150; peak > bound {
+				t.Errorf("a refresh session held %d relation locks at once, want at most %d", peak, bound)
+			}
+			if v, o := gauge(t, reg, "herd_views_event_views", ""), gauge(t, reg, "herd_views_event_names_without_view", "over_max_views"); v != float64(rels) || o != float64(res.OverMaxViews) {
+				t.Errorf("metrics: %v views, %v names over max views; want %d and %d", v, o, rels, res.OverMaxViews)
+			}
+			t.Logf("%+v; peak relation locks of one session: %d", res, peak)
+			for _, r := range real {
+				viewOf(t, db, r.name)
+			}
+
+			// Something depends on one made-up view; then only names seen
+			// from 3 users qualify: the other made-up views go.
+			var dependedOn string
+			if err := db.QueryRow(ctx, `SELECT view_name FROM herd.event_views WHERE event LIKE 'made up %' ORDER BY view_name LIMIT 1`).Scan(&dependedOn); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(ctx, "CREATE VIEW public.on_top AS SELECT count(*) FROM "+pgx.Identifier{"herd", dependedOn}.Sanitize()); err != nil {
+				t.Fatal(err)
+			}
+			res, err = Refresh(ctx, db, Config{MaxViews: c.maxViews, MinUsers: 3}, quiet())
+			if err != nil || len(res.Failed) != 0 {
+				t.Fatalf("refresh with a minimum of users: %+v %v", res, err)
+			}
+			recorded, rels = countViews(t, db)
+			if recorded != len(real)+1 || rels != len(real)+1 || len(res.Kept) != 1 || res.Kept[0] != dependedOn {
+				t.Errorf("with a minimum of 3 users: %d recorded, %d exist, kept %v; want the %d real ones and %s", recorded, rels, res.Kept, len(real), dependedOn)
+			}
+			if res.BelowMinUsers != c.madeUp || res.Dropped != c.want-len(real)-1 {
+				t.Errorf("with a minimum of 3 users: %d below, %d dropped", res.BelowMinUsers, res.Dropped)
+			}
+			for _, r := range real {
+				var n int
+				if err := db.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{"herd", viewOf(t, db, r.name)}.Sanitize()).Scan(&n); err != nil || n != r.events {
+					t.Errorf("%s: view has %d rows (%v), want %d", r.name, n, err, r.events)
+				}
+			}
+
+			// Nothing seen in the window: the views stay as they are.
+			res, err = Refresh(ctx, db, Config{MaxViews: c.maxViews, Window: time.Minute}, quiet())
+			if err != nil || res.Retained != len(real)+1 || res.Dropped != 0 || res.Created != 0 {
+				t.Errorf("refresh of an empty window: %+v %v", res, err)
+			}
+			if recorded, rels = countViews(t, db); recorded != len(real)+1 || rels != len(real)+1 {
+				t.Errorf("after an empty window: %d recorded, %d exist", recorded, rels)
+			}
+		})
+	}
+}
+
+// gauge reads a gauge from reg: the one whose label reason is reason, if
+// given.
+func gauge(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := true
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() != reason {
+					match = false
+				}
+			}
+			if match {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no metric %s %s", name, reason)
+	return 0
 }

@@ -66,6 +66,7 @@ func startExtras(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 
 	startArchiver(e, g, a, db, js, sc, f.dataDir, f.consumerName, f.partsWindow)
 	startCheck(e, g, a, db, js, sc, f)
+	viewMetrics := views.NewMetrics(a.reg)
 	g.Go("event views", func(ctx context.Context) error {
 		t := time.NewTicker(10 * time.Minute)
 		defer t.Stop()
@@ -78,7 +79,7 @@ func startExtras(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 		}
 		for refresh := !made; ; refresh = true {
 			if refresh {
-				if _, err := views.Refresh(ctx, db, views.Config{}, e.log.With("component", "views")); err != nil && ctx.Err() == nil {
+				if _, err := views.Refresh(ctx, db, views.Config{Metrics: viewMetrics}, e.log.With("component", "views")); err != nil && ctx.Err() == nil {
 					e.log.Warn("refresh event views", "err", err)
 				}
 			}
