@@ -429,9 +429,15 @@ func printUp(e *env, f *upFlags, writeKey, host, dbURL string, private bool, ns 
 	switch {
 	case private:
 		where = fmt.Sprintf("  postgres    password in %s (the psql line reads it through passfile=)\n", filepath.Join(f.dataDir, pgPassName))
-	case redact(dbURL) != dbURL:
+	case hasUserinfo(dbURL) || redact(dbURL) != dbURL:
+		// Never a URL with user info on the screen, even one redact would
+		// not change: its parsing is the one thing that could go wrong.
 		psql = `psql "$DATABASE_URL"`
-		where = fmt.Sprintf("  postgres    %s (password masked; psql reads the URL from $DATABASE_URL)\n", redact(dbURL))
+		set := "psql reads the URL from $DATABASE_URL"
+		if os.Getenv("DATABASE_URL") != dbURL {
+			set = "set DATABASE_URL to the URL given to --database-url (or $HERD_DATABASE_URL) for the psql line"
+		}
+		where = fmt.Sprintf("  postgres    %s (password masked; %s)\n", redact(dbURL), set)
 	}
 	natsLine := ""
 	if f.natsListen != "" {
@@ -452,6 +458,16 @@ herd is running.
 
 Ctrl-C stops (requests in flight are answered, the writer commits what it holds).
 `, writeKey, host, writeKey, host, psql, where, natsLine, f.admin.listen, metricsNote)
+}
+
+// hasUserinfo reports whether a connection URL names a user (and so maybe
+// a password): postgres://user[:pass]@host.
+func hasUserinfo(dbURL string) bool {
+	_, rest, ok := strings.Cut(dbURL, "://")
+	if !ok {
+		return strings.Contains(dbURL, "=") // key=value: user=, password=
+	}
+	return strings.Contains(rest, "@")
 }
 
 // privatePostgres starts (creating on first use) a cluster under

@@ -99,14 +99,22 @@ const Redacted = "xxxxx"
 var dsnPassword = regexp.MustCompile(`(?i)\b(password|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
 
 // RedactURL returns s with every password, token or secret key it holds
-// replaced by Redacted: the user info of one or several comma-separated
-// URLs (postgres://u:PASS@h, nats://TOKEN@h), credential query parameters
-// (password, token, X-Amz-Credential ...) and password=... in a Postgres
-// key=value connection string. Anything it cannot parse is returned with
-// only the key=value passwords removed.
+// replaced by Redacted: the user info of a Postgres URL (parsed whole, so
+// that a multi-host URL or a password with a comma stays one URL), of each
+// of several comma-separated URLs (nats://TOKEN@h1,nats://u:PASS@h2) and of
+// scheme-less entries (TOKEN@host:4222, as nats.go accepts), credential
+// query parameters (password, token, X-Amz-Credential ...) and password=...
+// in a Postgres key=value connection string.
 func RedactURL(s string) string {
+	trimmed := strings.TrimSpace(s)
+	if lower := strings.ToLower(trimmed); strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://") {
+		return redactPostgres(s)
+	}
 	if !strings.Contains(s, "://") {
-		return dsnPassword.ReplaceAllString(s, "${1}="+Redacted)
+		s = dsnPassword.ReplaceAllString(s, "${1}="+Redacted)
+		if strings.ContainsAny(trimmed, " \t\n=") {
+			return s // a key=value connection string, not a list of hosts
+		}
 	}
 	parts := strings.Split(s, ",")
 	for i, p := range parts {
@@ -115,13 +123,57 @@ func RedactURL(s string) string {
 	return strings.Join(parts, ",")
 }
 
+// redactPostgres redacts a postgres:// URL as one URL: libpq and pgx read
+// postgres://u:p,w@h1:5432,h2:5433/db as one password and two hosts.
+func redactPostgres(s string) string {
+	lead := s[:len(s)-len(strings.TrimLeft(s, " "))]
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil {
+		// Unparsable (a password with a raw '/' or '#'...): drop everything
+		// between the scheme and the last '@'.
+		return lead + userinfo.ReplaceAllString(strings.TrimSpace(s), "${1}"+Redacted+"@")
+	}
+	return lead + redactParsed(u)
+}
+
+// userinfo matches a URL's scheme and everything up to the last '@', for a
+// URL url.Parse refuses: removing too much is better than printing a secret.
+var userinfo = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*://).*@`)
+
+// bareUserinfo matches the user info of a scheme-less host entry
+// (TOKEN@host:4222, user:pass@host).
+var bareUserinfo = regexp.MustCompile(`^(\s*)([^\s@/]+)@([^\s@]+)$`)
+
 var secretParams = regexp.MustCompile(`(?i)^(password|sslpassword|token|secret|.*secret.*|.*key.*|x-amz-credential|x-amz-signature|x-amz-security-token|auth.*|pass)$`)
 
 func redactOne(s string) string {
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil || u.Scheme == "" {
+	if !strings.Contains(s, "://") {
+		// host:port, TOKEN@host:port or user:pass@host:port.
+		if m := bareUserinfo.FindStringSubmatch(s); m != nil {
+			user, _, hasPass := strings.Cut(m[2], ":")
+			if hasPass {
+				return m[1] + user + ":" + Redacted + "@" + m[3]
+			}
+			return m[1] + Redacted + "@" + m[3] // a token
+		}
 		return dsnPassword.ReplaceAllString(s, "${1}="+Redacted)
 	}
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil || u.Scheme == "" {
+		if userinfo.MatchString(strings.TrimSpace(s)) {
+			return userinfo.ReplaceAllString(strings.TrimSpace(s), "${1}"+Redacted+"@")
+		}
+		return dsnPassword.ReplaceAllString(s, "${1}="+Redacted)
+	}
+	out := redactParsed(u)
+	if strings.HasPrefix(s, " ") {
+		out = " " + out
+	}
+	return out
+}
+
+// redactParsed redacts a parsed URL's user info and credential parameters.
+func redactParsed(u *url.URL) string {
 	if u.User != nil {
 		if _, has := u.User.Password(); has {
 			u.User = url.UserPassword(u.User.Username(), Redacted)
@@ -143,11 +195,7 @@ func redactOne(s string) string {
 			u.RawQuery = q.Encode()
 		}
 	}
-	out := u.String()
-	if strings.HasPrefix(s, " ") {
-		out = " " + out
-	}
-	return out
+	return u.String()
 }
 
 // ScramVerifier is what Postgres stores for a scram-sha-256 password

@@ -19,6 +19,18 @@ func TestRedactURL(t *testing.T) {
 		{"nats://n1:4222", "", "nats://n1:4222"},
 		{"https://s3.example/b?X-Amz-Credential=AKIA1&X-Amz-Signature=sig9", "sig9", "s3.example"},
 		{"postgres://app:pw%40x@app-db/app", "pw%40x", "app:xxxxx@app-db"},
+		// A password with a comma, and a multi-host URL: one URL, not a list.
+		{"postgres://postgres:hunter2,SECRET@127.0.0.1:5432/db", "SECRET", "postgres:xxxxx@127.0.0.1:5432/db"},
+		{"postgres://postgres:hunter2,SECRET@127.0.0.1:5432/db", "hunter2", "postgres:xxxxx@"},
+		{"postgresql://u:a,b,c@h1:5432,h2:5433/db?sslmode=require", "a,b,c", "u:xxxxx@h1:5432,h2:5433/db"},
+		{"POSTGRES://u:p,w@h/db", "p,w", "xxxxx@h/db"},
+		// Unparsable as a URL (raw '#' in the password): still no password.
+		{"postgres://u:pa#ss,w@h/db", "ss,w", "postgres://xxxxx@h/db"},
+		// Scheme-less NATS entries, as nats.go accepts them.
+		{"TOKEN123@127.0.0.1:4222", "TOKEN123", "xxxxx@127.0.0.1:4222"},
+		{"nats://n1:4222,tok9@n2:4222", "tok9", "nats://n1:4222,xxxxx@n2:4222"},
+		{"bob:pw77@n1:4222", "pw77", "bob:xxxxx@n1:4222"},
+		{"127.0.0.1:4222", "", "127.0.0.1:4222"},
 	} {
 		got := secrets.RedactURL(c.in)
 		if c.secret != "" && strings.Contains(got, c.secret) {
