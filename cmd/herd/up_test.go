@@ -2,10 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/herdhq/herd/internal/secrets"
 )
 
 // TestPrintUpHidesPasswords: whatever a DATABASE_URL given to herd up holds
@@ -43,5 +48,84 @@ func TestPrintUpHidesPasswords(t *testing.T) {
 				t.Errorf("herd up does not say to set DATABASE_URL, which is not set:\n%s", text)
 			}
 		})
+	}
+}
+
+// TestUpRefusesAForeignDataDir: a data directory another local user made
+// (with their own 0600 nats.token and pgpass in it) is refused before herd
+// up reads anything from it; one herd up made 0755 in an older version is
+// closed to others, with its lake and NATS directories.
+func TestUpRefusesAForeignDataDir(t *testing.T) {
+	base := t.TempDir()
+	var out, errOut bytes.Buffer
+	e := &env{stdout: &out, stderr: &errOut, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+
+	old := filepath.Join(base, "old")
+	if err := os.Mkdir(old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(old, "lake", "events"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := privateDataDir(e, old); err != nil {
+		t.Fatalf("a data directory of ours: %v", err)
+	}
+	for _, d := range []string{old, filepath.Join(old, "lake"), filepath.Join(old, "nats")} {
+		st, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm()&0o066 != 0 || (d != old && st.Mode().Perm()&0o077 != 0) {
+			t.Errorf("%s mode %#o: others may list or read it", d, st.Mode().Perm())
+		}
+	}
+
+	if os.Geteuid() != 0 {
+		t.Skip("planting a directory owned by another user needs root")
+	}
+	planted := filepath.Join(base, "planted")
+	if err := os.Mkdir(planted, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{natsTokenName, pgPassName} {
+		p := filepath.Join(planted, name)
+		if err := secrets.WriteFile(p, "127.0.0.1:*:*:postgres:theirs\n"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(planted, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	code := run(context.Background(), []string{"up", "--data-dir", planted, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		"--database-url", "postgres://postgres@127.0.0.1:1/none?sslmode=disable"}, &out, &errOut)
+	if code == 0 || !strings.Contains(errOut.String(), "belongs to uid 65534") {
+		t.Errorf("herd up in another user's data directory: exit %d, want a refusal saying whose it is; stderr:\n%s", code, errOut.String())
+	}
+}
+
+// A .creds file holds an nkey seed: it gets the checks of a token file.
+func TestNATSCredsFileChecked(t *testing.T) {
+	creds := filepath.Join(t.TempDir(), "herd.creds")
+	if err := secrets.WriteFile(creds, "-----BEGIN NATS USER JWT-----\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(creds, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := natsFlags{creds: creds}
+	if _, err := n.options(); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("a world-readable .creds file: %v, want a refusal", err)
+	}
+	if err := os.Chmod(creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.options(); err != nil {
+		t.Errorf("a 0600 .creds file: %v", err)
 	}
 }

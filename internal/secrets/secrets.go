@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 )
 
 // Generate returns a random secret of n bytes, hex-encoded (so that it needs
@@ -29,16 +30,37 @@ func Generate(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// Read returns the first line of the file at path, trimmed. A file that
-// others than its owner may read is refused: the secret in it has to be
-// considered leaked.
-func Read(path string) (string, error) {
-	st, err := os.Stat(path)
+// CheckFile makes sure the file at path may hold a secret: a regular file
+// (not a symbolic link), owned by the user herd runs as and readable by
+// that user only. A file others may read holds a secret that has to be
+// considered leaked; one another user created (or links to) holds a secret
+// that user knows. (A Kubernetes Secret volume is a symbolic link owned by
+// root: pass such secrets by environment, as deploy/k8s does.)
+func CheckFile(path string) error {
+	st, err := os.Lstat(path)
 	if err != nil {
-		return "", err
+		return err
+	}
+	if st.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("secret file %s is a symbolic link: herd reads secrets only from regular files its user owns; replace the link by the file, delete it to have herd generate a new secret, or pass the secret by environment", path)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("secret file %s is not a regular file (%s)", path, st.Mode().Type())
+	}
+	if uid, ok := fileOwner(st); ok && uid != os.Geteuid() {
+		return fmt.Errorf("secret file %s belongs to uid %d, not to uid %d that herd runs as: another user may have planted it and know the secret; delete it (herd generates a new one) or, if it is yours, chown it", path, uid, os.Geteuid())
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("secret file %s has mode %#o: make it readable by its owner only (chmod 600 %s), and replace the secret if others could read it", path, st.Mode().Perm(), path)
+		return fmt.Errorf("secret file %s has mode %#o: make it readable by its owner only (chmod 600 %s), and replace the secret if others could read it", path, st.Mode().Perm(), path)
+	}
+	return nil
+}
+
+// Read returns the first line of the file at path, trimmed, once
+// CheckFile accepts the file.
+func Read(path string) (string, error) {
+	if err := CheckFile(path); err != nil {
+		return "", err
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -89,6 +111,49 @@ func WriteFile(path, content string) error {
 	if err := f.Close(); err != nil {
 		os.Remove(path)
 		return fmt.Errorf("write secret file %s: %w", path, err)
+	}
+	return nil
+}
+
+// fileOwner returns the uid owning a file, where the system says.
+func fileOwner(st fs.FileInfo) (int, bool) {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return int(sys.Uid), true
+	}
+	return 0, false
+}
+
+// CheckDir makes sure dir, which holds secrets, is a directory (not a
+// symbolic link) that only the user herd runs as may change: owned by that
+// user and writable by nobody else. It creates dir, mode 0700, when missing.
+// A directory another user made could hold files they planted (a token or a
+// password they know) or let them swap files later.
+func CheckDir(dir string) error {
+	st, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create directory %s: %w", dir, err)
+		}
+		// MkdirAll honours the umask; the directory is meant to be 0700.
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return err
+		}
+		st, err = os.Lstat(dir)
+	}
+	if err != nil {
+		return err
+	}
+	if st.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("directory %s is a symbolic link: give herd a real directory of its own (or the link's target)", dir)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if uid, ok := fileOwner(st); ok && uid != os.Geteuid() {
+		return fmt.Errorf("directory %s belongs to uid %d, not to uid %d that herd runs as: another user could have put files in it (a token or password they know); use a directory of your own, or, if it is yours, chown -R it to yourself and delete the secrets in it (herd makes new ones)", dir, uid, os.Geteuid())
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("directory %s has mode %#o: others may add or replace files in it (a token or password they know); chmod 700 %s, and delete the secrets in it if others could have changed them (herd makes new ones)", dir, st.Mode().Perm(), dir)
 	}
 	return nil
 }
