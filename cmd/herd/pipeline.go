@@ -534,14 +534,17 @@ func privatePostgres(ctx context.Context, e *env, dataDir string) (*pgcluster.Cl
 			return nil, "", err
 		}
 	}
+	c.Logger = e.log
 	if c.Running(ctx) {
 		_ = c.Stop(ctx, "fast")
 	}
+	if trusting, err := c.Trusting(); err == nil && trusting {
+		e.log.Warn("the private Postgres trusted every local user; setting a password before it listens on TCP", "dir", c.Dir, "password_file", c.PassFile)
+	}
+	// Start sets the password of a trusting cluster on a server without
+	// TCP; Secure then checks that the password file is there.
 	if err := c.Start(ctx); err != nil {
 		return nil, "", err
-	}
-	if trusting, err := c.Trusting(); err == nil && trusting {
-		e.log.Warn("the private Postgres trusted every local user; setting a password", "dir", c.Dir, "password_file", c.PassFile)
 	}
 	if err := c.Secure(ctx); err != nil {
 		_ = c.Stop(ctx, "fast")
