@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -400,6 +401,9 @@ func TestKubernetes(t *testing.T) {
 			if kind == "ConfigMap" && name == "nats-config" {
 				natsConf, _ = dig(d, "data", "nats.conf").(string)
 			}
+			if kind == "NetworkPolicy" && name == "nats" {
+				checkNATSPolicy(t, f, d)
+			}
 			if kind == "StatefulSet" && name == "nats" {
 				for _, c := range containers(d) {
 					if !slices.Contains(secretEnv(t, f, c.(map[string]any)), "HERD_NATS_TOKEN") {
@@ -432,7 +436,7 @@ func TestKubernetes(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"Deployment/herd-collect", "Deployment/herd-write", "StatefulSet/nats", "Service/nats", "Service/herd-collect", "ConfigMap/herd-config", "ConfigMap/nats-config", "Job/herd-migrate"} {
+	for _, want := range []string{"Deployment/herd-collect", "Deployment/herd-write", "StatefulSet/nats", "Service/nats", "Service/herd-collect", "ConfigMap/herd-config", "ConfigMap/nats-config", "Job/herd-migrate", "NetworkPolicy/nats"} {
 		if !kinds[want] {
 			t.Errorf("k8s: no %s", want)
 		}
@@ -546,7 +550,10 @@ func natsTLS(t *testing.T) string {
 // the options and the path of the config as checked.
 func checkNATSConfig(t *testing.T, path, name string) (*server.Options, string) {
 	t.Helper()
-	token := "deploy-test-token-0123456789abcdef"
+	// The token as the docs say to make it, from a random part that starts
+	// with digits: nats-server substitutes $HERD_NATS_TOKEN as a value of
+	// its own, and reads a bare 12e4... as a number or refuses it.
+	token := documentedNATSToken(t)
 	t.Setenv("HERD_NATS_TOKEN", token)
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -596,6 +603,112 @@ func checkNATSConfig(t *testing.T, path, name string) (*server.Options, string) 
 		t.Errorf("%s: routes are not authenticated (want cluster.tls with verify: true)", path)
 	}
 	return opts, checked
+}
+
+// checkNATSPolicy fails unless the NetworkPolicy applies to the NATS pods'
+// ingress and lets clients (4222) in only from herd's collectors and
+// writers, and monitoring (8222, no authentication) only from NATS pods:
+// no rule without a source, none from an IP block or another namespace.
+func checkNATSPolicy(t *testing.T, f string, d map[string]any) {
+	t.Helper()
+	if app, _ := dig(d, "spec", "podSelector", "matchLabels", "app").(string); app != "nats" {
+		t.Errorf("%s: NetworkPolicy nats does not select the NATS pods (app: nats)", f)
+	}
+	if !slices.Contains(strs(dig(d, "spec", "policyTypes")), "Ingress") {
+		t.Errorf("%s: NetworkPolicy nats does not restrict ingress", f)
+	}
+	allowed := map[int]map[string]bool{} // port -> app labels allowed
+	rules, _ := dig(d, "spec", "ingress").([]any)
+	for i, r := range rules {
+		from, _ := dig(r, "from").([]any)
+		ports, _ := dig(r, "ports").([]any)
+		if len(from) == 0 || len(ports) == 0 {
+			t.Errorf("%s: ingress rule %d lets in every source or every port", f, i+1)
+			continue
+		}
+		var apps []string
+		for _, src := range from {
+			sm, _ := src.(map[string]any)
+			if sm["ipBlock"] != nil || sm["namespaceSelector"] != nil {
+				t.Errorf("%s: ingress rule %d lets in an IP block or another namespace", f, i+1)
+			}
+			if a, _ := dig(src, "podSelector", "matchLabels", "app").(string); a != "" {
+				apps = append(apps, a)
+			}
+			exprs, _ := dig(src, "podSelector", "matchExpressions").([]any)
+			for _, e := range exprs {
+				if dig(e, "key") == "app" && dig(e, "operator") == "In" {
+					apps = append(apps, strs(dig(e, "values"))...)
+				}
+			}
+			if len(apps) == 0 {
+				t.Errorf("%s: ingress rule %d has a source that is not a set of herd's pods by app label", f, i+1)
+			}
+		}
+		for _, p := range ports {
+			port, _ := dig(p, "port").(int)
+			if allowed[port] == nil {
+				allowed[port] = map[string]bool{}
+			}
+			for _, a := range apps {
+				allowed[port][a] = true
+			}
+		}
+	}
+	want := map[int][]string{4222: {"herd-collect", "herd-write"}, 6222: {"nats"}, 8222: {"nats"}}
+	for port, apps := range allowed {
+		for a := range apps {
+			if !slices.Contains(want[port], a) {
+				t.Errorf("%s: NetworkPolicy nats lets app=%s reach port %d", f, a, port)
+			}
+		}
+	}
+	for _, a := range want[4222] {
+		if !allowed[4222][a] {
+			t.Errorf("%s: NetworkPolicy nats keeps %s from the client port 4222", f, a)
+		}
+	}
+	if !allowed[6222]["nats"] {
+		t.Errorf("%s: NetworkPolicy nats keeps the NATS members from each other's routes (6222)", f)
+	}
+}
+
+// tokenForm matches how the deploy docs say to make the NATS token:
+// HERD_NATS_TOKEN=PREFIX$(openssl rand -hex N), or the herd-nats Secret's
+// token=PREFIX$(openssl rand -hex N).
+var tokenForm = regexp.MustCompile(`(?:HERD_NATS_TOKEN=|herd-nats --from-literal=token=)([A-Za-z0-9_-]*)\$\(openssl rand -hex (\d+)\)`)
+
+// documentedNATSToken returns a token made the way every deploy doc says
+// (they must agree), with the worst random part: hex that starts with
+// digits nats-server takes for a number.
+func documentedNATSToken(t *testing.T) string {
+	t.Helper()
+	var forms []string
+	for _, f := range []string{"README.md", "docker-compose.yml", "k8s/config.yaml"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := tokenForm.FindAllStringSubmatch(string(b), -1)
+		if len(m) == 0 {
+			t.Fatalf("%s does not say how to make the NATS token (HERD_NATS_TOKEN=...$(openssl rand -hex N))", f)
+		}
+		for _, x := range m {
+			forms = append(forms, x[1]+"/"+x[2])
+		}
+	}
+	for _, f := range forms[1:] {
+		if f != forms[0] {
+			t.Fatalf("the deploy docs make the NATS token in different ways: %v", forms)
+		}
+	}
+	prefix, n, _ := strings.Cut(forms[0], "/")
+	bytes, _ := strconv.Atoi(n)
+	random := "12e4" + strings.Repeat("0123456789abcdef", 8)
+	if bytes < 16 {
+		t.Errorf("the NATS token has %d random bytes; want at least 16", bytes)
+	}
+	return prefix + random[:2*bytes]
 }
 
 // checkTLSURLs fails unless every URL of a comma-separated NATS URL list

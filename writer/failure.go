@@ -26,7 +26,7 @@ var contentCodes = map[string]bool{
 	"22003": true, // numeric_value_out_of_range
 	"22030": true, // duplicate_json_object_key_value
 	"22032": true, // invalid_json_text
-	"54000": true, // program_limit_exceeded: value too large for jsonb or an index row
+	"54000": true, // program_limit_exceeded: value too large for jsonb or text (not an index row: isIndexRowError)
 	"54001": true, // statement_too_complex: JSON nested too deep
 }
 
@@ -35,7 +35,16 @@ var contentCodes = map[string]bool{
 // operator does, so the offending event is isolated and rejected.
 func isContentError(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && contentCodes[pe.Code]
+	return errors.As(err, &pe) && contentCodes[pe.Code] && !isIndexRowError(pe)
+}
+
+// isIndexRowError reports whether a program_limit_exceeded error is about an
+// index entry ("index row size 3544 exceeds btree version 4 maximum 2704",
+// "index row requires 9000 bytes"): herd's own indexes hold no value a
+// client chooses the size of, so the index is one an operator added, and
+// dropping it (or indexing a hash) lets the same events in.
+func isIndexRowError(pe *pgconn.PgError) bool {
+	return pe.Code == "54000" && strings.Contains(pe.Message, "index row")
 }
 
 // isPartitionError reports whether a row found no partition of herd.events
@@ -48,7 +57,7 @@ func isPartitionError(err error) bool {
 // Failure reasons, the label of herd_writer_batch_failures_total.
 const (
 	reasonPartition  = "partition"  // no partition for a row: recreated, retried
-	reasonConstraint = "constraint" // a constraint herd did not create (NOT NULL, unique, check, foreign key)
+	reasonConstraint = "constraint" // a constraint or index herd did not create (NOT NULL, unique, check, foreign key, an index too narrow for a value)
 	reasonSchema     = "schema"     // a table, column, type or privilege is not as herd expects
 	reasonData       = "data"       // a data exception not caused by the event (a column type changed by hand)
 	reasonConnection = "connection" // connection lost or refused
@@ -72,6 +81,9 @@ func failureReason(err error) string {
 			return reasonConnection
 		}
 		return reasonOther
+	}
+	if isIndexRowError(pe) {
+		return reasonConstraint
 	}
 	switch pe.Code[:2] {
 	case "23":
@@ -99,7 +111,7 @@ func failureHint(reason string) string {
 	case reasonPartition:
 		return "a partition of herd.events is missing (dropped by hand?); the writer recreates it and retries"
 	case reasonConstraint:
-		return "herd.events (or a table herd writes) has a constraint herd does not satisfy, such as a NOT NULL column without a default, a unique index, a CHECK or a foreign key added by hand; drop or relax it and the writer catches up"
+		return "herd.events (or a table herd writes) has a constraint herd does not satisfy, such as a NOT NULL column without a default, a unique index, a CHECK or a foreign key added by hand, or an index on a column whose values can be too large for an index entry (index on md5(col) instead); drop or relax it and the writer catches up"
 	case reasonSchema:
 		return "a table, column or privilege herd needs is missing or changed; restore it (compare with the migrations in schemas/) and the writer catches up"
 	case reasonData:

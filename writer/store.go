@@ -3,6 +3,7 @@ package writer
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/herdhq/herd"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Row is an event with the stream sequence it came from (0 when it did not
@@ -123,6 +125,10 @@ type Store struct {
 	window int              // days before today that still get day partitions
 	now    func() time.Time // the wall clock the window is measured from
 	parts  sync.Map         // day (time.Time) -> struct{}: days known to have a partition
+
+	// Set by the Writer; nil for a Store of its own (replays).
+	log       *slog.Logger       // warns when a missing partition is recreated
+	recreated prometheus.Counter // herd_writer_batch_failures_total{reason="partition"}
 }
 
 // DefaultPartitionWindow is how many days before today still get a day
@@ -255,6 +261,15 @@ func (s *Store) Write(ctx context.Context, rows []Row, rejects []RejectRow) (Res
 	}
 	res, err := s.write(ctx, rows, rejects)
 	if isPartitionError(err) {
+		// Someone dropped a partition the cache still names: recovering is
+		// silent for the events, not for the operator.
+		if s.recreated != nil {
+			s.recreated.Inc()
+		}
+		if s.log != nil {
+			s.log.Warn("a partition of herd.events was missing (dropped by hand?); recreating it and writing the batch again",
+				"err", err, "events", len(rows), "reason", reasonPartition)
+		}
 		s.ForgetPartitions()
 		if err := s.ensurePartitions(ctx, rows); err != nil {
 			return Result{}, err

@@ -103,7 +103,9 @@ func New(cfg Config, db *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger,
 	cfg.defaults()
 	store := NewStore(db)
 	store.SetPartitionWindow(cfg.PartitionWindow)
-	return &Writer{cfg: cfg, js: js, store: store, log: log, m: newMetrics(reg)}
+	m := newMetrics(reg)
+	store.log, store.recreated = log, m.failures.WithLabelValues(reasonPartition)
+	return &Writer{cfg: cfg, js: js, store: store, log: log, m: m}
 }
 
 // Store is the writer's insert path, for replays.

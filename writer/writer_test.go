@@ -1,12 +1,17 @@
 package writer
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,11 +28,12 @@ import (
 
 // pipe is a running writer between a test's stream and database.
 type pipe struct {
-	sc  stream.Config
-	js  jetstream.JetStream
-	db  *pgxpool.Pool
-	reg *prometheus.Registry
-	w   *Writer
+	sc   stream.Config
+	js   jetstream.JetStream
+	db   *pgxpool.Pool
+	reg  *prometheus.Registry
+	w    *Writer
+	logs *logBuffer // what the writer logged
 }
 
 func testLog(t testing.TB) *slog.Logger {
@@ -37,18 +43,37 @@ func testLog(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// logBuffer collects log output written from several goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // startPipe migrates a fresh database and runs a writer on a fresh stream
 // until the test ends.
 func startPipe(t *testing.T) *pipe {
 	t.Helper()
 	srv := natstest.Run(t)
-	p := &pipe{sc: natstest.StreamConfig(t), db: pgtest.Pool(t, pgtest.New(t)), reg: prometheus.NewRegistry()}
+	p := &pipe{sc: natstest.StreamConfig(t), db: pgtest.Pool(t, pgtest.New(t)), reg: prometheus.NewRegistry(), logs: &logBuffer{}}
 	p.js = natstest.JetStream(t, srv, p.sc)
 	if _, err := schemas.Migrate(context.Background(), p.db); err != nil {
 		t.Fatal(err)
 	}
 	p.w = New(Config{Stream: p.sc, Batch: BatchPolicy{MaxWait: 10 * time.Millisecond},
-		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}, p.db, p.js, testLog(t), p.reg)
+		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}, p.db, p.js,
+		slog.New(slog.NewMultiHandler(testLog(t).Handler(), slog.NewTextHandler(p.logs, nil))), p.reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.w.Run(ctx) }()
@@ -146,6 +171,14 @@ func TestDroppedPartitionIsRecreatedNotRejected(t *testing.T) {
 	if n := p.count(t, `SELECT count(*) FROM pg_class WHERE oid = to_regclass($1)`, part); n != 1 {
 		t.Fatalf("partition %s not recreated", part)
 	}
+	// Recovered, but not silently: the operator sees it in the log and in
+	// the failures metric.
+	if n := value(p.w.m.failures.WithLabelValues(reasonPartition)); n < 1 {
+		t.Errorf(`herd_writer_batch_failures_total{reason="partition"} = %v after a dropped partition; want >= 1`, n)
+	}
+	if !strings.Contains(p.logs.String(), "level=WARN") || !strings.Contains(p.logs.String(), "partition of herd.events was missing") {
+		t.Errorf("no warning about the missing partition in the log:\n%s", p.logs.String())
+	}
 }
 
 // A change an operator makes to herd.events that no event can satisfy
@@ -156,16 +189,29 @@ func TestOperatorChangesAreRetriedNotRejected(t *testing.T) {
 	cases := []struct {
 		name, reason string
 		break_, fix  string
+		events       func([]herd.Event) // changes the events sent, when set
 	}{
 		{"not null column", reasonConstraint,
 			`ALTER TABLE herd.events ADD COLUMN operator_note text NOT NULL`,
-			`ALTER TABLE herd.events DROP COLUMN operator_note`},
+			`ALTER TABLE herd.events DROP COLUMN operator_note`, nil},
 		{"unique index", reasonConstraint,
 			`CREATE UNIQUE INDEX events_user_ts ON herd.events (user_id, "timestamp")`,
-			`DROP INDEX herd.events_user_ts`},
+			`DROP INDEX herd.events_user_ts`, nil},
 		{"check constraint", reasonConstraint,
 			`ALTER TABLE herd.events ADD CONSTRAINT no_clicks CHECK (event <> 'Clicked')`,
-			`ALTER TABLE herd.events DROP CONSTRAINT no_clicks`},
+			`ALTER TABLE herd.events DROP CONSTRAINT no_clicks`, nil},
+		// 54000 as content would reject these events: the limit is the
+		// operator's index's, not Postgres's for the value.
+		{"index on a long column", reasonConstraint,
+			`CREATE INDEX events_url ON herd.events (url)`,
+			`DROP INDEX herd.events_url`,
+			func(evs []herd.Event) {
+				for i := range evs {
+					// Random hex does not compress below btree's 2704-byte
+					// limit; 6,000 characters stay far above it.
+					evs[i].URL = "https://example.com/?q=" + randomHex(t, 3000)
+				}
+			}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -178,6 +224,9 @@ func TestOperatorChangesAreRetriedNotRejected(t *testing.T) {
 			evs := batchOf("ev", 10, now)
 			for i := range evs {
 				evs[i].Timestamp = now // same user, same time: the unique index refuses all but one
+			}
+			if c.events != nil {
+				c.events(evs)
 			}
 			p.send(t, evs[:5]...)
 			p.send(t, evs[5:]...)
@@ -229,4 +278,14 @@ func TestContentErrorRejectsOnlyTheEvent(t *testing.T) {
 	if n := p.count(t, `SELECT count(*) FROM herd.rejects WHERE message_id = 'c-3' AND reason LIKE 'refused by Postgres%'`); n != 1 {
 		t.Fatalf("the bad event is not the one rejected")
 	}
+}
+
+// randomHex returns n random bytes, hex-encoded.
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }

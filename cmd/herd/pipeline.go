@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/herdhq/herd/collector"
 	"github.com/herdhq/herd/collector/enrich"
 	"github.com/herdhq/herd/internal/pgcluster"
+	"github.com/herdhq/herd/internal/secrets"
 	"github.com/herdhq/herd/schemas"
 	"github.com/herdhq/herd/stream"
 	"github.com/herdhq/herd/warehouse"
@@ -317,8 +319,8 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, sc stream.Config)
 
 func runUp(ctx context.Context, e *env, args []string) error {
 	f := config[*upFlags]("up")
-	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
-		return fmt.Errorf("create data directory %s: %w", f.dataDir, err)
+	if err := privateDataDir(e, f.dataDir); err != nil {
+		return err
 	}
 	// The admin listener's token is decided first: a listener beyond
 	// loopback gets one before anything else starts.
@@ -429,9 +431,15 @@ func printUp(e *env, f *upFlags, writeKey, host, dbURL string, private bool, ns 
 	switch {
 	case private:
 		where = fmt.Sprintf("  postgres    password in %s (the psql line reads it through passfile=)\n", filepath.Join(f.dataDir, pgPassName))
-	case redact(dbURL) != dbURL:
+	case hasUserinfo(dbURL) || redact(dbURL) != dbURL:
+		// Never a URL with user info on the screen, even one redact would
+		// not change: its parsing is the one thing that could go wrong.
 		psql = `psql "$DATABASE_URL"`
-		where = fmt.Sprintf("  postgres    %s (password masked; psql reads the URL from $DATABASE_URL)\n", redact(dbURL))
+		set := "psql reads the URL from $DATABASE_URL"
+		if os.Getenv("DATABASE_URL") != dbURL {
+			set = "set DATABASE_URL to the URL given to --database-url (or $HERD_DATABASE_URL) for the psql line"
+		}
+		where = fmt.Sprintf("  postgres    %s (password masked; %s)\n", redact(dbURL), set)
 	}
 	natsLine := ""
 	if f.natsListen != "" {
@@ -452,6 +460,56 @@ herd is running.
 
 Ctrl-C stops (requests in flight are answered, the writer commits what it holds).
 `, writeKey, host, writeKey, host, psql, where, natsLine, f.admin.listen, metricsNote)
+}
+
+// privateDataDir makes sure herd up's data directory is its own: created
+// 0700, refused when another user owns it or may write to it (they could
+// have planted a NATS token or a pgpass they know), and closed to others
+// when an older herd made it 0755. The lake and NATS directories in it are
+// made 0700 too, so that the events in them stay private whatever the
+// modes of the files below (the lake's are 0644).
+func privateDataDir(e *env, dir string) error {
+	if err := secrets.CheckDir(dir); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "lake"), filepath.Join(dir, "nats")} {
+		if d != dir {
+			if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("create %s: %w", d, err)
+			}
+			if err := secrets.CheckDir(d); err != nil {
+				return err
+			}
+		}
+		st, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		// Others keep only the right to traverse the data directory itself:
+		// run as root, the private Postgres runs as the postgres user, which
+		// must reach DATA-DIR/pg (pgcluster grants it o+x).
+		keep := os.FileMode(0o700)
+		if d == dir && os.Geteuid() == 0 {
+			keep = 0o711
+		}
+		if perm := st.Mode().Perm(); perm&^keep != 0 {
+			if err := os.Chmod(d, perm&keep); err != nil {
+				return fmt.Errorf("make %s private (chmod %#o): %w", d, perm&keep, err)
+			}
+			e.log.Info("closed a data directory to other users", "dir", d, "mode_was", fmt.Sprintf("%#o", perm), "mode", fmt.Sprintf("%#o", perm&keep))
+		}
+	}
+	return nil
+}
+
+// hasUserinfo reports whether a connection URL names a user (and so maybe
+// a password): postgres://user[:pass]@host.
+func hasUserinfo(dbURL string) bool {
+	_, rest, ok := strings.Cut(dbURL, "://")
+	if !ok {
+		return strings.Contains(dbURL, "=") // key=value: user=, password=
+	}
+	return strings.Contains(rest, "@")
 }
 
 // privatePostgres starts (creating on first use) a cluster under
@@ -476,20 +534,23 @@ func privatePostgres(ctx context.Context, e *env, dataDir string) (*pgcluster.Cl
 			return nil, "", err
 		}
 	}
+	c.Logger = e.log
 	if c.Running(ctx) {
 		_ = c.Stop(ctx, "fast")
 	}
+	if trusting, err := c.Trusting(); err == nil && trusting {
+		e.log.Warn("the private Postgres trusted every local user; setting a password before it listens on TCP", "dir", c.Dir, "password_file", c.PassFile)
+	}
+	// Start sets the password of a trusting cluster on a server without
+	// TCP; Secure then checks that the password file is there.
 	if err := c.Start(ctx); err != nil {
 		return nil, "", err
-	}
-	if trusting, err := c.Trusting(); err == nil && trusting {
-		e.log.Warn("the private Postgres trusted every local user; setting a password", "dir", c.Dir, "password_file", c.PassFile)
 	}
 	if err := c.Secure(ctx); err != nil {
 		_ = c.Stop(ctx, "fast")
 		return nil, "", err
 	}
-	_ = os.WriteFile(portFile, []byte(strconv.Itoa(c.Port)), 0o644)
+	_ = os.WriteFile(portFile, []byte(strconv.Itoa(c.Port)), 0o600)
 	conn, err := pgx.Connect(ctx, c.URL("postgres"))
 	if err != nil {
 		_ = c.Stop(ctx, "fast")

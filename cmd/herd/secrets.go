@@ -63,6 +63,10 @@ func (n *natsFlags) options() ([]nats.Option, error) {
 	}
 	switch {
 	case n.creds != "":
+		// The seed in it is a secret like a token: same checks.
+		if err := secrets.CheckFile(n.creds); err != nil {
+			return nil, fmt.Errorf("--nats-creds: %w", err)
+		}
 		opts = append(opts, nats.UserCredentials(n.creds))
 	case n.tokenFile != "":
 		tok, err := secrets.Read(n.tokenFile)

@@ -99,11 +99,11 @@ func (c *Cluster) Trusting() (bool, error) {
 	return false, nil
 }
 
-// Secure switches a running cluster made with trust authentication to a
-// password: it sets one (PassFile's, generated when missing), rewrites
-// pg_hba.conf to require it and reloads. A cluster that already requires
-// the password is left as it is; then a missing PassFile is an error that
-// says how to recover.
+// Secure makes sure the cluster requires PassFile's password. A cluster
+// made with trust authentication is switched over as Start does it: stopped
+// when running, started without TCP, given its password, restarted. A
+// cluster that already requires the password is left as it is; then a
+// missing PassFile is an error that says how to recover.
 func (c *Cluster) Secure(ctx context.Context) error {
 	if c.PassFile == "" {
 		return errors.New("pgcluster: Secure needs PassFile")
@@ -122,15 +122,55 @@ func (c *Cluster) Secure(ctx context.Context) error {
 		}
 		return nil
 	}
+	if c.Running(ctx) {
+		if err := c.Stop(ctx, "fast"); err != nil {
+			return err
+		}
+	}
+	return c.Start(ctx)
+}
+
+// beforePassword, when set (by tests), runs while secureOffline's server is
+// up and the cluster still trusts, just before the password is set.
+var beforePassword func(*Cluster)
+
+// secureOffline gives a stopped cluster that trusts its password: it starts
+// the server with no TCP listener (listen_addresses=”), its socket only in
+// the 0700 data directory, sets the password over that socket, writes the
+// scram-sha-256 pg_hba.conf and stops the server. While it trusts, no other
+// local user can reach it: the old way (start on TCP, then set the
+// password) let anyone polling the port in as superuser.
+func (c *Cluster) secureOffline(ctx context.Context) error {
+	if c.Running(ctx) {
+		return fmt.Errorf("the Postgres cluster in %s trusts every connection and is running: stop it (pg_ctl -D %s stop) so that herd can set its password without TCP", c.Dir, c.Dir)
+	}
 	pw, err := c.password(true)
 	if err != nil {
 		return err
 	}
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.Port))
-	if err != nil {
-		return fmt.Errorf("connect to the Postgres cluster in %s to set its password: %w", c.Dir, err)
+	if err := c.start(ctx, "-c listen_addresses='' -c unix_socket_permissions=0700"); err != nil {
+		return fmt.Errorf("start without TCP to set a password: %w", err)
 	}
-	defer conn.Close(ctx)
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = c.Stop(context.WithoutCancel(ctx), "fast")
+		}
+	}()
+	cfg, err := pgx.ParseConfig("user=postgres dbname=postgres sslmode=disable")
+	if err != nil {
+		return err
+	}
+	cfg.Host, cfg.Port = c.Dir, uint16(c.Port)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect to the Postgres cluster in %s over its socket to set its password: %w", c.Dir, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if beforePassword != nil {
+		beforePassword(c)
+	}
+	c.warnRoles(ctx, conn)
 	// The server gets the SCRAM verifier, never the password itself, so
 	// that it cannot end up in the server's log.
 	v, err := secrets.ScramVerifier(pw)
@@ -143,10 +183,38 @@ func (c *Cluster) Secure(ctx context.Context) error {
 	if err := c.writeHBA(); err != nil {
 		return err
 	}
-	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
-		return fmt.Errorf("reload the configuration of %s: %w", c.Dir, err)
+	conn.Close(ctx)
+	stopped = true
+	return c.Stop(ctx, "fast")
+}
+
+// warnRoles logs every role but postgres that may log in or is superuser:
+// while the cluster trusted every local user, anyone could have made one
+// (herd itself makes only analysts, LOGIN NOSUPERUSER, with herd analysts
+// add).
+func (c *Cluster) warnRoles(ctx context.Context, conn *pgx.Conn) {
+	if c.Logger == nil {
+		return
 	}
-	return nil
+	rows, err := conn.Query(ctx, `SELECT rolname, rolsuper FROM pg_roles
+		WHERE (rolcanlogin OR rolsuper) AND rolname <> 'postgres' AND rolname NOT LIKE 'pg\_%' ORDER BY rolname`)
+	if err != nil {
+		c.Logger.Warn("could not list the roles of the private Postgres", "dir", c.Dir, "err", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var super bool
+		if err := rows.Scan(&name, &super); err != nil {
+			return
+		}
+		msg := "a role that can log in exists in the private Postgres, which trusted every local user until now: if it is not an analyst you added (herd analysts list), someone else may have made it; drop it (DROP ROLE)"
+		if super {
+			msg = "a SUPERUSER role exists in the private Postgres, which trusted every local user until now; herd makes none but postgres: someone else may have made it, drop it (DROP ROLE) and check the database for their changes"
+		}
+		c.Logger.Warn(msg, "role", name, "superuser", super, "dir", c.Dir)
+	}
 }
 
 // escapePath percent-encodes a file path for a URL's query, keeping '/'.

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -38,6 +39,10 @@ type Cluster struct {
 	// URLs nor logs hold the password. Empty: trust authentication, for
 	// tests on a throwaway cluster.
 	PassFile string
+
+	// Logger, when set, receives warnings: roles found when a trusting
+	// cluster gets its password, which anyone could have created before.
+	Logger *slog.Logger
 
 	cred *syscall.Credential // set when running as root: the server runs as this user
 	uid  int
@@ -198,9 +203,29 @@ func (c *Cluster) own(path string) error {
 	return nil
 }
 
-// Start starts the server and waits until it accepts connections.
+// Start starts the server and waits until it accepts connections. With
+// PassFile, a cluster whose pg_hba.conf still trusts (made by an older herd
+// up) gets its password first, on a server without TCP (see Secure), so
+// that the port never accepts a connection without the password.
 func (c *Cluster) Start(ctx context.Context) error {
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", c.Port, c.Dir)
+	if c.PassFile != "" {
+		trusting, err := c.Trusting()
+		if err != nil {
+			return err
+		}
+		if trusting {
+			if err := c.secureOffline(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return c.start(ctx, "-c listen_addresses=127.0.0.1")
+}
+
+// start runs pg_ctl start with its socket in the data directory (0700:
+// only the server's user and root reach it) and the given options.
+func (c *Cluster) start(ctx context.Context, opts string) error {
+	opts = fmt.Sprintf("-p %d -k %s %s", c.Port, c.Dir, opts)
 	out, err := c.run(ctx, "pg_ctl", "-D", c.Dir, "-o", opts, "-l", filepath.Join(c.Dir, "server.log"), "-w", "-t", "60", "start")
 	if err != nil {
 		log, _ := os.ReadFile(filepath.Join(c.Dir, "server.log"))

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 )
 
 // Generate returns a random secret of n bytes, hex-encoded (so that it needs
@@ -29,16 +30,37 @@ func Generate(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// Read returns the first line of the file at path, trimmed. A file that
-// others than its owner may read is refused: the secret in it has to be
-// considered leaked.
-func Read(path string) (string, error) {
-	st, err := os.Stat(path)
+// CheckFile makes sure the file at path may hold a secret: a regular file
+// (not a symbolic link), owned by the user herd runs as and readable by
+// that user only. A file others may read holds a secret that has to be
+// considered leaked; one another user created (or links to) holds a secret
+// that user knows. (A Kubernetes Secret volume is a symbolic link owned by
+// root: pass such secrets by environment, as deploy/k8s does.)
+func CheckFile(path string) error {
+	st, err := os.Lstat(path)
 	if err != nil {
-		return "", err
+		return err
+	}
+	if st.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("secret file %s is a symbolic link: herd reads secrets only from regular files its user owns; replace the link by the file, delete it to have herd generate a new secret, or pass the secret by environment", path)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("secret file %s is not a regular file (%s)", path, st.Mode().Type())
+	}
+	if uid, ok := fileOwner(st); ok && uid != os.Geteuid() {
+		return fmt.Errorf("secret file %s belongs to uid %d, not to uid %d that herd runs as: another user may have planted it and know the secret; delete it (herd generates a new one) or, if it is yours, chown it", path, uid, os.Geteuid())
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("secret file %s has mode %#o: make it readable by its owner only (chmod 600 %s), and replace the secret if others could read it", path, st.Mode().Perm(), path)
+		return fmt.Errorf("secret file %s has mode %#o: make it readable by its owner only (chmod 600 %s), and replace the secret if others could read it", path, st.Mode().Perm(), path)
+	}
+	return nil
+}
+
+// Read returns the first line of the file at path, trimmed, once
+// CheckFile accepts the file.
+func Read(path string) (string, error) {
+	if err := CheckFile(path); err != nil {
+		return "", err
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -93,20 +115,71 @@ func WriteFile(path, content string) error {
 	return nil
 }
 
+// fileOwner returns the uid owning a file, where the system says.
+func fileOwner(st fs.FileInfo) (int, bool) {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return int(sys.Uid), true
+	}
+	return 0, false
+}
+
+// CheckDir makes sure dir, which holds secrets, is a directory (not a
+// symbolic link) that only the user herd runs as may change: owned by that
+// user and writable by nobody else. It creates dir, mode 0700, when missing.
+// A directory another user made could hold files they planted (a token or a
+// password they know) or let them swap files later.
+func CheckDir(dir string) error {
+	st, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create directory %s: %w", dir, err)
+		}
+		// MkdirAll honours the umask; the directory is meant to be 0700.
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return err
+		}
+		st, err = os.Lstat(dir)
+	}
+	if err != nil {
+		return err
+	}
+	if st.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("directory %s is a symbolic link: give herd a real directory of its own (or the link's target)", dir)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if uid, ok := fileOwner(st); ok && uid != os.Geteuid() {
+		return fmt.Errorf("directory %s belongs to uid %d, not to uid %d that herd runs as: another user could have put files in it (a token or password they know); use a directory of your own, or, if it is yours, chown -R it to yourself and delete the secrets in it (herd makes new ones)", dir, uid, os.Geteuid())
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("directory %s has mode %#o: others may add or replace files in it (a token or password they know); chmod 700 %s, and delete the secrets in it if others could have changed them (herd makes new ones)", dir, st.Mode().Perm(), dir)
+	}
+	return nil
+}
+
 // Redacted stands in for a removed credential.
 const Redacted = "xxxxx"
 
 var dsnPassword = regexp.MustCompile(`(?i)\b(password|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
 
 // RedactURL returns s with every password, token or secret key it holds
-// replaced by Redacted: the user info of one or several comma-separated
-// URLs (postgres://u:PASS@h, nats://TOKEN@h), credential query parameters
-// (password, token, X-Amz-Credential ...) and password=... in a Postgres
-// key=value connection string. Anything it cannot parse is returned with
-// only the key=value passwords removed.
+// replaced by Redacted: the user info of a Postgres URL (parsed whole, so
+// that a multi-host URL or a password with a comma stays one URL), of each
+// of several comma-separated URLs (nats://TOKEN@h1,nats://u:PASS@h2) and of
+// scheme-less entries (TOKEN@host:4222, as nats.go accepts), credential
+// query parameters (password, token, X-Amz-Credential ...) and password=...
+// in a Postgres key=value connection string.
 func RedactURL(s string) string {
+	trimmed := strings.TrimSpace(s)
+	if lower := strings.ToLower(trimmed); strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://") {
+		return redactPostgres(s)
+	}
 	if !strings.Contains(s, "://") {
-		return dsnPassword.ReplaceAllString(s, "${1}="+Redacted)
+		s = dsnPassword.ReplaceAllString(s, "${1}="+Redacted)
+		if strings.ContainsAny(trimmed, " \t\n=") {
+			return s // a key=value connection string, not a list of hosts
+		}
 	}
 	parts := strings.Split(s, ",")
 	for i, p := range parts {
@@ -115,13 +188,57 @@ func RedactURL(s string) string {
 	return strings.Join(parts, ",")
 }
 
+// redactPostgres redacts a postgres:// URL as one URL: libpq and pgx read
+// postgres://u:p,w@h1:5432,h2:5433/db as one password and two hosts.
+func redactPostgres(s string) string {
+	lead := s[:len(s)-len(strings.TrimLeft(s, " "))]
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil {
+		// Unparsable (a password with a raw '/' or '#'...): drop everything
+		// between the scheme and the last '@'.
+		return lead + userinfo.ReplaceAllString(strings.TrimSpace(s), "${1}"+Redacted+"@")
+	}
+	return lead + redactParsed(u)
+}
+
+// userinfo matches a URL's scheme and everything up to the last '@', for a
+// URL url.Parse refuses: removing too much is better than printing a secret.
+var userinfo = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*://).*@`)
+
+// bareUserinfo matches the user info of a scheme-less host entry
+// (TOKEN@host:4222, user:pass@host).
+var bareUserinfo = regexp.MustCompile(`^(\s*)([^\s@/]+)@([^\s@]+)$`)
+
 var secretParams = regexp.MustCompile(`(?i)^(password|sslpassword|token|secret|.*secret.*|.*key.*|x-amz-credential|x-amz-signature|x-amz-security-token|auth.*|pass)$`)
 
 func redactOne(s string) string {
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil || u.Scheme == "" {
+	if !strings.Contains(s, "://") {
+		// host:port, TOKEN@host:port or user:pass@host:port.
+		if m := bareUserinfo.FindStringSubmatch(s); m != nil {
+			user, _, hasPass := strings.Cut(m[2], ":")
+			if hasPass {
+				return m[1] + user + ":" + Redacted + "@" + m[3]
+			}
+			return m[1] + Redacted + "@" + m[3] // a token
+		}
 		return dsnPassword.ReplaceAllString(s, "${1}="+Redacted)
 	}
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil || u.Scheme == "" {
+		if userinfo.MatchString(strings.TrimSpace(s)) {
+			return userinfo.ReplaceAllString(strings.TrimSpace(s), "${1}"+Redacted+"@")
+		}
+		return dsnPassword.ReplaceAllString(s, "${1}="+Redacted)
+	}
+	out := redactParsed(u)
+	if strings.HasPrefix(s, " ") {
+		out = " " + out
+	}
+	return out
+}
+
+// redactParsed redacts a parsed URL's user info and credential parameters.
+func redactParsed(u *url.URL) string {
 	if u.User != nil {
 		if _, has := u.User.Password(); has {
 			u.User = url.UserPassword(u.User.Username(), Redacted)
@@ -143,11 +260,7 @@ func redactOne(s string) string {
 			u.RawQuery = q.Encode()
 		}
 	}
-	out := u.String()
-	if strings.HasPrefix(s, " ") {
-		out = " " + out
-	}
-	return out
+	return u.String()
 }
 
 // ScramVerifier is what Postgres stores for a scram-sha-256 password
