@@ -446,7 +446,7 @@ func TestCrashAfterStoreBeforeAck(t *testing.T) {
 	if got := counterValue(a2.m.skipped); got < 1000 {
 		t.Errorf("redelivered and skipped: %v, want at least 1000 (the adopted file's)", got)
 	}
-	objs, _ := lake.List(context.Background(), "")
+	objs := dataObjects(lake)
 	var names []string
 	for _, o := range objs {
 		names = append(names, filepath.Base(o.Key))
@@ -560,7 +560,7 @@ func TestYieldStandsAside(t *testing.T) {
 	if st, err := Lag(context.Background(), e.js, cfg); err != nil || st.AckFloor != 0 {
 		t.Fatalf("while yielding: %+v %v; want nothing archived", st, err)
 	}
-	if objs, _ := lake.List(context.Background(), ""); len(objs) != 0 {
+	if objs := dataObjects(lake); len(objs) != 0 {
 		t.Fatalf("while yielding the lake holds %d objects, want none", len(objs))
 	}
 	yield.Store(false)
@@ -629,7 +629,7 @@ func TestKilledMidFile(t *testing.T) {
 	_ = cmd.Wait()
 
 	lake := NewDir(dir)
-	if objs, _ := lake.List(context.Background(), ""); len(objs) != 0 {
+	if objs := dataObjects(lake); len(objs) != 0 {
 		t.Fatalf("after a kill mid-file the lake shows %v, want nothing", objs)
 	}
 	_, js := e.freshJS(t)

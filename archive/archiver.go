@@ -16,6 +16,7 @@ import (
 	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/stream"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -251,6 +252,19 @@ func (a *Archiver) Run(ctx context.Context) error {
 		for range msgs {
 		}
 	}
+	// Erase requests (herd privacy delete) are served in this loop, between
+	// the archiver's own writes; a request waits while a file is stored or
+	// a partition compacted.
+	erases := make(chan *nats.Msg, 16)
+	sub, err := a.js.Conn().ChanSubscribe(EraseSubject(a.cfg.Stream), erases)
+	if err != nil {
+		stop()
+		return fmt.Errorf("listen for erase requests on %s: %w", EraseSubject(a.cfg.Stream), err)
+	}
+	defer sub.Unsubscribe() //nolint:errcheck
+	a.renewLease(ctx, time.Now())
+	leaseAt := time.Now()
+	defer a.dropLease(context.WithoutCancel(ctx))
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var lagAt time.Time
@@ -266,6 +280,11 @@ func (a *Archiver) Run(ctx context.Context) error {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.DrainTimeout)
 			defer cancel()
 			return a.flushAll(dctx)
+		case req := <-erases:
+			if err := a.serveErase(ctx, req); err != nil && ctx.Err() == nil {
+				stop()
+				return err
+			}
 		case m, ok := <-in:
 			if !ok {
 				return fmt.Errorf("consumer %s: message iterator closed", a.cfg.Consumer)
@@ -280,6 +299,10 @@ func (a *Archiver) Run(ctx context.Context) error {
 				return err
 			}
 			a.touch(now)
+			if now.Sub(leaseAt) >= LeaseRenew {
+				leaseAt = now
+				a.renewLease(ctx, now)
+			}
 			if !yielding {
 				if err := a.maintain(ctx, now); err != nil && ctx.Err() == nil {
 					stop()
@@ -522,6 +545,9 @@ func (a *Archiver) archived(ctx context.Context, st *partState, seq uint64) (boo
 				return false, fmt.Errorf("read %s%s: %w", st.p.prefix(), f.Name, err)
 			}
 			set = seqSet(recs)
+			for _, s := range erasedSeqs(data) {
+				set[s] = struct{}{} // archived, then erased: done
+			}
 			st.seqs[f.Name] = set
 		}
 		if _, ok := set[seq]; ok {

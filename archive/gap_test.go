@@ -237,3 +237,76 @@ func TestRepairPrefersTheStream(t *testing.T) {
 	}
 	checkWithDuckDB(t, e.db, lake.root)
 }
+
+// A gap repair does not bring back what a privacy request removed: events
+// whose message ids are in herd.privacy_erased, and events of a suppressed
+// person, are left out even though the stream still holds them.
+func TestRepairSkipsErasedAndSuppressed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, true)
+	runWriter(t, e)
+	lake := NewDir(t.TempDir())
+	cfg := Config{Stream: e.sc, Window: fixedDatesWindow, FileMaxRows: 100, FileMaxAge: time.Second, CloseAfter: -1}
+	r := startArchiver(t, New(cfg, lake, e.js, testLog(t), nil))
+	evs := genEvents(300, []int64{1}, time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), 30*time.Minute, 23)
+	publish(t, e.js, e.sc, evs)
+	waitWritten(t, e, 300)
+	waitArchived(t, e, cfg, 30*time.Second)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	p := partition{source: 1, hour: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)}
+	man, err := readManifest(ctx, lake, p.prefix())
+	if err != nil || len(man.Files) < 2 {
+		t.Fatalf("manifest %+v %v, want several files", man, err)
+	}
+	lost := man.Files[0]
+	data, err := lake.Get(ctx, p.prefix()+lost.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lostRecs, err := decodeFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One event of the lost file was erased by a privacy request; the user
+	// of another is suppressed.
+	erasedID, suppressedUser := lostRecs[0].MessageID, val(lostRecs[1].UserID)
+	var req int64
+	if err := e.db.QueryRow(ctx, `INSERT INTO herd.privacy_requests (kind) VALUES ('delete') RETURNING id`).Scan(&req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Exec(ctx, `INSERT INTO herd.privacy_erased (source_id, message_id, request_id) VALUES (1, $1, $2)`, erasedID, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Exec(ctx, `INSERT INTO herd.suppressions (key, kind, request_id) VALUES ($1, 'user_id', $2)`,
+		stream.SuppressKey(stream.SuppressUserID, suppressedUser), req); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(0)
+	for _, rec := range lostRecs {
+		if rec.MessageID != erasedID && val(rec.UserID) != suppressedUser {
+			want++
+		}
+	}
+	if err := lake.Delete(ctx, p.prefix()+lost.Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := RecordGaps(ctx, lake, e.sc.Name, stream.SeqRange{First: lost.FirstSeq, Last: lost.LastSeq}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Repair(ctx, lake, e.js, e.db, RepairOptions{Stream: e.sc, Window: fixedDatesWindow, CloseAfter: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.FromStream != want || res.FromPostgres != 0 || want >= lost.Rows {
+		t.Fatalf("repair %+v, want %d rows from the stream (of %d lost)", res, want, lost.Rows)
+	}
+	for _, rec := range lakeRecords(t, lake) {
+		inGap := uint64(rec.StreamSeq) >= lost.FirstSeq && uint64(rec.StreamSeq) <= lost.LastSeq
+		if rec.MessageID == erasedID || (inGap && val(rec.UserID) == suppressedUser) {
+			t.Fatalf("repair brought back %s of user %s", rec.MessageID, val(rec.UserID))
+		}
+	}
+}

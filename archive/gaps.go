@@ -14,6 +14,7 @@ import (
 
 	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/stream"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -207,6 +208,11 @@ func (r *repairer) chunk(ctx context.Context, rg stream.SeqRange, res *RepairRes
 			return err
 		}
 	}
+	if r.db != nil {
+		if err := r.dropErased(ctx, cands); err != nil {
+			return err
+		}
+	}
 	parts := make([]partition, 0, len(cands))
 	for p := range cands {
 		parts = append(parts, p)
@@ -260,6 +266,78 @@ func (r *repairer) chunk(ctx context.Context, rg stream.SeqRange, res *RepairRes
 			r.after(p)
 		}
 		r.opt.Log.Warn("filled a gap of the lake", "file", p.prefix()+entry.Name, "from_stream", fromStream, "from_postgres", fromPG)
+	}
+	return nil
+}
+
+// dropErased removes from the candidates the events a privacy request
+// erased (herd.privacy_erased) and those of suppressed people
+// (herd.suppressions): the stream may still hold them, and a repair must
+// not bring back what a deletion removed.
+func (r *repairer) dropErased(ctx context.Context, cands map[partition]map[string]record) error {
+	var (
+		srcs []int64
+		ids  []string
+		keys []string
+	)
+	for _, m := range cands {
+		for id, rec := range m {
+			srcs, ids = append(srcs, rec.SourceID), append(ids, id)
+			if u := val(rec.UserID); u != "" {
+				keys = append(keys, stream.SuppressKey(stream.SuppressUserID, u))
+			}
+			if a := val(rec.AnonymousID); a != "" {
+				keys = append(keys, stream.SuppressKey(stream.SuppressAnonymousID, a))
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	type key struct {
+		src int64
+		id  string
+	}
+	erased := map[key]bool{}
+	rows, err := r.db.Query(ctx, `SELECT e.source_id, e.message_id FROM herd.privacy_erased e
+		JOIN unnest($1::bigint[], $2::text[]) AS c(source_id, message_id) USING (source_id, message_id)`, srcs, ids)
+	if err != nil {
+		return fmt.Errorf("read herd.privacy_erased for the repair: %w", err)
+	}
+	var k key
+	if _, err := pgx.ForEachRow(rows, []any{&k.src, &k.id}, func() error { erased[k] = true; return nil }); err != nil {
+		return fmt.Errorf("read herd.privacy_erased for the repair: %w", err)
+	}
+	suppressed := map[string]bool{}
+	if len(keys) > 0 {
+		rows, err := r.db.Query(ctx, `SELECT key FROM herd.suppressions WHERE key = ANY($1)`, keys)
+		if err != nil {
+			return fmt.Errorf("read herd.suppressions for the repair: %w", err)
+		}
+		var sk string
+		if _, err := pgx.ForEachRow(rows, []any{&sk}, func() error { suppressed[sk] = true; return nil }); err != nil {
+			return fmt.Errorf("read herd.suppressions for the repair: %w", err)
+		}
+	}
+	var nErased, nSuppressed int
+	for _, m := range cands {
+		for id, rec := range m {
+			switch {
+			case erased[key{rec.SourceID, id}]:
+				nErased++
+			case len(suppressed) > 0 && (suppressed[stream.SuppressKey(stream.SuppressUserID, val(rec.UserID))] ||
+				suppressed[stream.SuppressKey(stream.SuppressAnonymousID, val(rec.AnonymousID))]):
+				nSuppressed++
+			default:
+				continue
+			}
+			delete(m, id)
+		}
+	}
+	if nErased+nSuppressed > 0 {
+		r.m.repairSkip.WithLabelValues("erased").Add(float64(nErased))
+		r.m.repairSkip.WithLabelValues("suppressed").Add(float64(nSuppressed))
+		r.opt.Log.Info("gap repair left out events a privacy request removed", "erased", nErased, "suppressed", nSuppressed)
 	}
 	return nil
 }

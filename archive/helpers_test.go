@@ -245,7 +245,7 @@ func lakeRecords(t *testing.T, lake Lake) []record {
 	}
 	var all []record
 	for _, o := range objs {
-		if o.Key == GapsName {
+		if o.Key == GapsName || o.Key == LeaseName {
 			continue
 		}
 		p, name, ok := parseKey(o.Key)
@@ -345,4 +345,16 @@ func str(v any) string {
 	default:
 		return fmt.Sprint(v)
 	}
+}
+
+// dataObjects lists the lake without the running archiver's lease.
+func dataObjects(lake Lake) []Object {
+	objs, _ := lake.List(context.Background(), "")
+	out := objs[:0]
+	for _, o := range objs {
+		if o.Key != LeaseName {
+			out = append(out, o)
+		}
+	}
+	return out
 }

@@ -17,6 +17,8 @@ type metrics struct {
 	repaired     *prometheus.CounterVec
 	compactions  prometheus.Counter
 	duplicates   prometheus.Counter
+	erased       prometheus.Counter
+	repairSkip   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -64,13 +66,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herd_archive_duplicates_dropped_total", Help: "Second copies of a message id (client retries, redeliveries) that compaction dropped.",
 		}),
+		erased: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_archive_erased_rows_total", Help: "Events removed from the lake by privacy deletions the archiver served.",
+		}),
+		repairSkip: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_archive_repair_skipped_total", Help: "Events a gap repair found but left out of the lake: erased by a privacy request, or of a suppressed person.",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{"erased", "suppressed"} {
+		m.repairSkip.WithLabelValues(r)
 	}
 	for _, from := range []string{ProvStream, ProvPostgres} {
 		m.repaired.WithLabelValues(from)
 	}
 	if reg != nil {
 		reg.MustRegister(m.files, m.rows, m.bytes, m.writeSeconds, m.errors, m.skipped, m.undecodable, m.buffered, m.lag, m.yielding,
-			m.gaps, m.repaired, m.compactions, m.duplicates)
+			m.gaps, m.repaired, m.compactions, m.duplicates, m.erased, m.repairSkip)
 	}
 	return m
 }

@@ -221,3 +221,94 @@ func TestCheckLeavesEventsInFlight(t *testing.T) {
 		t.Fatalf("without a floor: %d differences, want 1\n%s", r.Differences, out.String())
 	}
 }
+
+// Retries reach the lake once per request until their hour's partition is
+// compacted (stream frames carry no Nats-Msg-Id): an open partition holding
+// them twice or thrice is not a difference, and once compacted the hour is
+// compared exactly and equal.
+func TestCheckOpenAndCompactedLakeHours(t *testing.T) {
+	p := herdtest.Start(t, herdtest.Options{})
+	ctx := context.Background()
+	dir := t.TempDir()
+	lake := archive.NewDir(dir)
+	// The archiver never compacts on its own: the hour stays open.
+	cfg := archive.Config{Stream: p.Stream, FileMaxRows: 100, FileMaxAge: 300 * time.Millisecond, CloseAfter: -1}
+	a := archive.New(cfg, lake, p.JS, p.Log, nil)
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(actx) }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("archiver: %v", err)
+			}
+		}
+	}
+	t.Cleanup(stop)
+
+	hour := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
+	const n = 20
+	var batch []map[string]any
+	for i := range n {
+		batch = append(batch, map[string]any{
+			"type": "track", "event": "Retried", "messageId": fmt.Sprintf("r-%d", i), "userId": "u",
+			"timestamp": hour.Add(time.Duration(i) * time.Second).Format(time.RFC3339Nano),
+		})
+	}
+	for range 3 { // the client retries twice
+		send(t, p, batch)
+	}
+	if got := p.WaitRows(t, n, 30*time.Second, `SELECT count(*) FROM herd.events`); got != n {
+		t.Fatalf("herd.events holds %d rows, want %d", got, n)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := archive.Lag(ctx, p.JS, cfg)
+		if err == nil && st.Lag == 0 && st.AckFloor == st.StreamLast {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("archiver not caught up: %+v %v", st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	run := func() (*check.Result, string) {
+		t.Helper()
+		r, err := check.Check(ctx, p.DB, p.JS, check.ManifestCounter{Lake: lake}, check.Config{Stream: p.Stream})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := r.Write(&out); err != nil {
+			t.Fatal(err)
+		}
+		return r, out.String()
+	}
+
+	r, out := run()
+	if len(r.Hours) != 1 || r.Hours[0].Lake != 3*n || !r.Hours[0].LakeOpen || r.Hours[0].Accepted != n {
+		t.Fatalf("open hour: %+v, want the lake holding every copy (%d), open, %d accepted\n%s", r.Hours, 3*n, n, out)
+	}
+	if r.Differences != 0 || r.LakeOpen != 1 || r.LakeOpenExtra != 2*n {
+		t.Fatalf("open hour with retried copies: %d differences, %d open hours, %d extra; want 0, 1, %d\n%s", r.Differences, r.LakeOpen, r.LakeOpenExtra, 2*n, out)
+	}
+	if !strings.Contains(out, "1 source-hours of the lake are still open") || !strings.Contains(out, "stores agree") {
+		t.Fatalf("output does not say the hour is open and the stores agree:\n%s", out)
+	}
+
+	// Closed: compacted into one file holding each event once.
+	stop()
+	if _, err := archive.Compact(ctx, lake, archive.CompactOptions{Before: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	r, out = run()
+	if r.Differences != 0 || r.LakeOpen != 0 || len(r.Hours) != 1 || r.Hours[0].Lake != n || r.Hours[0].LakeOpen {
+		t.Fatalf("compacted hour: %d differences, %d open, hours %+v; want it closed with %d rows\n%s", r.Differences, r.LakeOpen, r.Hours, n, out)
+	}
+	if strings.Contains(out, "still open") {
+		t.Fatalf("a compacted hour reported open:\n%s", out)
+	}
+}

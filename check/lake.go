@@ -27,7 +27,18 @@ type Key struct {
 // floor (rows without one always count; NoFloor keeps all). sources empty
 // means every source.
 type LakeCounter interface {
-	Counts(ctx context.Context, since, until time.Time, sources []int64, floor uint64) (map[Key]int64, error)
+	Counts(ctx context.Context, since, until time.Time, sources []int64, floor uint64) (map[Key]LakeCount, error)
+}
+
+// LakeCount is what the lake holds of one source's hour.
+type LakeCount struct {
+	Rows int64
+	// Open is true when a partition holding rows of the hour is not
+	// compacted (its hour has not closed, a late event or a gap repair
+	// reopened it, or a file is not in its manifest): it may hold a
+	// retried event twice until its compaction. A closed partition holds
+	// each accepted event once.
+	Open bool
 }
 
 // ManifestCounter counts what a reader of the lake sees (every *.parquet
@@ -37,13 +48,14 @@ type LakeCounter interface {
 // manifest does not list, a file whose sequence range straddles the floor,
 // and the files of month buckets (hour=-1), whose rows are not of one hour.
 // A file the manifest lists but that is gone is not counted: readers do not
-// see it either.
+// see it either. An hour is Open unless every partition holding its rows is
+// compacted by its manifest's account and lists every file present.
 type ManifestCounter struct {
 	Lake archive.Lake
 }
 
 // Counts implements LakeCounter.
-func (c ManifestCounter) Counts(ctx context.Context, since, until time.Time, sources []int64, floor uint64) (map[Key]int64, error) {
+func (c ManifestCounter) Counts(ctx context.Context, since, until time.Time, sources []int64, floor uint64) (map[Key]LakeCount, error) {
 	since, until = since.UTC(), until.UTC()
 	if len(sources) == 0 {
 		dirs, err := c.Lake.Children(ctx, "")
@@ -56,7 +68,7 @@ func (c ManifestCounter) Counts(ctx context.Context, since, until time.Time, sou
 			}
 		}
 	}
-	out := map[Key]int64{}
+	out := map[Key]LakeCount{}
 	for _, src := range sources {
 		prefix := fmt.Sprintf("source=%d/", src)
 		dates, err := c.Lake.Children(ctx, prefix)
@@ -84,7 +96,7 @@ func (c ManifestCounter) Counts(ctx context.Context, since, until time.Time, sou
 }
 
 // countDate counts the hour directories (and month bucket) of one date=.
-func (c ManifestCounter) countDate(ctx context.Context, src int64, prefix string, day, since, until time.Time, floor uint64, out map[Key]int64) error {
+func (c ManifestCounter) countDate(ctx context.Context, src int64, prefix string, day, since, until time.Time, floor uint64, out map[Key]LakeCount) error {
 	objs, err := c.Lake.List(ctx, prefix)
 	if err != nil {
 		return fmt.Errorf("list %s%s: %w", c.Lake, prefix, err)
@@ -129,7 +141,8 @@ func (c ManifestCounter) countDate(ctx context.Context, src int64, prefix string
 			}
 		}
 		entries := map[string]archive.FileEntry{}
-		if d.manifest && !month {
+		open := true
+		if d.manifest {
 			m, err := c.manifest(ctx, prefix+hourDir+"/")
 			if err != nil {
 				return err
@@ -137,21 +150,33 @@ func (c ManifestCounter) countDate(ctx context.Context, src int64, prefix string
 			for _, f := range m.Files {
 				entries[f.Name] = f
 			}
+			open = !m.Compacted
 		}
+		rows := map[Key]int64{}
 		for _, o := range d.files {
 			name := path.Base(o.Key)
-			if e, ok := entries[name]; ok && e.Bytes == o.Size {
+			e, ok := entries[name]
+			if !ok || e.Bytes != o.Size {
+				open = true // a file its manifest does not describe
+			}
+			if ok && e.Bytes == o.Size && !month {
 				switch {
 				case e.LastSeq <= floor:
-					out[Key{src, hour}] += e.Rows
+					rows[Key{src, hour}] += e.Rows
 					continue
 				case e.FirstSeq > floor:
 					continue
 				}
 			}
-			if err := c.countFile(ctx, src, o.Key, since, until, floor, out); err != nil {
+			if err := c.countFile(ctx, src, o.Key, since, until, floor, rows); err != nil {
 				return err
 			}
+		}
+		for k, n := range rows {
+			lc := out[k]
+			lc.Rows += n
+			lc.Open = lc.Open || open
+			out[k] = lc
 		}
 	}
 	return nil

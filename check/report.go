@@ -96,7 +96,9 @@ func (h Hour) what() string {
 	if of == "accepted" {
 		add("postgres", h.Events)
 	}
-	if h.Lake >= 0 {
+	if h.Lake >= 0 && h.LakeOpen && h.Lake > ref {
+		// Copies compaction will drop: not a difference by themselves.
+	} else if h.Lake >= 0 {
 		add("lake", h.Lake)
 	}
 	if len(s) > 2 {

@@ -3,6 +3,7 @@ package privacy
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -23,7 +24,14 @@ type DeleteOptions struct {
 	// stored in Postgres and the lake (see WaitConsumers): an event still in
 	// flight would otherwise land after the deletion.
 	Drain func(ctx context.Context) error
-	// Progress, when set, is called after each lake file examined.
+	// Remote, when set, asks the running archiver to erase the person's
+	// events from its lake (archive.RequestErase): it does so between its
+	// own writes, which a direct rewrite beside it would race. When it
+	// returns archive.ErrNoArchiver, Lake is erased directly, unless an
+	// archiver's lease on it is fresh (archive.EraseDirect).
+	Remote func(ctx context.Context, req archive.EraseRequest) (archive.EraseResult, string, error)
+	// Progress, when set, is called after each lake file examined (direct
+	// erasure only).
 	Progress func(archive.EraseProgress)
 	Log      *slog.Logger
 }
@@ -34,6 +42,7 @@ type DeleteResult struct {
 	IDs       []string // every id whose events were removed
 	Linked    []string // the ids found linked to the users
 	Counts    Counts
+	Lake      string // the lake erased (the archiver's, when it was asked)
 }
 
 // Delete removes the person's events, and those of every id linked to the
@@ -76,12 +85,28 @@ func Delete(ctx context.Context, db *pgxpool.Pool, p Person, opt DeleteOptions) 
 		if err := deletePostgres(ctx, db, id, ids, p.sources(), res.Counts); err != nil {
 			return err
 		}
-		if opt.Lake == nil {
-			return nil
+		var (
+			er   archive.EraseResult
+			done bool
+		)
+		if opt.Remote != nil {
+			log.Info("privacy delete: asking the archiver to rewrite its lake", "request", id)
+			var lake string
+			er, lake, err = opt.Remote(ctx, archive.EraseRequest{IDs: ids, Sources: p.Sources})
+			if done = !errors.Is(err, archive.ErrNoArchiver); done {
+				res.Lake = lake
+			} else {
+				log.Info("privacy delete: no archiver answered; rewriting the lake directly", "request", id)
+			}
 		}
-		log.Info("privacy delete: rewriting the lake", "request", id, "lake", opt.Lake.String())
-		match := matcher(ids)
-		er, err := archive.Erase(ctx, opt.Lake, archive.EraseOptions{Sources: p.Sources, Match: match, Progress: opt.Progress})
+		if !done {
+			if opt.Lake == nil {
+				return nil
+			}
+			log.Info("privacy delete: rewriting the lake", "request", id, "lake", opt.Lake.String())
+			res.Lake = opt.Lake.String()
+			er, err = archive.EraseDirect(ctx, opt.Lake, archive.EraseOptions{Sources: p.Sources, Match: archive.MatchIDs(ids), Progress: opt.Progress})
+		}
 		res.Counts["lake_rows"] += er.Removed
 		res.Counts["lake_files"] += int64(er.Rewritten)
 		if rerr := recordLake(ctx, db, id, er.ByHour); rerr != nil && err == nil {
@@ -96,15 +121,7 @@ func Delete(ctx context.Context, db *pgxpool.Pool, p Person, opt DeleteOptions) 
 }
 
 // matcher selects the events of ids, by user or anonymous id.
-func matcher(ids []string) func(e *herd.Event) bool {
-	set := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		set[id] = true
-	}
-	return func(e *herd.Event) bool {
-		return (e.UserID != "" && set[e.UserID]) || (e.AnonymousID != "" && set[e.AnonymousID])
-	}
-}
+func matcher(ids []string) func(e *herd.Event) bool { return archive.MatchIDs(ids) }
 
 // deletePostgres removes the rows of ids in one transaction and counts
 // them into c and herd.privacy_removed.

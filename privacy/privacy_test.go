@@ -248,10 +248,18 @@ func testDelete(t *testing.T, kind string) {
 			defer cancel()
 			return privacy.WaitConsumers(ctx, p.JS, p.Stream.Name, []string{"herd-writer", "herd-archiver"}, herdtest.Logger(t))
 		},
+		// The running archiver rewrites its lake (herd privacy delete
+		// with --nats-url); beside it, a direct rewrite is refused.
+		Remote: func(ctx context.Context, req archive.EraseRequest) (archive.EraseResult, string, error) {
+			return archive.RequestErase(ctx, p.JS.Conn(), p.Stream, req, time.Minute)
+		},
 		Log: herdtest.Logger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if res.Lake != lake.String() {
+		t.Errorf("lake rewritten: %q, want the archiver's %q", res.Lake, lake.String())
 	}
 	if strings.Join(res.Linked, ",") != "anon-a1,anon-a2" {
 		t.Errorf("linked ids %v, want anon-a1 and anon-a2", res.Linked)

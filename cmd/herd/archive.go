@@ -238,14 +238,15 @@ Re-applying today's enrichment to the raw fields (--re-enrich) is not available 
 // aside while the writer's consumer (writerConsumer) is far behind: the
 // rows reach Postgres first, and the lake catches up after. windowDays is
 // the writer's --partition-window, so that the lake's month folders begin
-// where the warehouse's coarse partitions do (0: no window).
-func startArchiver(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetStream, sc stream.Config, dataDir, writerConsumer string, windowDays int) {
+// where the warehouse's coarse partitions do (0: no window); closeAfter is
+// --lake-close-after.
+func startArchiver(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetStream, sc stream.Config, dataDir, writerConsumer string, windowDays int, closeAfter time.Duration) {
 	lake := archive.NewDir(filepath.Join(dataDir, "lake"))
 	window := time.Duration(windowDays) * 24 * time.Hour
 	if windowDays <= 0 {
 		window = 100 * 365 * 24 * time.Hour
 	}
-	cfg := archive.Config{Stream: sc, Yield: writerBehind(js, sc.Name, writerConsumer), Window: window, DB: db}
+	cfg := archive.Config{Stream: sc, Yield: writerBehind(js, sc.Name, writerConsumer), Window: window, DB: db, CloseAfter: closeAfter}
 	ar := archive.New(cfg, lake, js, e.log.With("component", "archiver"), a.reg)
 	g.Go("archiver", ar.Run)
 }

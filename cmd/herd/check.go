@@ -43,6 +43,12 @@ rejects received in that hour. It prints one line per hour on which the stores
 differ, notes and a summary, stores the result in herd.check_runs (herd status
 shows the newest), and exits 1 when anything differs, 2 on a usage error.
 
+The lake holds each accepted event exactly once in closed (compacted) hours,
+which are compared exactly. An hour still open (its partition not compacted
+until --lake-close-after past its end, or reopened by a late event or a gap
+repair) may hold a retried event twice until then: there only missing lake rows
+are a difference, and a note says how many hours were left open.
+
 Only events both the writer and the archiver have acknowledged are compared:
 the check reads their consumers' acknowledgement floors first and leaves later
 stream sequences (events in flight, open lake files) for the next run. herd up

@@ -72,6 +72,7 @@ type upFlags struct {
 	writeKey   string
 	natsListen string
 	stripe     stripeFlags
+	lake       upLakeFlags
 }
 
 type collectFlags struct {
@@ -121,6 +122,7 @@ Nothing herd prints or logs holds a password.
 			fs.StringVar(&f.writeKey, "write-key", "", "write key of the default source (default: generated once and kept)")
 			fs.StringVar(&f.natsListen, "nats-listen", "", "also accept NATS clients on this host:port, with the token in DATA-DIR/"+natsTokenName+" (default: in-process only)")
 			f.stripe.bindUp(fs)
+			f.lake.bind(fs)
 			return &f
 		},
 		run: runUp,

@@ -71,6 +71,8 @@ type privacyDeleteFlags struct {
 	noLake    bool
 	wait      time.Duration
 	consumers string
+
+	eraseTimeout time.Duration
 }
 
 type privacyExportFlags struct {
@@ -113,7 +115,11 @@ the stream when the command started (so that none lands afterwards; the archiver
 acknowledges when it closes a file, up to its --file-max-age), then removes the
 rows from Postgres in one transaction, then rewrites the lake's files that hold
 them, printing progress (n/N files). Every file of the lake's selected sources
-is read. Message ids of removed events stay in herd.message_ids, so neither a
+is read. When an archiver runs (herd up, herd archive) and answers on NATS
+(subject <stream prefix>.archive.erase), it rewrites its own lake between its own
+writes, so that it never writes back what was erased; with no archiver
+answering, the lake at --lake is rewritten here, unless an archiver's lease on it
+(_archiver.json, renewed every 20 s) says one is writing it. Message ids of removed events stay in herd.message_ids, so neither a
 redelivery nor herd replay brings them back. A run that failed half-way is safe
 to run again.
 
@@ -127,6 +133,7 @@ to run again.
 			fs.BoolVar(&f.noLake, "no-lake", false, "leave the lake alone (when there is none)")
 			fs.DurationVar(&f.wait, "wait", 10*time.Minute, "how long to wait for the writer and archiver to store the stream's events")
 			fs.StringVar(&f.consumers, "consumers", "herd-writer,herd-archiver", "durable consumers to wait for")
+			fs.DurationVar(&f.eraseTimeout, "erase-timeout", 30*time.Minute, "how long the running archiver may take to rewrite its lake")
 			return &f
 		},
 		run: runPrivacyDelete,
@@ -208,6 +215,11 @@ func runPrivacyDelete(ctx context.Context, e *env, args []string) error {
 			defer cancel()
 			return privacy.WaitConsumers(ctx, js, sc.Name, strings.Split(f.consumers, ","), e.log)
 		}
+		if !f.noLake {
+			opt.Remote = func(ctx context.Context, req archive.EraseRequest) (archive.EraseResult, string, error) {
+				return archive.RequestErase(ctx, nc, sc, req, f.eraseTimeout)
+			}
+		}
 	} else {
 		e.log.Warn("no --nats-url: not waiting for events still on the stream; any sent just before may be stored after this delete")
 	}
@@ -219,6 +231,9 @@ func runPrivacyDelete(ctx context.Context, e *env, args []string) error {
 	res, err := privacy.Delete(ctx, db, p, opt)
 	if res.RequestID != 0 {
 		fmt.Fprintf(e.stdout, "privacy request %d: linked ids %d; removed %s\n", res.RequestID, len(res.Linked), formatCounts(res.Counts))
+		if res.Lake != "" {
+			fmt.Fprintf(e.stdout, "lake rewritten: %s\n", redact(res.Lake))
+		}
 	}
 	return err
 }

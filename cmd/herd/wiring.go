@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"flag"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/herdhq/herd/archive"
 	"github.com/herdhq/herd/collector"
 	"github.com/herdhq/herd/queries"
 	"github.com/herdhq/herd/replicate"
@@ -64,7 +66,7 @@ func startExtras(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 	g.Go("replication watcher", w.Run)
 	a.reg.MustRegister(replicate.NewCollector(db, e.log))
 
-	startArchiver(e, g, a, db, js, sc, f.dataDir, f.consumerName, f.partsWindow)
+	startArchiver(e, g, a, db, js, sc, f.dataDir, f.consumerName, f.partsWindow, f.lake.closeAfter)
 	startCheck(e, g, a, db, js, sc, f)
 	viewMetrics := views.NewMetrics(a.reg)
 	g.Go("event views", func(ctx context.Context) error {
@@ -99,4 +101,14 @@ func startExtras(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 		g.Go("stripe", func(ctx context.Context) error { return r.Run(ctx) })
 	}
 	return nil
+}
+
+// upLakeFlags are herd up's settings of its archiver.
+type upLakeFlags struct {
+	closeAfter time.Duration
+}
+
+func (l *upLakeFlags) bind(fs *flag.FlagSet) {
+	fs.DurationVar(&l.closeAfter, "lake-close-after", archive.DefaultCloseAfter,
+		"close an hour's lake partition this long after the hour ends: compact it into one sorted file holding each event once (negative: never)")
 }
