@@ -3,10 +3,10 @@ package collector
 import (
 	"bytes"
 	"fmt"
-	"slices"
-	"strings"
 	json "github.com/herdhq/herd/internal/fastjson"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -60,8 +60,8 @@ type request struct {
 	writeKey string
 	batch    bool
 	bctx     *batchContext // context parsed once; nil when none
-	bodyLen  int        // decompressed bytes: the base of the request's storage budget
-	parsed   *wireEvent // the single event, already decoded
+	bodyLen  int           // decompressed bytes: the base of the request's storage budget
+	parsed   *wireEvent    // the single event, already decoded
 	// scanned, when set, holds for every item: checkRaw need not scan them.
 	scanned *scanInfo
 }
