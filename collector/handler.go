@@ -261,11 +261,26 @@ func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string)
 	if batch {
 		limit = MaxBatchBytes
 	}
+	// Decompressing, decoding and building take memory in proportion to
+	// the decompressed body: only so much of it is in work at once.
+	weight := int64(len(ctx.PostBody()))
+	if len(ctx.Request.Header.Peek("Content-Encoding")) > 0 {
+		weight = int64(limit)
+	}
+	release, ok := c.work.acquire(weight, src != nil && src.Kind == herd.KindServer)
+	if !ok {
+		c.m.busy.Inc()
+		ctx.Response.Header.Set("Retry-After", "1")
+		replyError(ctx, fasthttp.StatusServiceUnavailable, fmt.Sprintf("collector busy: %d bytes of requests are being decoded (the limit); retry after 1s", c.cfg.DecodeBytes))
+		return
+	}
+	release = sync.OnceFunc(release)
+	defer release()
 	raw, err := c.body(ctx, limit)
 	if err == nil {
 		var r *request
 		if r, err = decodeBody(raw, batch); err == nil {
-			c.accept(ctx, src, r, ip, pathType, now)
+			c.accept(ctx, src, r, ip, pathType, now, release)
 			return
 		}
 	}
@@ -318,7 +333,10 @@ func clientNet(a netip.Addr) string {
 // counted in errorsOmitted (and recorded as rejects).
 const maxReplyErrors = 100
 
-func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *request, ip netip.Addr, pathType string, now time.Time) {
+// accept authenticates, limits and builds a decoded request, publishes its
+// events and answers once they are stored. done is called once the events
+// are built: the decode room is not held while JetStream is awaited.
+func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *request, ip netip.Addr, pathType string, now time.Time, done func()) {
 	if src == nil {
 		if r.writeKey == "" {
 			replyError(ctx, fasthttp.StatusUnauthorized, "missing write key: use HTTP Basic auth with the write key as user, or writeKey in the body")
@@ -390,6 +408,7 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 		accepted++
 	})
 	pk.kick()
+	done()
 	// Published bytes stay charged whatever JetStream answers: they may be
 	// stored even when the acknowledgement does not come in time.
 	c.limits.refundBytes(src, budget-published, now)
