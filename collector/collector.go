@@ -58,7 +58,8 @@ type Config struct {
 	RateLimit float64
 	// IPRateLimit bounds requests per second to the event endpoints per
 	// client network (an IPv4 address or an IPv6 /64), checked before the
-	// body is read; 0 is off.
+	// body is decompressed or decoded (fasthttp has read it by then); 0 is
+	// off.
 	IPRateLimit float64
 	// BrowserByteRate bounds the bytes per second each browser source may
 	// put on the stream (its key is public, so anyone may send with it):
