@@ -1,6 +1,8 @@
 package collector
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +21,7 @@ const benchEvent = `{"type":"track","event":"Product Viewed","messageId":"m-1234
 // benchCollector is a collector with no connections: decode and buildEvent
 // need only its configuration.
 func benchCollector() *Collector {
-	c := &Collector{}
+	c := &Collector{m: newMetrics(nil)}
 	c.cfg.defaults()
 	return c
 }
@@ -34,8 +36,22 @@ func benchInfo() *reqInfo {
 	}
 }
 
+// amplifyBody is the batch an attacker with a browser key sends: as many
+// events as allowed, each with a context of its own, and a batch context of
+// pad that is merged into every one of them.
+func amplifyBody(pad string) []byte {
+	items := make([]string, MaxBatchEvents)
+	for j := range items {
+		items[j] = fmt.Sprintf(`{"type":"track","event":"e","userId":"u","messageId":"amp-%d","context":{"x":1}}`, j)
+	}
+	return []byte(`{"context":{"pad":"` + pad + `"},"batch":[` + strings.Join(items, ",") + `]}`)
+}
+
 // BenchmarkDecode is the collector's per-request CPU before publishing: split
-// the body into items, then validate and enrich each into an Event.
+// the body into items, then validate, enrich and encode each into an Event
+// within the request's store budget, as accept does. amplify and escape are
+// the hostile batches: a 30 KB batch context, and one of 5 KB of '<' (which
+// an HTML-escaping encoder would grow six-fold), merged into 2,500 events.
 func BenchmarkDecode(b *testing.B) {
 	c, info := benchCollector(), benchInfo()
 	single := []byte(benchEvent)
@@ -49,22 +65,29 @@ func BenchmarkDecode(b *testing.B) {
 		name  string
 		body  []byte
 		batch bool
-	}{{"single", single, false}, {"batch50", batch, true}} {
+	}{
+		{"single", single, false},
+		{"batch50", batch, true},
+		{"amplify2500", amplifyBody(strings.Repeat("x", 30<<10)), true},
+		{"escape2500", amplifyBody(strings.Repeat("<", 5<<10)), true},
+	} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(tc.body)))
 			events := 0
+			p := &publishing{}
+			defer p.release()
 			for b.Loop() {
 				r, err := decodeBody(tc.body, tc.batch)
 				if err != nil {
 					b.Fatal(err)
 				}
-				for _, item := range r.items {
-					if _, err := c.buildEvent(item, r, info); err != nil {
+				c.buildAll(r, info, p, storeBudget(r), func(_ int, _ *herd.Event, _ int, err error) {
+					if err != nil && !tc.batch {
 						b.Fatal(err)
 					}
 					events++
-				}
+				})
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(events), "ns/event")
 		})

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +58,8 @@ type Config struct {
 	RateLimit float64
 	// IPRateLimit bounds requests per second to the event endpoints per
 	// client network (an IPv4 address or an IPv6 /64), checked before the
-	// body is read; 0 is off.
+	// body is decompressed or decoded (fasthttp has read it by then); 0 is
+	// off.
 	IPRateLimit float64
 	// BrowserByteRate bounds the bytes per second each browser source may
 	// put on the stream (its key is public, so anyone may send with it):
@@ -77,6 +79,22 @@ type Config struct {
 	Now func() time.Time
 	// ReadTimeout and IdleTimeout protect against slow or idle clients.
 	ReadTimeout, IdleTimeout time.Duration
+	// MaxConns is how many connections are served at once; past it a
+	// connection is answered 503 and closed. Default DefaultMaxConns.
+	MaxConns int
+	// MaxConnsPerClient is how many connections one client network (an
+	// IPv4 address or an IPv6 /64, by socket peer) may hold open; trusted
+	// proxies, and loopback with ExemptLoopback, are exempt. Default
+	// DefaultMaxConnsPerClient; negative: no limit.
+	MaxConnsPerClient int
+	// DecodeBytes bounds the request bodies being decompressed, decoded and
+	// built at once, in decompressed bytes, for the public and again for
+	// requests authenticated in their headers as a server source; a request
+	// that finds no room within DecodeWait is answered 503 with
+	// Retry-After. Defaults DefaultDecodeBytesPerCPU × GOMAXPROCS and
+	// DefaultDecodeWait.
+	DecodeBytes int64
+	DecodeWait  time.Duration
 }
 
 // Static is a file served by the collector.
@@ -120,6 +138,18 @@ func (c *Config) defaults() {
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 60 * time.Second
 	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerClient == 0 {
+		c.MaxConnsPerClient = DefaultMaxConnsPerClient
+	}
+	if c.DecodeBytes == 0 {
+		c.DecodeBytes = int64(DefaultDecodeBytesPerCPU * runtime.GOMAXPROCS(0))
+	}
+	if c.DecodeWait == 0 {
+		c.DecodeWait = DefaultDecodeWait
+	}
 }
 
 // Collector serves the tracking API.
@@ -135,6 +165,7 @@ type Collector struct {
 	webhooks map[string]Webhook
 	static   map[string]Static
 	limits   *limiters
+	work     *workPool
 	rejects  *rejectBudget
 	packers  sync.Map // event subject → *packer
 	ready    atomic.Bool
@@ -154,6 +185,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	c := &Collector{cfg: cfg, nc: nc, js: js, log: log, m: newMetrics(reg), enricher: cfg.Enricher, webhooks: map[string]Webhook{}}
 	c.limits = newLimiters(cfg.RateLimit, cfg.IPRateLimit, cfg.BrowserByteRate)
 	c.rejects = newRejectBudget(cfg.RejectRate)
+	c.work = newWorkPool(cfg.DecodeBytes, cfg.DecodeWait)
 	c.static = make(map[string]Static, len(cfg.Static))
 	for path, st := range cfg.Static {
 		if st.Render == nil {
@@ -170,6 +202,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 		Handler:                       c.serve,
 		Name:                          "herd",
 		MaxRequestBodySize:            MaxBatchBytes + 64<<10,
+		Concurrency:                   cfg.MaxConns,
 		ReadTimeout:                   cfg.ReadTimeout,
 		WriteTimeout:                  cfg.ReadTimeout,
 		IdleTimeout:                   cfg.IdleTimeout,
@@ -284,8 +317,19 @@ func (s *sourceSet) holds(writeKey string) bool {
 // Ready reports whether sources are loaded and NATS is connected.
 func (c *Collector) Ready() bool { return c.ready.Load() && c.nc.IsConnected() }
 
-// Serve accepts connections on ln until Shutdown.
-func (c *Collector) Serve(ln net.Listener) error { return c.server.Serve(ln) }
+// Serve accepts connections on ln until Shutdown, at most
+// MaxConnsPerClient of them from one client network.
+func (c *Collector) Serve(ln net.Listener) error {
+	if c.cfg.MaxConnsPerClient > 0 {
+		ln = &connLimiter{Listener: ln, max: c.cfg.MaxConnsPerClient, open: map[netKey]int{},
+			exempt: func(a netip.Addr) bool {
+				return c.trusted(a) || (c.cfg.ExemptLoopback && a.IsLoopback())
+			},
+			refused: c.m.connsRefused.Inc,
+		}
+	}
+	return c.server.Serve(ln)
+}
 
 // Shutdown stops accepting connections and waits for in-flight requests to
 // be answered, or for ctx to end.

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	json "github.com/herdhq/herd/internal/fastjson"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -57,8 +59,9 @@ type request struct {
 	sentAt   json.RawMessage
 	writeKey string
 	batch    bool
-	bodyLen  int        // decompressed bytes: the base of the request's storage budget
-	parsed   *wireEvent // the single event, already decoded
+	bctx     *batchContext // context parsed once; nil when none
+	bodyLen  int           // decompressed bytes: the base of the request's storage budget
+	parsed   *wireEvent    // the single event, already decoded
 	// scanned, when set, holds for every item: checkRaw need not scan them.
 	scanned *scanInfo
 }
@@ -104,6 +107,11 @@ func decodeBody(body []byte, batch bool) (*request, error) {
 	if err := checkBatchContext(b.Context, clean && info.depth <= MaxDepth); err != nil {
 		return nil, err
 	}
+	bc, err := parseBatchContext(b.Context)
+	if err != nil {
+		return nil, err
+	}
+	r.bctx = bc
 	// Every item sits two levels down the body ({"batch": [item]}): when the
 	// body holds no NUL escape or bad UTF-8 and is shallow enough, no item can
 	// fail those checks, and the body's depth less two bounds theirs.
@@ -279,25 +287,124 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// mergeObjects returns base's keys overlaid by item's: batch-level context
-// is the default for each event. (integrations only address destinations
+// batchContext is a batch-level context, parsed once per request: the
+// default for each event's context. (integrations only address destinations
 // herd does not have, so they are neither merged nor stored.)
-func mergeObjects(base, item json.RawMessage) (json.RawMessage, error) {
-	if len(base) == 0 || string(base) == "null" {
-		return item, nil
+type batchContext struct {
+	raw     json.RawMessage
+	entries []ctxEntry // sorted by key
+}
+
+type ctxEntry struct {
+	key    string
+	quoted []byte // the key as JSON, without HTML escaping
+	value  json.RawMessage
+}
+
+// parseBatchContext parses a batch context that checkBatchContext accepted;
+// nil when there is none.
+func parseBatchContext(raw json.RawMessage) (*batchContext, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, herd.Errorf(herd.ErrInvalid, "batch context must be an object")
+	}
+	bc := &batchContext{raw: raw, entries: make([]ctxEntry, 0, len(m))}
+	for k, v := range m {
+		bc.entries = append(bc.entries, ctxEntry{key: k, quoted: appendJSONString(nil, k), value: v})
+	}
+	slices.SortFunc(bc.entries, func(a, b ctxEntry) int { return strings.Compare(a.key, b.key) })
+	return bc, nil
+}
+
+// merge returns the batch context overlaid by an event's own context, and
+// the merged size. The size is computed first, and the merged object is
+// built only when it is at most limit bytes: an oversized event costs no
+// more than parsing its own context. Values are copied as sent, never
+// re-escaped, so the merged object is never larger than the two together.
+func (bc *batchContext) merge(item json.RawMessage, limit int) (json.RawMessage, int, error) {
+	if bc == nil {
+		return item, len(item), nil
 	}
 	if len(item) == 0 || string(item) == "null" {
-		return base, nil
+		return bc.raw, len(bc.raw), nil
 	}
-	var b, i map[string]json.RawMessage
-	if err := json.Unmarshal(base, &b); err != nil {
-		return nil, fmt.Errorf("batch context must be an object")
+	var own map[string]json.RawMessage
+	if err := json.Unmarshal(item, &own); err != nil {
+		return nil, 0, fmt.Errorf("context must be an object")
 	}
-	if err := json.Unmarshal(item, &i); err != nil {
-		return nil, fmt.Errorf("context must be an object")
+	if len(own) == 0 {
+		return bc.raw, len(bc.raw), nil
 	}
-	for k, v := range i {
-		b[k] = v
+	ownKeys := make([]ctxEntry, 0, len(own))
+	for k, v := range own {
+		ownKeys = append(ownKeys, ctxEntry{key: k, quoted: appendJSONString(nil, k), value: v})
 	}
-	return json.Marshal(b)
+	slices.SortFunc(ownKeys, func(a, b ctxEntry) int { return strings.Compare(a.key, b.key) })
+	size, n := 2, 0
+	add := func(e *ctxEntry) {
+		size += len(e.quoted) + 1 + len(e.value)
+		n++
+	}
+	for i := range bc.entries {
+		if _, over := own[bc.entries[i].key]; !over {
+			add(&bc.entries[i])
+		}
+	}
+	for i := range ownKeys {
+		add(&ownKeys[i])
+	}
+	if n > 1 {
+		size += n - 1
+	}
+	if size > limit {
+		return nil, size, nil
+	}
+	out := make([]byte, 0, size)
+	out = append(out, '{')
+	put := func(e *ctxEntry) {
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(out, e.quoted...)
+		out = append(out, ':')
+		out = append(out, e.value...)
+	}
+	// Both lists are sorted: merge them in key order.
+	i, j := 0, 0
+	for i < len(bc.entries) || j < len(ownKeys) {
+		switch {
+		case j == len(ownKeys) || i < len(bc.entries) && bc.entries[i].key < ownKeys[j].key:
+			put(&bc.entries[i])
+			i++
+		case i < len(bc.entries) && bc.entries[i].key == ownKeys[j].key:
+			i++ // overridden by the event's own
+		default:
+			put(&ownKeys[j])
+			j++
+		}
+	}
+	out = append(out, '}')
+	return out, size, nil
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, nothing else (s is valid UTF-8, from a
+// checked body).
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; {
+		case ch == '"' || ch == '\\':
+			dst = append(dst, '\\', ch)
+		case ch < 0x20:
+			dst = append(dst, '\\', 'u', '0', '0', hex[ch>>4], hex[ch&0xf])
+		default:
+			dst = append(dst, ch)
+		}
+	}
+	return append(dst, '"')
 }

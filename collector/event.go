@@ -108,14 +108,20 @@ func (c *Collector) buildEvent(item json.RawMessage, r *request, info *reqInfo) 
 	if len(w.Context) > 0 && string(w.Context) != "null" && w.Context[0] != '{' {
 		return ev, fmt.Errorf("context must be an object")
 	}
-	if ev.Context, err = mergeObjects(r.context, w.Context); err != nil {
-		return ev, err
-	}
-	if len(r.context) > 0 {
-		// The limits hold for the event as stored, batch context merged in.
-		if n := len(item) - len(w.Context) + len(ev.Context); n > MaxEventBytes {
+	if r.bctx == nil {
+		ev.Context = w.Context
+	} else {
+		// The limits hold for the event as stored, batch context merged in;
+		// the merged size is known before the merge is built.
+		rest := len(item) - len(w.Context)
+		merged, size, err := r.bctx.merge(w.Context, MaxEventBytes-rest)
+		if err != nil {
+			return ev, err
+		}
+		if n := rest + size; n > MaxEventBytes {
 			return ev, fmt.Errorf("event is %d bytes with the batch context merged in; the limit is %d", n, MaxEventBytes)
 		}
+		ev.Context = merged
 	}
 
 	// Time: correct the client's clock by the difference between when it says

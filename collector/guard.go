@@ -2,6 +2,7 @@ package collector
 
 import (
 	"runtime/debug"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 )
@@ -16,7 +17,7 @@ func (c *Collector) serve(ctx *fasthttp.RequestCtx) {
 		if v := recover(); v != nil {
 			c.m.panics.Inc()
 			c.log.Error("request failed inside herd and was answered 500; please report this with the stack",
-				"path", string(ctx.Path()), "panic", v, "stack", string(debug.Stack()))
+				"path", redactPath(string(ctx.Path())), "panic", v, "stack", string(debug.Stack()))
 			ctx.Response.Reset()
 			c.cors(ctx)
 			ctx.Response.Header.Set("Retry-After", "1")
@@ -24,4 +25,21 @@ func (c *Collector) serve(ctx *fasthttp.RequestCtx) {
 		}
 	}()
 	c.Handle(ctx)
+}
+
+// redactPath is a request path fit for the log: the write key in a settings
+// path (/v1/projects/KEY/settings) is replaced, as a key is a credential.
+func redactPath(path string) string {
+	rest, ok := strings.CutPrefix(path, "/v1")
+	if !ok {
+		rest = path
+	}
+	key, ok := strings.CutPrefix(rest, "/projects/")
+	if !ok {
+		return path
+	}
+	if i := strings.IndexByte(key, '/'); i >= 0 {
+		return path[:len(path)-len(key)] + "REDACTED" + key[i:]
+	}
+	return path[:len(path)-len(key)] + "REDACTED"
 }

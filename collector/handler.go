@@ -261,11 +261,26 @@ func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string)
 	if batch {
 		limit = MaxBatchBytes
 	}
+	// Decompressing, decoding and building take memory in proportion to
+	// the decompressed body: only so much of it is in work at once.
+	weight := int64(len(ctx.PostBody()))
+	if len(ctx.Request.Header.Peek("Content-Encoding")) > 0 {
+		weight = int64(limit)
+	}
+	release, ok := c.work.acquire(weight, src != nil && src.Kind == herd.KindServer)
+	if !ok {
+		c.m.busy.Inc()
+		ctx.Response.Header.Set("Retry-After", "1")
+		replyError(ctx, fasthttp.StatusServiceUnavailable, fmt.Sprintf("collector busy: %d bytes of requests are being decoded (the limit); retry after 1s", c.cfg.DecodeBytes))
+		return
+	}
+	release = sync.OnceFunc(release)
+	defer release()
 	raw, err := c.body(ctx, limit)
 	if err == nil {
 		var r *request
 		if r, err = decodeBody(raw, batch); err == nil {
-			c.accept(ctx, src, r, ip, pathType, now)
+			c.accept(ctx, src, r, ip, pathType, now, release)
 			return
 		}
 	}
@@ -304,6 +319,9 @@ func (c *Collector) allowClient(ip netip.Addr, now time.Time) (bool, time.Durati
 // clientNet names what the per-client limit counts: an IPv4 address or an
 // IPv6 /64.
 func clientNet(a netip.Addr) string {
+	if !a.IsValid() {
+		return "clients whose address the trusted proxy did not know (one limit shared by all)"
+	}
 	if a.Is6() {
 		p, _ := a.Prefix(64)
 		return p.String()
@@ -315,7 +333,10 @@ func clientNet(a netip.Addr) string {
 // counted in errorsOmitted (and recorded as rejects).
 const maxReplyErrors = 100
 
-func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *request, ip netip.Addr, pathType string, now time.Time) {
+// accept authenticates, limits and builds a decoded request, publishes its
+// events and answers once they are stored. done is called once the events
+// are built: the decode room is not held while JetStream is awaited.
+func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *request, ip netip.Addr, pathType string, now time.Time, done func()) {
 	if src == nil {
 		if r.writeKey == "" {
 			replyError(ctx, fasthttp.StatusUnauthorized, "missing write key: use HTTP Basic auth with the write key as user, or writeKey in the body")
@@ -347,52 +368,56 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 		return
 	}
 
+	// What the request may store is reserved from a browser source's byte
+	// bucket before anything is published, and what it did not publish is
+	// given back once its events are encoded: concurrent requests cannot
+	// together store more than the bucket holds, and a request answered 503
+	// has paid for what it published.
+	budget, ok, wait := c.limits.reserveBytes(src, storeBudget(r), now)
+	if !ok {
+		c.rateLimited(ctx, "source_bytes", wait, fmt.Sprintf("source %s has stored what its byte rate allows (this request may store up to %d bytes)", src.Name, budget))
+		return
+	}
+
 	p := c.newPublish()
 	defer p.release()
 	pk := c.packerFor(c.cfg.Stream.EventSubject(src.ID))
 	var errs []itemError
-	accepted, nerrs := 0, 0
-	budget := storeBudget(r)
-	for i, item := range r.items {
-		ev, err := c.buildEvent(item, r, &info)
-		if err == nil {
-			// What one request stores is bounded by its size, whatever
-			// the batch context or the headers copied into each event.
-			if n := p.encode(&ev); n <= budget {
-				budget -= n
-			} else {
-				err = herd.Errorf(herd.ErrTooLarge, "event refused: the request would store more than %d bytes (twice its %d-byte body, plus %d bytes an event and %d); the batch context is stored in every event: send fewer events per batch", storeBudget(r), r.bodyLen, budgetPerEvent, budgetSlack)
-				c.m.overBudget.Inc()
-			}
-		}
+	accepted, nerrs, published := 0, 0, 0
+	c.buildAll(r, &info, p, budget, func(i int, ev *herd.Event, n int, err error) {
 		if err != nil {
 			nerrs++
 			if len(errs) < maxReplyErrors {
 				errs = append(errs, itemError{Index: i, MessageID: ev.MessageID, Error: err.Error()})
 			}
-			p.reject(src.ID, herd.Reject{SourceID: src.ID, MessageID: ev.MessageID, Reason: err.Error(), Raw: string(item), ReceivedAt: now})
+			p.reject(src.ID, herd.Reject{SourceID: src.ID, MessageID: ev.MessageID, Reason: err.Error(), Raw: string(r.items[i]), ReceivedAt: now})
 			c.m.events.WithLabelValues("rejected", reasonCode(err)).Inc()
-			continue
+			return
 		}
 		if ev.IsBot && c.cfg.DropBots {
 			c.m.events.WithLabelValues("dropped", "bot").Inc()
-			continue
+			return
 		}
-		if c.isSuppressed(&ev) {
+		if c.isSuppressed(ev) {
 			c.m.events.WithLabelValues("dropped", "suppressed").Inc()
-			continue
+			return
 		}
-		p.add(pk)
+		if p.add(pk) {
+			published += n
+		}
 		accepted++
-	}
+	})
 	pk.kick()
+	done()
+	// Published bytes stay charged whatever JetStream answers: they may be
+	// stored even when the acknowledgement does not come in time.
+	c.limits.refundBytes(src, budget-published, now)
 	if err := p.wait(c.cfg.PublishTimeout); err != nil {
 		c.log.Warn("publish to JetStream", "err", err, "events", accepted)
 		ctx.Response.Header.Set("Retry-After", "2")
 		replyError(ctx, fasthttp.StatusServiceUnavailable, "events not stored: "+err.Error()+"; retry")
 		return
 	}
-	c.limits.chargeBytes(src, storeBudget(r)-budget, now)
 	c.m.events.WithLabelValues("accepted", "").Add(float64(accepted))
 	omitted := nerrs - len(errs)
 	switch {
@@ -420,6 +445,38 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 		ctx.SetStatusCode(fasthttp.StatusBadRequest)
 		ctx.SetContentType("application/json")
 		ctx.SetBody(b)
+	}
+}
+
+// buildAll validates, enriches and encodes r's items within budget bytes,
+// calling each for every item in order: with the event and its encoded size
+// (the entry sits in p's scratch buffer until the next item), or with the
+// reason it is refused. Once the budget is spent, the remaining items are
+// refused without being built: what a request costs in CPU and memory is
+// bounded by its budget, not by how many events it names.
+func (c *Collector) buildAll(r *request, info *reqInfo, p *publishing, budget int, each func(i int, ev *herd.Event, n int, err error)) {
+	var spent error
+	for i, item := range r.items {
+		if spent != nil {
+			each(i, &herd.Event{}, 0, spent)
+			continue
+		}
+		ev, err := c.buildEvent(item, r, info)
+		if err != nil {
+			each(i, &ev, 0, err)
+			continue
+		}
+		// What one request stores is bounded by its size, whatever the
+		// batch context or the headers copied into each event.
+		n := p.encode(&ev)
+		if n > budget {
+			spent = herd.Errorf(herd.ErrTooLarge, "event refused: the request would store more than %d bytes (twice its %d-byte body, plus %d bytes an event and %d); the batch context is stored in every event: send fewer events per batch", storeBudget(r), r.bodyLen, budgetPerEvent, budgetSlack)
+			c.m.overBudget.Add(float64(len(r.items) - i))
+			each(i, &ev, 0, spent)
+			continue
+		}
+		budget -= n
+		each(i, &ev, n, nil)
 	}
 }
 
@@ -503,15 +560,16 @@ func (p *publishing) encode(ev *herd.Event) int {
 }
 
 // add copies the event encode left in the scratch buffer into the packer's
-// open frame.
-func (p *publishing) add(pk *packer) {
+// open frame, and reports whether it did.
+func (p *publishing) add(pk *packer) bool {
 	if !p.ok() {
-		return
+		return false
 	}
 	f := pk.add(*p.scratch)
 	if n := len(p.frames); n == 0 || p.frames[n-1] != f {
 		p.frames = append(p.frames, f)
 	}
+	return true
 }
 
 // release returns the encoding buffer.

@@ -23,7 +23,7 @@ type limiters struct {
 
 	mu       sync.Mutex
 	bySource map[int64]*sourceBucket
-	bytes    map[int64]*rate.Limiter // browser sources' stored bytes
+	bytes    map[int64]*byteBucket // browser sources' stored bytes
 
 	ip *ipLimiter // nil: off
 }
@@ -34,7 +34,7 @@ type sourceBucket struct {
 }
 
 func newLimiters(defaultRate, ipRate, byteRate float64) *limiters {
-	l := &limiters{defaultRate: defaultRate, byteRate: byteRate, bySource: map[int64]*sourceBucket{}, bytes: map[int64]*rate.Limiter{}}
+	l := &limiters{defaultRate: defaultRate, byteRate: byteRate, bySource: map[int64]*sourceBucket{}, bytes: map[int64]*byteBucket{}}
 	if ipRate > 0 {
 		l.ip = newIPLimiter(ipRate, ipShardCap)
 	}
@@ -79,50 +79,118 @@ func (l *limiters) source(s *herd.Source, n int, now time.Time) (bool, time.Dura
 
 // byteBucket is the stored-bytes bucket of a browser source, nil when its
 // bytes are not limited.
-func (l *limiters) byteBucket(s *herd.Source) *rate.Limiter {
+func (l *limiters) byteBucket(s *herd.Source) *byteBucket {
 	if l.byteRate <= 0 || s.Kind != herd.KindBrowser {
 		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lim := l.bytes[s.ID]
-	if lim == nil {
-		lim = rate.NewLimiter(rate.Limit(l.byteRate), int(math.Max(8*l.byteRate, minByteBurst)))
-		l.bytes[s.ID] = lim
+	b := l.bytes[s.ID]
+	if b == nil {
+		b = &byteBucket{rate: l.byteRate, burst: math.Max(8*l.byteRate, minByteBurst)}
+		b.tokens = b.burst
+		l.bytes[s.ID] = b
 	}
-	return lim
+	return b
 }
 
 // minByteBurst lets a browser source store at least one request of the
 // largest size at once (a 500 KB batch may store about 2.3 MB).
 const minByteBurst = 4 << 20
 
-// sourceBytes reports whether a browser source may store more now: its
-// bucket is not in debt. What a request stores is known only once its events
-// are encoded, so it is charged after (chargeBytes) and the debt refuses the
-// requests that follow until the bucket refills.
+// byteBucket is a token bucket of stored bytes. A request reserves what it
+// may store (its storeBudget) before it publishes anything and gives back
+// what it did not publish once its events are encoded: concurrent requests
+// can never together publish more than the bucket holds.
+type byteBucket struct {
+	mu          sync.Mutex
+	rate, burst float64
+	tokens      float64
+	last        time.Time
+}
+
+func (b *byteBucket) refill(now time.Time) {
+	if d := now.Sub(b.last); d > 0 {
+		b.tokens = math.Min(b.burst, b.tokens+d.Seconds()*b.rate)
+	}
+	if now.After(b.last) {
+		b.last = now
+	}
+}
+
+// reserve takes n bytes, or when they are not there takes nothing and
+// says how long until they would be.
+func (b *byteBucket) reserve(n float64, now time.Time) (bool, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	n = math.Min(n, b.burst)
+	if b.tokens < n {
+		return false, time.Duration((n - b.tokens) / b.rate * float64(time.Second))
+	}
+	b.tokens -= n
+	return true, 0
+}
+
+// refund gives back n reserved bytes that were not published.
+func (b *byteBucket) refund(n float64, now time.Time) {
+	if n <= 0 {
+		return
+	}
+	b.mu.Lock()
+	b.refill(now)
+	b.tokens = math.Min(b.burst, b.tokens+n)
+	b.mu.Unlock()
+}
+
+// minReserve is the least any request reserves (see storeBudget): a
+// browser source whose bucket holds less is refused before its body is
+// decompressed.
+const minReserve = budgetSlack + budgetPerEvent
+
+// sourceBytes is the cheap check made before the body is decompressed: the
+// browser source's bucket holds at least what the smallest request
+// reserves.
 func (l *limiters) sourceBytes(s *herd.Source, now time.Time) (bool, time.Duration) {
-	lim := l.byteBucket(s)
-	if lim == nil {
+	b := l.byteBucket(s)
+	if b == nil {
 		return true, 0
 	}
-	if tok := lim.TokensAt(now); tok < 0 {
-		return false, time.Duration(-tok / l.byteRate * float64(time.Second))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	if b.tokens < minReserve {
+		return false, time.Duration((minReserve - b.tokens) / b.rate * float64(time.Second))
 	}
 	return true, 0
 }
 
-// chargeBytes takes n stored bytes from a browser source's bucket, into
-// debt if need be.
-func (l *limiters) chargeBytes(s *herd.Source, n int, now time.Time) {
-	if lim := l.byteBucket(s); lim != nil && n > 0 {
-		lim.ReserveN(now, min(n, lim.Burst()))
+// reserveBytes reserves n bytes of a browser source's bucket (at most the
+// bucket's burst: no request may need more). It returns how many were
+// reserved: what the request may publish; unlimited sources get n.
+func (l *limiters) reserveBytes(s *herd.Source, n int, now time.Time) (int, bool, time.Duration) {
+	b := l.byteBucket(s)
+	if b == nil {
+		return n, true, 0
+	}
+	n = min(n, int(b.burst))
+	ok, wait := b.reserve(float64(n), now)
+	return n, ok, wait
+}
+
+// refundBytes gives back reserved bytes a request did not publish.
+func (l *limiters) refundBytes(s *herd.Source, n int, now time.Time) {
+	if b := l.byteBucket(s); b != nil {
+		b.refund(float64(n), now)
 	}
 }
 
-// client takes one request from the bucket of the client's network.
+// client takes one request from the bucket of the client's network. A
+// client whose address is unknown (a trusted proxy forwarded "unknown" or
+// garbage) takes from one bucket shared by all such clients: never from
+// none.
 func (l *limiters) client(a netip.Addr, now time.Time) (bool, time.Duration) {
-	if l.ip == nil || !a.IsValid() {
+	if l.ip == nil {
 		return true, 0
 	}
 	return l.ip.take(a, now)
@@ -156,10 +224,12 @@ type ipShard struct {
 	cur, prev map[netKey]ipBucket
 }
 
-// netKey is a client network: the IPv4 address, or the IPv6 /64.
+// netKey is a client network: the IPv4 address, or the IPv6 /64; or, with
+// unknown set, every client whose address is unknown.
 type netKey struct {
-	bits uint64
-	v6   bool
+	bits    uint64
+	v6      bool
+	unknown bool
 }
 
 type ipBucket struct {
@@ -176,6 +246,9 @@ func newIPLimiter(r float64, shardCap int) *ipLimiter {
 }
 
 func keyOf(a netip.Addr) netKey {
+	if !a.IsValid() {
+		return netKey{unknown: true}
+	}
 	a = a.Unmap()
 	if a.Is4() {
 		b := a.As4()

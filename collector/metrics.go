@@ -25,6 +25,10 @@ type metrics struct {
 	frameEvents prometheus.Histogram
 	// panics counts requests answered 500 because handling them panicked.
 	panics prometheus.Counter
+	// connsRefused counts connections closed for MaxConnsPerClient;
+	// busy counts requests answered 503 for want of decode room.
+	connsRefused prometheus.Counter
+	busy         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -55,13 +59,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herd_collector_panics_total", Help: "Requests answered 500 because herd failed while handling them (a bug: the log holds the stack).",
 		}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_collector_conns_refused_total", Help: "Connections closed at once because their client network held as many open as allowed (MaxConnsPerClient).",
+		}),
+		busy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_collector_busy_requests_total", Help: "Requests answered 503 because the bodies being decoded filled the collector's decode room (DecodeBytes) for longer than DecodeWait.",
+		}),
 		frameEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "herd_collector_frame_events", Help: "Events per stream message (frame): requests arriving while earlier frames await JetStream share the next.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.events, m.publish, m.frameEvents, m.overBudget, m.unrecorded, m.decompressed, m.panics)
+		reg.MustRegister(m.requests, m.duration, m.events, m.publish, m.frameEvents, m.overBudget, m.unrecorded, m.decompressed, m.panics, m.connsRefused, m.busy)
 	}
 	return m
 }

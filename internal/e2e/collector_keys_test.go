@@ -11,6 +11,9 @@ import (
 
 	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/internal/herdtest"
+	"github.com/herdhq/herd/internal/natstest"
+	"github.com/herdhq/herd/internal/pgtest"
+	"github.com/herdhq/herd/schemas"
 	"github.com/herdhq/herd/stream"
 	"github.com/herdhq/herd/warehouse"
 	"github.com/nats-io/nats.go/jetstream"
@@ -163,4 +166,53 @@ func TestOldFormEntryKeepsKeyDuringUpgrade(t *testing.T) {
 			t.Fatalf("live key refused after its old-form entry was deleted: %d %s", r.Status, r.RawBody)
 		}
 	}
+}
+
+// TestTruncateSourcesKillsKeys: TRUNCATE herd.sources, which fires no row or
+// DELETE trigger, still wakes the mirror at once: the bucket empties within
+// seconds, not at the next periodic pass (an hour here).
+func TestTruncateSourcesKillsKeys(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	db := pgtest.Pool(t, pgtest.New(t))
+	t.Cleanup(cancel) // registered after the pool, so it runs first: the mirror releases its LISTEN connection
+	if _, err := schemas.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := warehouse.CreateSource(ctx, db, herd.Source{Name: "web", Kind: herd.KindBrowser}); err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.Run(t)
+	sc := natstest.StreamConfig(t)
+	kv, err := stream.SourcesKV(ctx, natstest.JetStream(t, ns, sc), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go warehouse.MirrorSources(ctx, db, kv, time.Hour, herdtest.Logger(t)) //nolint:errcheck
+	keys := func() int {
+		k, err := kv.Keys(ctx)
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return 0
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(k)
+	}
+	waitFor := func(want int, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for keys() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("bucket holds %d entries after %s; want %d", keys(), within, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor(1, 5*time.Second)          // the mirror's first pass
+	time.Sleep(200 * time.Millisecond) // its LISTEN is in place
+	if _, err := db.Exec(ctx, `TRUNCATE herd.sources`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(0, 3*time.Second)
 }

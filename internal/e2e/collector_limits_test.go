@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -190,4 +192,76 @@ func TestRejectsBounded(t *testing.T) {
 		t.Errorf("no summary reject starting %q", want)
 	}
 	t.Logf("%d refused bodies: %d recorded (%d bytes), %.0f counted only", sent, recorded, stored, dropped)
+}
+
+// TestIPLimitUnknownClient: a trusted proxy that forwards "unknown" or
+// garbage as the client's address does not switch the per-client limit
+// off: every such client shares one bucket, and another client keeps its
+// own.
+func TestIPLimitUnknownClient(t *testing.T) {
+	t.Parallel()
+	p := herdtest.Start(t, behindProxy(2))
+	auth := map[string]string{"Authorization": basic(p.WriteKey)}
+	send := func(xff string) reply {
+		return post(t, p.URL+"/v1/track", []byte(`{"event":"e","userId":"u"}`), from(xff, auth))
+	}
+	var got []int
+	for _, xff := range []string{"unknown", "198.51.100.7, unknown", "_hidden", "unknown", "not-an-address"} {
+		r := send(xff)
+		got = append(got, r.Status)
+		if r.Status == 429 && !strings.Contains(fmt.Sprint(r.Body["error"]), "did not know") {
+			t.Errorf("429 for %q does not say which limit: %s", xff, r.RawBody)
+		}
+	}
+	if want := []int{200, 200, 429, 429, 429}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("clients of unknown address: %v, want %v", got, want)
+	}
+	if r := send("198.51.100.8"); r.Status != 200 {
+		t.Errorf("a known client after the unknown ones: %d %s", r.Status, r.RawBody)
+	}
+}
+
+// TestBrowserByteRateConcurrent: concurrent requests of a browser source
+// cannot together store more than its byte rate allows. Each request
+// reserves what it may store before publishing, so the stream holds at
+// most the bucket's burst plus the rate over the run, however many requests
+// were in flight when the bucket ran dry.
+func TestBrowserByteRateConcurrent(t *testing.T) {
+	t.Parallel()
+	const byteRate = 1 << 20
+	p := herdtest.Start(t, herdtest.Options{NoWriter: true, Collector: func(c *collector.Config) { c.BrowserByteRate = byteRate }})
+	h := map[string]string{"Authorization": basic(p.WriteKey), "Content-Encoding": "gzip"}
+	body := gz(t, amplifyingBatch(collector.MaxBatchEvents, 30<<10)) // stores about 2.3 MB
+	start := time.Now()
+	var wg sync.WaitGroup
+	var ok, limited atomic.Int64
+	for range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < 2*time.Second {
+				switch r := post(t, p.URL+"/v1/batch", body, h); r.Status {
+				case 200:
+					ok.Add(1)
+				case 429:
+					limited.Add(1)
+				default:
+					t.Errorf("status %d: %.200s", r.Status, r.RawBody)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	stored := subjectBytes(t, p, p.Stream.EventSubject(p.Source.ID))
+	// The burst (8 s worth), the rate over the run, and the frames' own
+	// headers (a few bytes an event, which the budget does not count).
+	bound := int64(8*byteRate+byteRate*elapsed.Seconds()) + 64<<10
+	t.Logf("%d requests answered 200, %d 429; %d bytes stored in %s; bound %d", ok.Load(), limited.Load(), stored, elapsed.Round(time.Millisecond), bound)
+	if limited.Load() == 0 {
+		t.Errorf("no request answered 429")
+	}
+	if stored > bound {
+		t.Errorf("the browser source stored %d bytes; its byte rate allows %d", stored, bound)
+	}
 }
