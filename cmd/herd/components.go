@@ -69,7 +69,7 @@ func (c *collectorFlags) bind(fs *flag.FlagSet) {
 	fs.BoolVar(&c.anonymizeIP, "anonymize-ip", false, "zero the last octet (IPv4) or 80 bits (IPv6) of every client IP")
 	fs.DurationVar(&c.publishTimeout, "publish-timeout", 3*time.Second, "longest wait for JetStream's acknowledgement before answering 503")
 	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "default events per second per source, answered 429 past it (a source's own limit wins); 0: unlimited")
-	fs.Float64Var(&c.ipRateLimit, "ip-rate-limit", 100, "requests per second to the event endpoints per client (an IPv4 address or an IPv6 /64; behind a proxy, set --trusted-proxies), answered 429 before the body is read; 0: off")
+	fs.Float64Var(&c.ipRateLimit, "ip-rate-limit", 100, "requests per second to the event endpoints per client (an IPv4 address or an IPv6 /64; behind a proxy, set --trusted-proxies), answered 429 before the body is decompressed, decoded or its key looked up; 0: off")
 	fs.BoolVar(&c.limitLoopback, "ip-rate-limit-loopback", false, "apply --ip-rate-limit to loopback clients (127.0.0.0/8, ::1) too; off by default because behind a local proxy not listed in --trusted-proxies every client is 127.0.0.1")
 	fs.Float64Var(&c.rejectRate, "reject-rate", collector.DefaultRejectRate, "bytes per second of refused events and requests each source may record in herd.rejects (burst: 32 s worth, at least 256 KiB); past it they are only counted (herd_collector_rejects_unrecorded_total) and summarised")
 	fs.Float64Var(&c.byteRate, "browser-byte-rate", 8<<20, "bytes per second each browser source may put on the stream, encoded (its write key is public; bursts of 8 s worth, at least 4 MiB), answered 429 past it; server sources are bounded by --rate-limit alone; 0: unlimited")
