@@ -147,6 +147,12 @@ func rewritePartition(ctx context.Context, lake Lake, p partition, man *Manifest
 		}
 		files = append(files, entry)
 	}
+	// Once the new file is stored, finish the swap even when ctx ends (a
+	// graceful stop): an unlisted rewrite beside the files it replaces is
+	// what a reader's glob would count twice until the partition is next
+	// opened.
+	ctx, cancel := finishing(ctx)
+	defer cancel()
 	man.Files, man.Superseded, man.Compacted = files, old, compacted
 	if compacted {
 		now := time.Now().UTC()
@@ -172,9 +178,18 @@ func addFile(ctx context.Context, lake Lake, p partition, man *Manifest, recs []
 	if err != nil {
 		return entry, err
 	}
+	ctx, cancel := finishing(ctx)
+	defer cancel()
 	man.Files = append(man.Files, entry)
 	man.Compacted = false
 	return entry, writeManifest(ctx, lake, p.prefix(), man)
+}
+
+// finishing is the context for the steps that must follow a stored file
+// (listing it, removing what it replaced): not ended by ctx, bounded in
+// time.
+func finishing(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 }
 
 func putFile(ctx context.Context, lake Lake, p partition, recs []record, streamName, tag string, gen int) (FileEntry, error) {
