@@ -24,8 +24,10 @@ services:
 		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
 	@command -v node >/dev/null || { echo "node is required (Node 20)"; exit 1; }
 
+## vet: gofmt, go vet, and go.mod/go.sum tidy (direct dependencies listed as direct)
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit the result ('go mod tidy -diff' shows what changes)"; exit 1; }
 	$(GO) vet ./...
 
 gotest:

@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 	query       text
 );
 `, log)
+	b.WriteString(ddlLogComments(name, "written on this database by herd's event triggers and replicated to the warehouse"))
 	if !eventTriggers {
 		return b.String()
 	}
@@ -119,6 +120,31 @@ CREATE EVENT TRIGGER %[6]s ON sql_drop WHEN TAG IN ('DROP TABLE')
 	return b.String()
 }
 
+// ddlLogComments comments the DDL log table of replication name and its
+// schema, on the source or the warehouse (how says which).
+func ddlLogComments(name, how string) string {
+	log := ddlLogTable(name)
+	stmts := []string{
+		// The schema may belong to another role (an earlier replication
+		// added by someone else): its comment is then theirs to keep.
+		"DO $herd$ BEGIN COMMENT ON SCHEMA herd_replicate IS " + literal("herd replicate's bookkeeping: the DDL logs of the replications and the functions that capture and apply them") +
+			"; EXCEPTION WHEN insufficient_privilege THEN NULL; END $herd$",
+		"COMMENT ON TABLE " + log + " IS " + literal("Schema changes of the source of replication "+name+" (herd replicate): "+how),
+	}
+	for _, c := range [][2]string{
+		{"id", "Row id on the source, in the order the changes were made"},
+		{"at", "When the change was made on the source"},
+		{"command_tag", "The DDL command: CREATE TABLE, ALTER TABLE, CREATE TABLE AS, SELECT INTO or DROP TABLE"},
+		{"schema_name", "Schema of the table changed, on the source"},
+		{"table_name", "Table changed, on the source"},
+		{"columns", "The table's columns after the change: [{name, type, target (the type on the warehouse), generated, default, missing}] (JSON); NULL for DROP TABLE"},
+		{"query", "The statement that made the change, as the source ran it"},
+	} {
+		stmts = append(stmts, "COMMENT ON COLUMN "+log+"."+quote(c[0])+" IS "+literal(c[1]))
+	}
+	return strings.Join(stmts, ";\n") + ";\n"
+}
+
 // dropSourceSQL removes what sourceDDLSQL and Add created on the source.
 func dropSourceSQL(name string) string {
 	return fmt.Sprintf(`
@@ -146,7 +172,7 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 	columns     jsonb,
 	query       text
 );
-`, ddlLogTable(name)) + warehouseFuncsSQL + fmt.Sprintf(`
+`, ddlLogTable(name)) + ddlLogComments(name, "replicated from the source, where event triggers write it; each row inserted here is applied by the apply_ddl trigger") + warehouseFuncsSQL + fmt.Sprintf(`
 DROP TRIGGER IF EXISTS apply_ddl ON %[1]s;
 CREATE TRIGGER apply_ddl BEFORE INSERT ON %[1]s FOR EACH ROW EXECUTE PROCEDURE herd_replicate.apply_ddl(%[2]s);
 -- Triggers do not fire in the subscription's apply worker unless ALWAYS.

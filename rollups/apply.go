@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -245,6 +246,9 @@ func createRollup(ctx context.Context, tx pgx.Tx, r Rollup, res *Result) error {
 	if !exists || kind != want {
 		return fmt.Errorf("%s: running %s did not create %s %s (check the name after CREATE ... VIEW)", r.Name, r.File, r.Kind, r.Name)
 	}
+	if err := commentRollup(ctx, tx, r); err != nil {
+		return err
+	}
 	if r.Kind == Materialized {
 		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{r.Schema, r.Relname}.Sanitize()).Scan(&res.Rows); err != nil {
 			return fmt.Errorf("count rows of %s: %s", r.Name, pgText(err))
@@ -263,6 +267,57 @@ func createRollup(ctx context.Context, tx pgx.Tx, r Rollup, res *Result) error {
 		return fmt.Errorf("register %s in herd.rollups: %w", r.Name, err)
 	}
 	res.Status = "ok"
+	return nil
+}
+
+// commentRollup gives the rollup's view a comment unless its file set one
+// (a file may add COMMENT ON statements after its CREATE): the comment
+// lines that open the file, the file and how often it is refreshed.
+func commentRollup(ctx context.Context, tx pgx.Tx, r Rollup) error {
+	rel := pgx.Identifier{r.Schema, r.Relname}.Sanitize()
+	var has bool
+	if err := tx.QueryRow(ctx, "SELECT coalesce(obj_description($1::regclass, 'pg_class'), '') <> ''", rel).Scan(&has); err != nil {
+		return fmt.Errorf("look up the comment of %s: %s", r.Name, pgText(err))
+	}
+	if has {
+		return nil
+	}
+	var text []string
+	for _, line := range strings.Split(r.SQL, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if !strings.HasPrefix(line, "--") {
+			break
+		}
+		if refreshHeader.MatchString(line) {
+			continue
+		}
+		text = append(text, strings.TrimSpace(strings.TrimPrefix(line, "--")))
+	}
+	desc := strings.Join(text, " ")
+	if desc != "" && !strings.HasSuffix(desc, ".") {
+		desc += "."
+	}
+	if desc != "" {
+		desc += " "
+	}
+	desc += "Rollup applied by herd rollups apply from " + r.File
+	kind := "VIEW"
+	if r.Kind == Materialized {
+		kind = "MATERIALIZED VIEW"
+		desc += ", refreshed every " + r.Every.String() + " by herd up"
+	}
+	// COMMENT takes no parameters: the server quotes the text (%L), with
+	// whatever standard_conforming_strings says.
+	var stmt string
+	if err := tx.QueryRow(ctx, "SELECT format('COMMENT ON "+kind+" %s IS %L', $1::text, $2::text)", rel, desc).Scan(&stmt); err != nil {
+		return fmt.Errorf("comment %s: %s", r.Name, pgText(err))
+	}
+	if _, err := tx.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("comment %s: %s", r.Name, pgText(err))
+	}
 	return nil
 }
 

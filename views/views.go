@@ -646,6 +646,18 @@ func apply(ctx context.Context, tx pgx.Tx, ev *eventProps, prev registered) (out
 			return 0, fmt.Errorf("look up %s: %w", view, err)
 		}
 		if exists {
+			// A view made before views carried column comments gets them.
+			var missing bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = $1::regclass
+				AND a.attnum > 0 AND NOT a.attisdropped AND col_description(a.attrelid, a.attnum) IS NULL)`, view).Scan(&missing); err != nil {
+				return 0, fmt.Errorf("look up the comments of %s: %w", view, err)
+			}
+			if !missing {
+				return unchanged, nil
+			}
+			if err := savepoint(ctx, tx, func(sp pgx.Tx) error { return comment(ctx, sp, view, ev) }); err != nil {
+				return 0, fmt.Errorf("comment view %s: %w", view, err)
+			}
 			return unchanged, nil
 		}
 	}
@@ -678,7 +690,7 @@ func apply(ctx context.Context, tx pgx.Tx, ev *eventProps, prev registered) (out
 		}
 	}
 	err = savepoint(ctx, tx, func(sp pgx.Tx) error {
-		if _, err := sp.Exec(ctx, "COMMENT ON VIEW "+view+" IS "+quoteLiteral("track events named "+ev.name)); err != nil {
+		if err := comment(ctx, sp, view, ev); err != nil {
 			return err
 		}
 		if _, err := sp.Exec(ctx, `INSERT INTO herd.event_views (view_name, event, columns, refreshed_at) VALUES ($1, $2, $3, now())
@@ -695,6 +707,52 @@ func apply(ctx context.Context, tx pgx.Tx, ev *eventProps, prev registered) (out
 		return 0, fmt.Errorf("record view %s: %w", view, err)
 	}
 	return out, nil
+}
+
+// comment describes the view and each of its columns: the event columns
+// carry herd.events' comment on the same column, the property columns say
+// which property they read and as what.
+func comment(ctx context.Context, tx pgx.Tx, view string, ev *eventProps) error {
+	stmts := []string{"COMMENT ON VIEW " + view + " IS " + quoteLiteral("track events named "+ev.name+
+		" (herd.events where type = 'track'), one column per top-level property; made by herd views refresh")}
+	rows, _ := tx.Query(ctx, `SELECT a.attname::text, coalesce(col_description(a.attrelid, a.attnum), '')
+		FROM pg_attribute a WHERE a.attrelid = 'herd.events'::regclass AND a.attnum > 0 AND NOT a.attisdropped`)
+	events := map[string]string{}
+	var name, text string
+	if _, err := pgx.ForEachRow(rows, []any{&name, &text}, func() error { events[name] = text; return nil }); err != nil {
+		return fmt.Errorf("read the comments of herd.events: %w", err)
+	}
+	col := func(c, text string) {
+		stmts = append(stmts, "COMMENT ON COLUMN "+view+"."+pgx.Identifier{c}.Sanitize()+" IS "+quoteLiteral(text))
+	}
+	for _, c := range baseColumns {
+		text := events[c]
+		if text == "" {
+			text = "herd.events." + c
+		}
+		col(c, text)
+	}
+	for _, c := range ev.columns {
+		var as string
+		switch c.Type {
+		case "numeric":
+			as = "as a number (NULL when not a JSON number)"
+		case "boolean":
+			as = "as a boolean (NULL when not a JSON boolean)"
+		case "jsonb":
+			as = "as JSON (objects and arrays)"
+		default:
+			as = "as text"
+		}
+		col(c.Name, "Property "+c.Property+" of the event, read from properties "+as)
+	}
+	col("properties", "All properties of the event as sent (JSON), also those without a column")
+	for _, s := range stmts {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func savepoint(ctx context.Context, tx pgx.Tx, f func(pgx.Tx) error) error {

@@ -451,3 +451,67 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, reason string) float64 
 	t.Fatalf("no metric %s %s", name, reason)
 	return 0
 }
+
+// TestRefreshCommentsColumns: every column of an event view says what it
+// holds, and a view made before views carried comments gets them on the
+// next refresh, although its definition is unchanged.
+func TestRefreshCommentsColumns(t *testing.T) {
+	ctx := context.Background()
+	db := setup(t)
+	insert(t, db, "Signed Up", map[string]any{"plan": "pro", "seats": 3})
+	if _, err := Refresh(ctx, db, Config{}, quiet()); err != nil {
+		t.Fatal(err)
+	}
+	comments := func() map[string]string {
+		t.Helper()
+		rows, _ := db.Query(ctx, `SELECT a.attname::text, coalesce(col_description(a.attrelid, a.attnum), '')
+			FROM pg_attribute a WHERE a.attrelid = 'herd.track_signed_up'::regclass AND a.attnum > 0 AND NOT a.attisdropped`)
+		m, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+			var kv [2]string
+			return kv, r.Scan(&kv[0], &kv[1])
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, kv := range m {
+			out[kv[0]] = kv[1]
+		}
+		return out
+	}
+	got := comments()
+	for col, want := range map[string]string{
+		"seats":      "Property seats of the event, read from properties as a number",
+		"plan":       "Property plan of the event, read from properties as text",
+		"properties": "All properties",
+		"timestamp":  "corrected", // herd.events' comment
+	} {
+		if !strings.Contains(got[col], want) {
+			t.Errorf("comment of %s = %q, want it to contain %q", col, got[col], want)
+		}
+	}
+	for col, c := range got {
+		if c == "" {
+			t.Errorf("column %s has no comment", col)
+		}
+	}
+
+	// As an older herd left it: no column comments.
+	for col := range got {
+		if _, err := db.Exec(ctx, "COMMENT ON COLUMN herd.track_signed_up."+pgx.Identifier{col}.Sanitize()+" IS NULL"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := Refresh(ctx, db, Config{}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Unchanged != 1 {
+		t.Fatalf("second refresh: %+v, want the view unchanged", res)
+	}
+	for col, c := range comments() {
+		if c != got[col] {
+			t.Errorf("after refresh, comment of %s = %q, want %q", col, c, got[col])
+		}
+	}
+}
