@@ -97,6 +97,23 @@ func TestDoctorChecksTheRunningHerdUp(t *testing.T) {
 	}
 }
 
+// TestSecondUpRefused: herd up on a data directory whose herd up runs
+// refuses before touching anything (it would stop the first one's Postgres).
+func TestSecondUpRefused(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := instance.Write(dataDir, instance.Info{PID: os.Getpid()}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"up", "--data-dir", dataDir, "--admin-listen", "127.0.0.1:0"}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "herd up already runs on "+dataDir) {
+		t.Errorf("a second herd up: exit %d, want 1 saying one runs:\n%s", code, errOut.String())
+	}
+}
+
 // TestUpWarnsAboutHalfSetups: the checks herd up logs at start name each
 // setting that accepts work herd will not finish.
 func TestUpWarnsAboutHalfSetups(t *testing.T) {
