@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"strconv"
@@ -15,13 +16,19 @@ import (
 )
 
 // dbFlags is embedded by every command that talks to the warehouse.
-type dbFlags struct{ url string }
+type dbFlags struct {
+	url   string
+	tried string // why the herd up of --data-dir gave no URL (see locate)
+}
 
 func (d *dbFlags) bind(fs *flag.FlagSet) {
-	fs.StringVar(&d.url, "database-url", "", "warehouse Postgres URL (also $DATABASE_URL)")
+	fs.Var(&dbURLValue{d}, "database-url", "warehouse Postgres URL (also $DATABASE_URL; default: the database of the herd up running on --data-dir)")
 }
 
 func (d *dbFlags) open(ctx context.Context) (*pgxpool.Pool, error) {
+	if d.url == "" {
+		return nil, errors.New(d.triedDB())
+	}
 	return warehouse.Open(ctx, d.url)
 }
 

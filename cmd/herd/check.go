@@ -11,7 +11,6 @@ import (
 	"github.com/herdhq/herd/archive"
 	"github.com/herdhq/herd/check"
 	"github.com/herdhq/herd/stream"
-	"github.com/herdhq/herd/warehouse"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -109,7 +108,7 @@ func runCheck(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
-	db, err := warehouse.Open(dctx, f.url)
+	db, err := f.dbFlags.open(dctx)
 	dcancel()
 	if err != nil {
 		return err

@@ -96,6 +96,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "herd %s: %v\n", c.name, err)
 		return 2
 	}
+	if c.name != "up" {
+		locate(fs)
+	}
 	e := &env{stdout: stdout, stderr: stderr, log: newLogger(stderr)}
 	warnSecretFlags(e.log, cmdline)
 	if err := c.run(ctx, e, positional); err != nil {
@@ -128,6 +131,9 @@ func newFlagSet(c *command) *flag.FlagSet {
 	fs := flag.NewFlagSet("herd "+c.name, flag.ContinueOnError)
 	if c.flags != nil {
 		parsed[c.name] = c.flags(fs)
+	}
+	if c.name != "up" {
+		addDataDir(fs)
 	}
 	fs.Usage = func() {
 		w := fs.Output()

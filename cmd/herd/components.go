@@ -222,6 +222,8 @@ type adminListener struct {
 	ln    net.Listener
 	h     http.Handler
 	token string // where its bearer token is ("the one in ..."); "" when open
+	// tokenFile is the file holding the token, when one does.
+	tokenFile string
 }
 
 // openAdmin opens the admin listener (see adminFlags.listenAdmin): a

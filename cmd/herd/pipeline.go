@@ -16,6 +16,7 @@ import (
 	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/collector"
 	"github.com/herdhq/herd/collector/enrich"
+	"github.com/herdhq/herd/instance"
 	"github.com/herdhq/herd/internal/pgcluster"
 	"github.com/herdhq/herd/internal/secrets"
 	"github.com/herdhq/herd/schemas"
@@ -75,6 +76,21 @@ type upFlags struct {
 	lake       upLakeFlags
 }
 
+// bind defines herd up's flags (herd doctor takes the same, to check the
+// configuration herd up would run with).
+func (f *upFlags) bind(fs *flag.FlagSet) {
+	f.dbFlags.bind(fs)
+	f.streamFlags.bind(fs)
+	f.collectorFlags.bind(fs)
+	f.writerFlags.bind(fs)
+	f.admin.bind(fs, "127.0.0.1:8081")
+	fs.StringVar(&f.dataDir, "data-dir", "./data", "where embedded NATS and the private Postgres keep their files and herd its generated credentials")
+	fs.StringVar(&f.writeKey, "write-key", "", "write key of the default source (default: generated once and kept)")
+	fs.StringVar(&f.natsListen, "nats-listen", "127.0.0.1:0", "also accept NATS clients on this host:port (port 0: a free one), with the token in DATA-DIR/"+natsTokenName+"; herd status and the other commands find it through DATA-DIR/"+instance.FileName+" (empty: in-process clients only)")
+	f.stripe.bindUp(fs)
+	f.lake.bind(fs)
+}
+
 type collectFlags struct {
 	streamFlags
 	collectorFlags
@@ -102,10 +118,18 @@ DATA-DIR/pg and started on a free port. Migrations are applied and a source name
 shows the events are printed. Ctrl-C answers requests in flight, commits what the
 writer holds and stops.
 
+While it runs, herd up keeps DATA-DIR/herd.json (mode 0600): its pid, database
+URL, NATS URL and token file, admin URL, stream and lake. herd status, sources,
+usage, archive status and every other command run with the same --data-dir
+(default ./data) use them when no flag or variable names others. Embedded NATS
+accepts clients on --nats-listen, a free loopback port by default. At start herd
+up warns about settings that accept work it will not finish (herd doctor prints
+the same checks, with Postgres's settings, the clock and the disk).
+
 Credentials are generated on first start and kept under DATA-DIR, mode 0600:
-nats.token, the token every NATS client must present (herd collect, status,
-archive status ... reach --nats-listen with --nats-token-file DATA-DIR/nats.token
-or $HERD_NATS_TOKEN); pgpass, the private Postgres's password (scram-sha-256;
+nats.token, the token every NATS client must present (commands on the same
+data directory read it by herd.json; others give --nats-token-file
+DATA-DIR/nats.token or $HERD_NATS_TOKEN); pgpass, the private Postgres's password (scram-sha-256;
 the printed psql line reads it through passfile=, and a data directory made by
 an older herd with trust authentication is switched over at its next start).
 Nothing herd prints or logs holds a password.
@@ -113,16 +137,7 @@ Nothing herd prints or logs holds a password.
 ` + adminHelp(true),
 		flags: func(fs *flag.FlagSet) any {
 			var f upFlags
-			f.dbFlags.bind(fs)
-			f.streamFlags.bind(fs)
-			f.collectorFlags.bind(fs)
-			f.writerFlags.bind(fs)
-			f.admin.bind(fs, "127.0.0.1:8081")
-			fs.StringVar(&f.dataDir, "data-dir", "./data", "where embedded NATS and the private Postgres keep their files and herd its generated credentials")
-			fs.StringVar(&f.writeKey, "write-key", "", "write key of the default source (default: generated once and kept)")
-			fs.StringVar(&f.natsListen, "nats-listen", "", "also accept NATS clients on this host:port, with the token in DATA-DIR/"+natsTokenName+" (default: in-process only)")
-			f.stripe.bindUp(fs)
-			f.lake.bind(fs)
+			f.bind(fs)
 			return &f
 		},
 		run: runUp,
@@ -324,6 +339,11 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if err := privateDataDir(e, f.dataDir); err != nil {
 		return err
 	}
+	if in, err := instance.Find(f.dataDir); err == nil {
+		return fmt.Errorf("herd up already runs on %s (pid %d, started %s): stop it first; if pid %d is not herd, delete %s",
+			f.dataDir, in.PID, in.StartedAt.Local().Format(time.DateTime), in.PID, instance.Path(f.dataDir))
+	}
+	warnSetup(e, setupChecks(f))
 	// The admin listener's token is decided first: a listener beyond
 	// loopback gets one before anything else starts.
 	a := newAdmin()
@@ -402,10 +422,59 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if strings.HasPrefix(host, ":") {
 		host = "localhost" + host
 	}
+	if err := writeInstance(f, dbURL, ns, adm, sc); err != nil {
+		g.cancel()
+		g.Wait() //nolint:errcheck
+		return err
+	}
+	defer func() {
+		if err := instance.Remove(f.dataDir, os.Getpid()); err != nil {
+			e.log.Warn("remove the connection file", "file", instance.Path(f.dataDir), "err", err)
+		}
+	}()
 	printUp(e, f, src.WriteKey, host, dbURL, cluster != nil, ns, adm)
 	<-g.ctx.Done()
 	e.log.Info("stopping")
 	return g.Wait()
+}
+
+// writeInstance writes DATA-DIR/herd.json, through which every other
+// command finds this herd up's database, NATS, stream and lake.
+func writeInstance(f *upFlags, dbURL string, ns *stream.Embedded, adm *adminListener, sc stream.Config) error {
+	dir, err := filepath.Abs(f.dataDir)
+	if err != nil {
+		return err
+	}
+	in := instance.Info{
+		PID: os.Getpid(), StartedAt: time.Now().UTC().Truncate(time.Second), DataDir: dir, DatabaseURL: dbURL,
+		AdminURL: "http://" + adm.ln.Addr().String(), AdminTokenFile: adm.tokenFile,
+		Lake: filepath.Join(dir, "lake"), Stream: sc.Name, SubjectPrefix: sc.Prefix, SourcesBucket: sc.SourcesKV,
+	}
+	if f.natsListen != "" {
+		in.NATSURL = "nats://" + dialAddr(ns.Server.Addr())
+		if in.NATSTokenFile, err = filepath.Abs(ns.TokenFile); err != nil {
+			return err
+		}
+	}
+	if in.AdminTokenFile != "" {
+		if in.AdminTokenFile, err = filepath.Abs(in.AdminTokenFile); err != nil {
+			return err
+		}
+	}
+	return instance.Write(f.dataDir, in)
+}
+
+// dialAddr is the address a local client dials to reach a listener: a
+// listener on every interface is reached on loopback.
+func dialAddr(a net.Addr) string {
+	t, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if t.IP.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(t.Port))
+	}
+	return t.String()
 }
 
 // defaultSource returns the source named "default", creating it (with key,
@@ -447,6 +516,10 @@ func printUp(e *env, f *upFlags, writeKey, host, dbURL string, private bool, ns 
 	if f.natsListen != "" {
 		natsLine = fmt.Sprintf("  nats        nats://%s, token in %s (--nats-token-file)\n", ns.Server.Addr().String(), ns.TokenFile)
 	}
+	adminAddr := f.admin.listen
+	if adm.ln != nil {
+		adminAddr = dialAddr(adm.ln.Addr())
+	}
 	metricsNote := ""
 	if adm.token != "" {
 		metricsNote = " (Authorization: Bearer TOKEN, " + adm.token + ")"
@@ -461,7 +534,7 @@ herd is running.
 %s%s  metrics     http://%s/metrics%s
 
 Ctrl-C stops (requests in flight are answered, the writer commits what it holds).
-`, writeKey, host, writeKey, host, psql, where, natsLine, f.admin.listen, metricsNote)
+`, writeKey, host, writeKey, host, psql, where, natsLine, adminAddr, metricsNote)
 }
 
 // privateDataDir makes sure herd up's data directory is its own: created

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,8 @@ const (
 // every user by ps.
 type natsFlags struct {
 	url       string
+	explicit  bool   // only --nats-url or $HERD_NATS_URL name the server, never the herd up of --data-dir
+	tried     string // why the herd up of --data-dir gave no URL (see locate)
 	creds     string
 	tokenFile string
 	token     string
@@ -39,8 +42,16 @@ type natsFlags struct {
 	cert, key string
 }
 
+// bind defines the NATS flags. def is nats.DefaultURL for a command that
+// needs NATS and "" for one that uses it when given. Neither falls back to
+// a server on the default port: a command uses the URL given, else the
+// NATS of the herd up running on --data-dir (see locate), else, when it
+// needs one, fails saying what it tried.
 func (n *natsFlags) bind(fs *flag.FlagSet, def, usage string) {
-	fs.StringVar(&n.url, "nats-url", def, usage)
+	if !n.explicit {
+		usage += " (default: the NATS of the herd up running on --data-dir, with its token)"
+	}
+	fs.Var(&natsURLValue{n}, "nats-url", usage)
 	fs.StringVar(&n.creds, "nats-creds", "", "NATS credentials file (.creds: user JWT and nkey seed), for servers that use accounts")
 	fs.StringVar(&n.tokenFile, "nats-token-file", "", "file holding the NATS token (herd up keeps its embedded server's in DATA-DIR/"+natsTokenName+")")
 	fs.StringVar(&n.token, "nats-token", "", "NATS token; set it by the environment variable, not on the command line where ps shows it")
@@ -92,6 +103,9 @@ func (n *natsFlags) options() ([]nats.Option, error) {
 // connect dials NATS for a long-running component (retrying while the
 // server is away); refused credentials are an error saying what to set.
 func (n *natsFlags) connect(name string) (*nats.Conn, error) {
+	if n.url == "" {
+		return nil, errors.New(n.triedNATS())
+	}
 	opts, err := n.options()
 	if err != nil {
 		return nil, err
@@ -102,6 +116,9 @@ func (n *natsFlags) connect(name string) (*nats.Conn, error) {
 
 // connectOnce dials NATS once, for commands that report and exit.
 func (n *natsFlags) connectOnce(name string, timeout time.Duration) (*nats.Conn, error) {
+	if n.url == "" {
+		return nil, errors.New(n.triedNATS())
+	}
 	opts, err := n.options()
 	if err != nil {
 		return nil, err
@@ -203,7 +220,11 @@ func (f *adminFlags) listenAdmin(a *admin, dataDir string, log *slog.Logger) (*a
 		return &adminListener{ln: ln, h: a.mux}, nil
 	}
 	log.Info("the admin listener requires a bearer token beyond /healthz and /readyz", "addr", addr.String(), "token", where)
-	return &adminListener{ln: ln, h: requireToken(token, a.refused, a.mux), token: where}, nil
+	file, _ := strings.CutPrefix(where, "the one in ")
+	if strings.HasPrefix(file, "$") {
+		file = ""
+	}
+	return &adminListener{ln: ln, h: requireToken(token, a.refused, a.mux), token: where, tokenFile: file}, nil
 }
 
 // requireToken lets /healthz and /readyz through and answers 401 to every

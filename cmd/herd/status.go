@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/status"
-	"github.com/herdhq/herd/warehouse"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -61,7 +60,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
-	db, err := warehouse.Open(dctx, f.url)
+	db, err := f.dbFlags.open(dctx)
 	dcancel()
 	if err != nil {
 		return err

@@ -84,6 +84,9 @@ applied as they arrive.
 			f.bind(fs)
 			fs.BoolVar(&f.once, "once", false, "run one pass and exit")
 			fs.DurationVar(&f.interval, "interval", time.Minute, "time between passes")
+			// herd up applies Stripe's webhooks itself when it has the key:
+			// this loop consumes them only when told where.
+			f.nats.explicit = true
 			f.nats.bind(fs, "", "NATS server to consume Stripe webhooks from (default: no webhooks)")
 			return &f
 		},
