@@ -71,7 +71,7 @@ type ErrArchiverRunning struct{ Lease Lease }
 
 func (e *ErrArchiverRunning) Error() string {
 	return fmt.Sprintf("an archiver (host %s, pid %d) writes this lake (lease renewed %s) but did not answer on NATS subject %s: "+
-		"give the NATS URL it uses (herd up: --nats-listen, token in DATA-DIR/nats.token) so that it erases between its own writes, or stop it first",
+		"give the NATS URL it uses (beside herd up, --data-dir finds it) so that it erases between its own writes, or stop it first",
 		e.Lease.Host, e.Lease.PID, e.Lease.Renewed.Format(time.RFC3339), e.Lease.Subject)
 }
 

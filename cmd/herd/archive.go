@@ -186,7 +186,7 @@ answers at --nats-url; without it, Postgres alone is used.
 			f.streamFlags.bind(fs)
 			f.lakeFlags.bind(fs)
 			fs.StringVar(&f.consumer, "consumer", "herd-archiver", "durable JetStream consumer of the archiver")
-			f.nats.bind(fs, nats.DefaultURL, "NATS server URL(s) for the lag (herd up: start it with --nats-listen; its token is in DATA-DIR/"+natsTokenName+")")
+			f.nats.bind(fs, nats.DefaultURL, "NATS server URL(s) for the lag (default: the herd up of --data-dir)")
 			return &f
 		},
 		run: runArchiveStatus,

@@ -129,7 +129,7 @@ to run again.
 			f.personFlags.bind(fs)
 			f.lakeFlags.bind(fs)
 			f.streamFlags.bind(fs)
-			f.nats.bind(fs, "", "NATS server URL(s), to wait for the stream's events first (herd up: start it with --nats-listen; its token is in DATA-DIR/"+natsTokenName+"); empty: do not wait")
+			f.nats.bind(fs, "", "NATS server URL(s), to wait for the stream's events first (default: the herd up of --data-dir); none found: do not wait")
 			fs.BoolVar(&f.noLake, "no-lake", false, "leave the lake alone (when there is none)")
 			fs.DurationVar(&f.wait, "wait", 10*time.Minute, "how long to wait for the writer and archiver to store the stream's events")
 			fs.StringVar(&f.consumers, "consumers", "herd-writer,herd-archiver", "durable consumers to wait for")
