@@ -168,6 +168,10 @@ func startRig(t *testing.T, _ rigOptions) *rig {
 		st, _ := r.post(t, src.WriteKey, "/v1/track", map[string]any{"event": "hello", "userId": "u", "messageId": "limited-hello"})
 		return st == 200
 	})
+	waitFor(t, 20*time.Second, "the writer is idle", func() bool {
+		lag, _ := r.value(t, "herd_stream_consumer_lag_messages", "consumer", "herd-writer")
+		return lag == 0 && r.rows(t, "SELECT count(*) FROM herd.events WHERE message_id = 'limited-hello'") == 1
+	})
 	return r
 }
 
@@ -303,11 +307,19 @@ func (r *rig) value(t *testing.T, metric string, want ...string) (v float64, fou
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !eventually(timeout, cond) {
+		t.Fatalf("timed out after %s waiting until %s", timeout, what)
+	}
+}
+
+// eventually reports whether cond became true within timeout.
+func eventually(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting until %s", timeout, what)
+			return false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return true
 }
