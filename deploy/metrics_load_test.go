@@ -32,7 +32,7 @@ var drivenElsewhere = map[string]string{
 // events held in open lake files) fails here.
 func TestMonitoredMetricsMoveUnderLoad(t *testing.T) {
 	used := usedMetrics(t, monitoringQueries(t))
-	r := startRig(t, rigOptions{})
+	r := startRig(t)
 	ctx := context.Background()
 	moved := map[string]bool{}
 	// check records that metric moved as wanted; it fails the test if not.

@@ -235,7 +235,7 @@ func TestMonitoringFilesUseExportedMetrics(t *testing.T) {
 	if len(qs) < 20 {
 		t.Fatalf("%d queries in the rules and dashboard; the files were not read", len(qs))
 	}
-	rig := startRig(t, rigOptions{})
+	rig := startRig(t)
 	rig.smallLoad(t)
 	exported := exportedNames(rig.rec.described(), rig.gather(t))
 

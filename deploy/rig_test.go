@@ -84,8 +84,6 @@ func (boomEnricher) Enrich(ev *herd.Event) {
 	}
 }
 
-type rigOptions struct{}
-
 // rig is herd's event path running in the test (collector, writer,
 // archiver into a lake directory, the stream's metrics, the scheduled herd
 // check) with the metrics of every component, loaders' included, on one
@@ -101,7 +99,7 @@ type rig struct {
 	client       *http.Client
 }
 
-func startRig(t *testing.T, _ rigOptions) *rig {
+func startRig(t *testing.T) *rig {
 	t.Helper()
 	p := herdtest.Start(t, herdtest.Options{NoWriter: true, Collector: func(c *collector.Config) {
 		c.Enricher = boomEnricher{}
