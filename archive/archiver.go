@@ -436,6 +436,7 @@ func (a *Archiver) handle(ctx context.Context, m jetstream.Msg) error {
 			a.bufferedBytes += len(e.data)
 		}
 		a.buffered += len(groups[p])
+		a.m.buffered.Set(float64(a.buffered))
 		if len(f.entries) >= a.cfg.FileMaxRows || f.bytes >= a.cfg.FileMaxBytes {
 			full = append(full, st)
 		}
@@ -622,7 +623,6 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	a.m.rows.Add(float64(len(recs)))
 	a.m.bytes.Add(float64(len(data)))
 	a.m.writeSeconds.Observe(time.Since(start).Seconds())
-	a.m.buffered.Set(float64(a.buffered))
 	a.log.Debug("archived file", "file", key, "rows", len(recs), "bytes", len(data))
 	return nil
 }
@@ -637,6 +637,7 @@ func (a *Archiver) release(st *partState) {
 	st.buf = nil
 	a.buffered -= len(f.entries)
 	a.bufferedBytes -= f.bytes
+	a.m.buffered.Set(float64(a.buffered))
 }
 
 func (a *Archiver) flushAll(ctx context.Context) error {

@@ -34,7 +34,7 @@ func NewCollector(wh *pgxpool.Pool, log *slog.Logger) *Collector {
 		wh: wh, log: log, timeout: 10 * time.Second,
 		up:          d("healthy", "1 when the replication streams without problems, 0 otherwise (see herd replicate status).", []string{"subscription", "health"}),
 		lagBytes:    d("lag_bytes", "WAL written on the source and not yet confirmed by the warehouse.", sub),
-		lagSeconds:  d("lag_seconds", "Replay lag of the subscription's WAL sender on the source.", sub),
+		lagSeconds:  d("lag_seconds", "Replay lag of the subscription's WAL sender on the source; while behind, at least the time since the warehouse last confirmed anything.", sub),
 		safeWAL:     d("slot_safe_wal_size_bytes", "WAL the source may still write before the slot is lost (max_slot_wal_keep_size).", sub),
 		slotLost:    d("slot_lost", "1 when the source invalidated the slot; recover with herd replicate resync --all.", sub),
 		applyErrors: d("apply_errors_total", "Errors applying changes on the warehouse (pg_stat_subscription_stats).", sub),

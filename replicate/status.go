@@ -31,7 +31,10 @@ type SubscriptionStatus struct {
 	// confirmed; -1 when unknown (source unreachable).
 	LagBytes int64
 	// LagSeconds is the source's replay lag of the subscription's WAL
-	// sender (0 when it has caught up), -1 when no sender runs.
+	// sender (0 when it has caught up), -1 when no sender runs. While the
+	// subscription is behind it is at least the time since the warehouse
+	// last replied: a stuck apply worker (a lock, a slow trigger) confirms
+	// nothing, and the sender's replay lag keeps its last, small, value.
 	LagSeconds float64
 	Slot       string
 	// WALStatus is pg_replication_slots.wal_status: reserved, extended,
@@ -171,11 +174,15 @@ func sourceSlot(ctx context.Context, src *pgx.Conn, st *SubscriptionStatus) (boo
 	if version >= 130000 {
 		walCols = "coalesce(wal_status, ''), safe_wal_size"
 	}
+	silent := "interval '0'"
+	if version >= 120000 {
+		silent = "CASE WHEN pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn) > 0 THEN coalesce(now() - r.reply_time, interval '0') ELSE interval '0' END"
+	}
 	var lag *int64
 	var seconds *float64
 	err := src.QueryRow(ctx, `SELECT `+walCols+`, active,
 			pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint,
-			(SELECT extract(epoch FROM coalesce(r.replay_lag, interval '0'))::float8 FROM pg_stat_replication r WHERE r.pid = s.active_pid)
+			(SELECT extract(epoch FROM greatest(coalesce(r.replay_lag, interval '0'), `+silent+`))::float8 FROM pg_stat_replication r WHERE r.pid = s.active_pid)
 		FROM pg_replication_slots s WHERE slot_name = $1`, cmpOr(st.Slot, st.Name)).Scan(
 		&st.WALStatus, &st.SafeWALSize, &st.SlotActive, &lag, &seconds)
 	if err == pgx.ErrNoRows {

@@ -228,6 +228,7 @@ func startWriter(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 		return err
 	}
 	w := writer.New(wf.config(sc), db, js, e.log.With("component", "writer"), a.reg)
+	a.reg.MustRegister(stream.NewCollector(js, sc, e.log.With("component", "stream")))
 	a.check("postgres", func(ctx context.Context) error { return db.Ping(ctx) })
 	g.Go("writer", w.Run)
 	g.Go("sources mirror", func(ctx context.Context) error {
