@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/stream"
-	"github.com/jackc/pgx/v5"
+	"github.com/herdhq/herd/warehouse"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -106,57 +106,7 @@ func SyncSuppressions(ctx context.Context, db *pgxpool.Pool, kv jetstream.KeyVal
 // change (LISTEN herd_suppressions) and every interval as a safety net,
 // until ctx ends.
 func MirrorSuppressions(ctx context.Context, db *pgxpool.Pool, kv jetstream.KeyValue, interval time.Duration, log *slog.Logger) error {
-	if interval <= 0 {
-		interval = 30 * time.Second
-	}
-	wake := make(chan struct{}, 1)
-	go listen(ctx, db, "herd_suppressions", wake, log)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if err := SyncSuppressions(ctx, db, kv); err != nil && ctx.Err() == nil {
-			log.Warn("mirror suppressions into NATS", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-wake:
-		case <-t.C:
-		}
-	}
-}
-
-// listen signals wake on every notification on channel, reconnecting on
-// error, until ctx ends.
-func listen(ctx context.Context, db *pgxpool.Pool, channel string, wake chan<- struct{}, log *slog.Logger) {
-	for ctx.Err() == nil {
-		err := func() error {
-			conn, err := db.Acquire(ctx)
-			if err != nil {
-				return err
-			}
-			defer conn.Release()
-			if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
-				return err
-			}
-			defer conn.Exec(context.WithoutCancel(ctx), "UNLISTEN "+pgx.Identifier{channel}.Sanitize()) //nolint:errcheck
-			for {
-				if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
-					return err
-				}
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			}
-		}()
-		if ctx.Err() != nil {
-			return
-		}
-		log.Debug("listen for suppression changes", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
+	return warehouse.Follow(ctx, db, "herd_suppressions", interval, log, "mirror suppressions into NATS", func(ctx context.Context) error {
+		return SyncSuppressions(ctx, db, kv)
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/stream"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -17,16 +18,26 @@ import (
 // (see SyncSources) now, on every change (LISTEN herd_sources) and every
 // interval as a safety net, until ctx ends.
 func MirrorSources(ctx context.Context, db *pgxpool.Pool, kv jetstream.KeyValue, interval time.Duration, log *slog.Logger) error {
+	return Follow(ctx, db, "herd_sources", interval, log, "mirror sources into NATS", func(ctx context.Context) error {
+		return SyncSources(ctx, db, kv)
+	})
+}
+
+// Follow runs sync now, on every notification on channel and every
+// interval as a safety net (30 s when interval is not positive), until ctx
+// ends. A failed sync is logged as what failed and tried again at the next
+// wake.
+func Follow(ctx context.Context, db *pgxpool.Pool, channel string, interval time.Duration, log *slog.Logger, what string, sync func(context.Context) error) error {
 	if interval <= 0 {
 		interval = 30 * time.Second
 	}
 	wake := make(chan struct{}, 1)
-	go listen(ctx, db, "herd_sources", wake, log)
+	go listen(ctx, db, channel, wake, log)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if err := SyncSources(ctx, db, kv); err != nil && ctx.Err() == nil {
-			log.Warn("mirror sources into NATS", "err", err)
+		if err := sync(ctx); err != nil && ctx.Err() == nil {
+			log.Warn(what, "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -91,10 +102,10 @@ func listen(ctx context.Context, db *pgxpool.Pool, channel string, wake chan<- s
 				return err
 			}
 			defer conn.Release()
-			if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+			if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
 				return err
 			}
-			defer conn.Exec(context.WithoutCancel(ctx), "UNLISTEN "+channel) //nolint:errcheck
+			defer conn.Exec(context.WithoutCancel(ctx), "UNLISTEN "+pgx.Identifier{channel}.Sanitize()) //nolint:errcheck
 			for {
 				if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
 					return err
@@ -108,7 +119,7 @@ func listen(ctx context.Context, db *pgxpool.Pool, channel string, wake chan<- s
 		if ctx.Err() != nil {
 			return
 		}
-		log.Debug("listen for source changes", "err", err)
+		log.Debug("listen for changes", "channel", channel, "err", err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
