@@ -47,6 +47,15 @@ func isIndexRowError(pe *pgconn.PgError) bool {
 	return pe.Code == "54000" && strings.Contains(pe.Message, "index row")
 }
 
+// operatorError is a value error that herd's own columns do not raise: an
+// index, constraint or trigger added to herd.events by hand refuses the row.
+// The event is kept in the stream and retried, not rejected.
+type operatorError struct{ err error }
+
+func (e *operatorError) Error() string {
+	return "refused by something added to herd.events by hand (herd's own columns take the row): " + e.err.Error()
+}
+
 // isPartitionError reports whether a row found no partition of herd.events
 // (one was dropped by hand, or the cache of known partitions is stale).
 func isPartitionError(err error) bool {
@@ -72,6 +81,10 @@ const (
 func failureReason(err error) string {
 	if isPartitionError(err) {
 		return reasonPartition
+	}
+	var oe *operatorError
+	if errors.As(err, &oe) {
+		return reasonConstraint
 	}
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {

@@ -292,6 +292,24 @@ func (s *Store) Write(ctx context.Context, rows []Row, rejects []RejectRow) (Res
 	return total, err
 }
 
+// ownColumnsTake reports whether a bare copy of herd.events (its columns and
+// NOT NULLs, none of the indexes, checks or triggers added to it) takes row.
+func (s *Store) ownColumnsTake(ctx context.Context, row Row) (bool, error) {
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE herd_probe (LIKE herd.events) ON COMMIT DROP"); err != nil {
+		return false, fmt.Errorf("make a bare copy of herd.events to test a refused row: %w", err)
+	}
+	_, err = tx.CopyFrom(ctx, pgx.Identifier{"herd_probe"}, eventColumns, &rowSource{rows: []Row{row}, i: -1})
+	if err != nil && !isContentError(err) {
+		return false, err
+	}
+	return err == nil, nil
+}
+
 func (s *Store) isolate(ctx context.Context, rows []Row, total *Result) error {
 	if len(rows) == 0 {
 		return nil
@@ -306,6 +324,15 @@ func (s *Store) isolate(ctx context.Context, rows []Row, total *Result) error {
 		return err
 	}
 	if len(rows) == 1 {
+		// An index or constraint added by hand can raise the same codes as a
+		// bad value (an expression index casting a property to int raises
+		// 22P02): the event is rejected only when herd's own columns refuse
+		// it too.
+		if own, perr := s.ownColumnsTake(ctx, rows[0]); perr != nil {
+			return perr
+		} else if own {
+			return &operatorError{err: err}
+		}
 		raw, _ := jsonMarshal(&rows[0].Event)
 		rej := RejectRow{Seq: rows[0].Seq, Pos: rows[0].Pos, Reject: herd.Reject{
 			SourceID: rows[0].SourceID, MessageID: rows[0].MessageID,
