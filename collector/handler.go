@@ -290,8 +290,12 @@ func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string)
 		if raw == nil {
 			raw = ctx.PostBody()
 		}
-		c.recordReject(src.ID, "", err.Error(), raw, now)
-		c.m.events.WithLabelValues("rejected", reasonCode(err)).Inc()
+		if c.rejectSuppressed(nil, raw) {
+			c.m.events.WithLabelValues("dropped", "suppressed").Inc()
+		} else {
+			c.recordReject(src.ID, "", err.Error(), raw, now)
+			c.m.events.WithLabelValues("rejected", reasonCode(err)).Inc()
+		}
 	}
 	replyError(ctx, statusOf(err), err.Error())
 }
@@ -389,6 +393,10 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 			nerrs++
 			if len(errs) < maxReplyErrors {
 				errs = append(errs, itemError{Index: i, MessageID: ev.MessageID, Error: err.Error()})
+			}
+			if c.rejectSuppressed(ev, r.items[i]) {
+				c.m.events.WithLabelValues("dropped", "suppressed").Inc()
+				return
 			}
 			p.reject(src.ID, herd.Reject{SourceID: src.ID, MessageID: ev.MessageID, Reason: err.Error(), Raw: string(r.items[i]), ReceivedAt: now})
 			c.m.events.WithLabelValues("rejected", reasonCode(err)).Inc()

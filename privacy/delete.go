@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/herdhq/herd"
@@ -17,8 +20,11 @@ import (
 
 // DeleteOptions configure Delete.
 type DeleteOptions struct {
-	// Lake, when set, is rewritten without the person's events.
-	Lake archive.Lake
+	// Lake, when set, is rewritten without the person's events. It must be
+	// herd's lake: a directory that does not exist is refused, and so is a
+	// lake with no source= directory unless LakeEmptyOK (see CheckLake).
+	Lake        archive.Lake
+	LakeEmptyOK bool
 	// Drain, when set, runs before anything is removed and must return once
 	// every event already on the stream at the time of the request is
 	// stored in Postgres and the lake (see WaitConsumers): an event still in
@@ -70,6 +76,13 @@ func Delete(ctx context.Context, db *pgxpool.Pool, p Person, opt DeleteOptions) 
 	}
 	res.RequestID, res.Counts = id, Counts{}
 	err = func() error {
+		// A wrong lake path must not let the request end as done while
+		// the real lake keeps the events: refuse before anything changes.
+		if opt.Lake != nil {
+			if err := CheckLake(ctx, opt.Lake, opt.LakeEmptyOK); err != nil {
+				return err
+			}
+		}
 		if opt.Drain != nil {
 			log.Info("privacy delete: waiting for the stream's events to be stored first", "request", id)
 			if err := opt.Drain(ctx); err != nil {
@@ -206,4 +219,31 @@ func recordLake(ctx context.Context, db *pgxpool.Pool, req int64, byHour map[arc
 		return fmt.Errorf("record the lake rows removed in herd.privacy_removed: %w", err)
 	}
 	return nil
+}
+
+// CheckLake refuses a lake that cannot be herd's: a directory that does not
+// exist (herd privacy run from another directory finds no ./data/lake), or,
+// unless emptyOK, a lake with no source= directory, which an archiver
+// creates with its first file.
+func CheckLake(ctx context.Context, lake archive.Lake, emptyOK bool) error {
+	if d, ok := lake.(*archive.Dir); ok {
+		if _, err := os.Stat(d.String()); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("lake directory %s does not exist: give --data-dir (herd up's data directory) or --lake with herd's lake, or --no-lake if there is none", d.String())
+		} else if err != nil {
+			return fmt.Errorf("lake directory %s: %w", d.String(), err)
+		}
+	}
+	children, err := lake.Children(ctx, "")
+	if err != nil {
+		return fmt.Errorf("list the lake %s: %w", lake.String(), err)
+	}
+	for _, c := range children {
+		if strings.HasPrefix(c, "source=") {
+			return nil
+		}
+	}
+	if emptyOK {
+		return nil
+	}
+	return fmt.Errorf("lake %s holds no source= directory, so it is not herd's lake or nothing was archived yet: give --data-dir (herd up's data directory) or --lake with herd's lake; if this is herd's lake and it is empty, add --lake-empty-ok", lake.String())
 }

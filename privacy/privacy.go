@@ -90,6 +90,11 @@ const maxLinkRounds = 16
 // ids of their alias calls (herd.identities holds both links), followed
 // through alias chains. An anonymous id is not followed to other users: on
 // a shared computer they are other people.
+//
+// The ids earlier requests found linked to the same users count too: a
+// delete that removed the Postgres rows and then failed at the lake leaves
+// nothing in Postgres to find the links by, and its rerun must still reach
+// the lake files of those ids (herd.privacy_requests keeps them).
 func resolve(ctx context.Context, db *pgxpool.Pool, p Person) (ids, linked []string, err error) {
 	seen := map[string]bool{}
 	for _, id := range append(slices.Clone(p.UserIDs), p.AnonymousIDs...) {
@@ -108,7 +113,10 @@ func resolve(ctx context.Context, db *pgxpool.Pool, p Person) (ids, linked []str
 			WHERE user_id = ANY($1) AND anonymous_id IS NOT NULL AND ($2::bigint[] IS NULL OR source_id = ANY($2))
 			UNION
 			SELECT previous_id FROM herd.events
-			WHERE type = 'alias' AND user_id = ANY($1) AND previous_id IS NOT NULL AND ($2::bigint[] IS NULL OR source_id = ANY($2))`,
+			WHERE type = 'alias' AND user_id = ANY($1) AND previous_id IS NOT NULL AND ($2::bigint[] IS NULL OR source_id = ANY($2))
+			UNION
+			SELECT l FROM herd.privacy_requests r, unnest(r.linked_ids) AS l
+			WHERE r.kind IN ('delete', 'suppress') AND r.user_ids && $1::text[]`,
 			frontier, p.sources())
 		if err != nil {
 			return nil, nil, fmt.Errorf("find the ids linked to the user: %w", err)

@@ -5,28 +5,58 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/herdhq/herd/stream"
 	"github.com/herdhq/herd/warehouse"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Suppress adds the person's ids to herd.suppressions: collectors then drop
-// their future events (answered 200, counted, stored nowhere). Only hashes
-// of the ids are kept there (stream.SuppressKey); the request in
-// herd.privacy_requests has the ids. It returns the request id and how many
-// ids were newly suppressed.
+// their future events (answered 200, counted, stored nowhere), and do not
+// record their refused events as rejects. A user id brings the anonymous
+// ids linked to the user at the time (as Delete finds them; recorded in the
+// request's linked_ids): a suppressed user who logs out still sends as
+// them. Only hashes of the ids are kept in herd.suppressions
+// (stream.SuppressKey); the request in herd.privacy_requests has the ids.
+// It returns the request id and how many ids were newly suppressed.
 func Suppress(ctx context.Context, db *pgxpool.Pool, p Person) (int64, int64, error) {
 	return changeSuppressions(ctx, db, "suppress", p, `INSERT INTO herd.suppressions (key, kind, request_id)
 		SELECT k, kd, $3 FROM unnest($1::text[], $2::text[]) AS u(k, kd) ON CONFLICT DO NOTHING`)
 }
 
-// Unsuppress removes the person's ids from herd.suppressions.
+// Unsuppress removes the person's ids from herd.suppressions, with the
+// anonymous ids earlier suppress requests linked to the users.
 func Unsuppress(ctx context.Context, db *pgxpool.Pool, p Person) (int64, int64, error) {
 	return changeSuppressions(ctx, db, "unsuppress", p, `DELETE FROM herd.suppressions
 		WHERE key = ANY($1::text[]) AND cardinality($2::text[]) >= 0 AND $3::bigint IS NOT NULL`)
+}
+
+// suppressLinked returns the anonymous ids a suppression of the users
+// covers: for suppress, those linked to them now; for unsuppress, those
+// earlier suppress requests of the users recorded, so that unsuppressing
+// undoes what suppressing did, not more.
+func suppressLinked(ctx context.Context, db *pgxpool.Pool, kind string, users []string) ([]string, error) {
+	if len(users) == 0 {
+		return nil, nil
+	}
+	if kind == "suppress" {
+		_, linked, err := resolve(ctx, db, Person{UserIDs: users})
+		return linked, err
+	}
+	rows, err := db.Query(ctx, `SELECT DISTINCT l FROM herd.privacy_requests r, unnest(r.linked_ids) AS l
+		WHERE r.kind = 'suppress' AND r.user_ids && $1::text[] ORDER BY 1`, users)
+	if err != nil {
+		return nil, fmt.Errorf("find the anonymous ids suppressed with the users: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("find the anonymous ids suppressed with the users: %w", err)
+	}
+	return ids, nil
 }
 
 func changeSuppressions(ctx context.Context, db *pgxpool.Pool, kind string, p Person, sql string) (int64, int64, error) {
@@ -40,11 +70,15 @@ func changeSuppressions(ctx context.Context, db *pgxpool.Pool, kind string, p Pe
 	if err != nil {
 		return 0, 0, err
 	}
+	linked, err := suppressLinked(ctx, db, kind, p.UserIDs)
+	if err != nil {
+		return id, 0, finish(ctx, db, id, nil, Counts{}, err)
+	}
 	var keys, kinds []string
 	for _, u := range p.UserIDs {
 		keys, kinds = append(keys, stream.SuppressKey(stream.SuppressUserID, u)), append(kinds, stream.SuppressUserID)
 	}
-	for _, a := range p.AnonymousIDs {
+	for _, a := range append(slices.Clone(p.AnonymousIDs), linked...) {
 		keys, kinds = append(keys, stream.SuppressKey(stream.SuppressAnonymousID, a)), append(kinds, stream.SuppressAnonymousID)
 	}
 	tag, err := db.Exec(ctx, sql, keys, kinds, id)
@@ -54,7 +88,7 @@ func changeSuppressions(ctx context.Context, db *pgxpool.Pool, kind string, p Pe
 	} else {
 		n = tag.RowsAffected()
 	}
-	return id, n, finish(ctx, db, id, nil, Counts{"suppressions": n}, err)
+	return id, n, finish(ctx, db, id, linked, Counts{"suppressions": n}, err)
 }
 
 // SyncSuppressions makes kv hold exactly the keys of herd.suppressions. The

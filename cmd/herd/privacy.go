@@ -69,6 +69,7 @@ type privacyDeleteFlags struct {
 	streamFlags
 	nats      natsFlags
 	noLake    bool
+	emptyOK   bool
 	wait      time.Duration
 	consumers string
 
@@ -119,7 +120,11 @@ is read. When an archiver runs (herd up, herd archive) and answers on NATS
 (subject <stream prefix>.archive.erase), it rewrites its own lake between its own
 writes, so that it never writes back what was erased; with no archiver
 answering, the lake at --lake is rewritten here, unless an archiver's lease on it
-(_archiver.json, renewed every 20 s) says one is writing it. Message ids of removed events stay in herd.message_ids, so neither a
+(_archiver.json, renewed every 20 s) says one is writing it. Before anything is
+removed, the lake is checked: a directory that does not exist, or a lake with
+no source= directory (unless --lake-empty-ok), is refused, so that a command run
+from the wrong directory does not report a lake it never saw as rewritten; give
+--data-dir (herd up's) or --lake, or --no-lake when there is no lake. Message ids of removed events stay in herd.message_ids, so neither a
 redelivery nor herd replay brings them back. A run that failed half-way is safe
 to run again.
 
@@ -131,6 +136,7 @@ to run again.
 			f.streamFlags.bind(fs)
 			f.nats.bind(fs, "", "NATS server URL(s), to wait for the stream's events first (default: the herd up of --data-dir); none found: do not wait")
 			fs.BoolVar(&f.noLake, "no-lake", false, "leave the lake alone (when there is none)")
+			fs.BoolVar(&f.emptyOK, "lake-empty-ok", false, "accept a lake with no source= directory (herd's lake before anything was archived); a directory that does not exist is refused still")
 			fs.DurationVar(&f.wait, "wait", 10*time.Minute, "how long to wait for the writer and archiver to store the stream's events")
 			fs.StringVar(&f.consumers, "consumers", "herd-writer,herd-archiver", "durable consumers to wait for")
 			fs.DurationVar(&f.eraseTimeout, "erase-timeout", 30*time.Minute, "how long the running archiver may take to rewrite its lake")
@@ -193,7 +199,7 @@ func runPrivacyDelete(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var opt privacy.DeleteOptions
-	opt.Log = e.log
+	opt.Log, opt.LakeEmptyOK = e.log, f.emptyOK
 	if !f.noLake {
 		if opt.Lake, err = f.lakeFlags.openLake(); err != nil {
 			return usagef("%v", err)
