@@ -128,7 +128,13 @@ type repairer struct {
 // partition. A filled range is removed from the list. Run it while no
 // archiver writes the lake (herd up and `herd archive --database-url`
 // repair on their own). js may be nil (Postgres only).
+//
+// It refuses (*ErrArchiverRunning) while an archiver's lease on the lake is
+// fresh.
 func Repair(ctx context.Context, lake Lake, js jetstream.JetStream, db *pgxpool.Pool, opt RepairOptions) (RepairResult, error) {
+	if err := refuseBesideArchiver(ctx, lake, "repair"); err != nil {
+		return RepairResult{}, err
+	}
 	r := &repairer{lake: lake, js: js, db: db, opt: opt, m: newMetrics(nil)}
 	return r.run(ctx)
 }
@@ -176,7 +182,7 @@ func (r *repairer) run(ctx context.Context) (RepairResult, error) {
 	if r.opt.CloseAfter > 0 && r.after == nil {
 		for p := range touched {
 			if !p.end().After(time.Now().Add(-r.opt.CloseAfter)) {
-				if _, err := compactPartition(ctx, r.lake, p, r.opt.Stream.Name, r.opt.Log); err != nil {
+				if _, err := compactPartition(ctx, r.lake, p, r.opt.Stream.Name, r.db, r.opt.Log); err != nil {
 					return res, err
 				}
 			}
