@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,5 +150,57 @@ func TestCompactionFollowsTheLedger(t *testing.T) {
 			t.Fatalf("kept copy seq %d of the retried event, the ledger names %d", rec.StreamSeq, ledgerSeq)
 		}
 	}
+	checkWithDuckDB(t, e.db, localCopy(t, lake))
+}
+
+// A lake file deleted by hand: RecordHourGaps names its hour from
+// herd.events (the hours herd check reports), and a repair refills it from
+// Postgres, so the lake equals herd.events again.
+func TestRecordHourGapsRefillsFromPostgres(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, true)
+	lake := NewDir(t.TempDir())
+	cfg := Config{Stream: e.sc, Window: fixedDatesWindow, FileMaxRows: 1000, FileMaxAge: 200 * time.Millisecond, CloseAfter: -1}
+	hour := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	evs := genEvents(80, []int64{1}, hour, 2*time.Hour, 71)
+	runWriter(t, e)
+	publish(t, e.js, e.sc, evs)
+	waitWritten(t, e, int64(len(evs)))
+	r := startArchiver(t, New(cfg, lake, e.js, testLog(t), nil))
+	waitArchived(t, e, cfg, 30*time.Second)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	lost := partition{source: 1, hour: hour.Add(time.Hour)}
+	objs, err := lake.List(ctx, lost.prefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if strings.HasSuffix(o.Key, ".parquet") {
+			if err := lake.Delete(ctx, o.Key); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := openPartition(ctx, lake, lost, e.sc.Name, testLog(t)); err != nil { // the manifest forgets the file
+		t.Fatal(err)
+	}
+	gaps, err := RecordHourGaps(ctx, lake, e.db, e.sc.Name, hour.Add(-time.Hour), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gaps) != 1 || gaps[0].Hour != lost.hour || gaps[0].Lake != 0 || gaps[0].Events == 0 {
+		t.Fatalf("gaps %+v, want hour %s alone", gaps, lost.hour)
+	}
+	res, err := Repair(ctx, lake, nil, e.db, RepairOptions{Stream: e.sc, Window: fixedDatesWindow, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.FromPostgres != gaps[0].Events {
+		t.Fatalf("repair %+v, want %d rows from postgres", res, gaps[0].Events)
+	}
+	checkUnique(t, lakeRecords(t, lake), len(evs))
 	checkWithDuckDB(t, e.db, localCopy(t, lake))
 }
