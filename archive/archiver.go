@@ -579,6 +579,23 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 		}
 		recs = append(recs, toRecord(&ev, e.seq, ProvArchiver))
 	}
+	if a.cfg.DB != nil {
+		// A client's retry of an event a privacy request deleted: the
+		// warehouse's ledger keeps it out of herd.events, and this keeps it
+		// out of the lake.
+		kept, err := retry(ctx, a, "read herd.privacy_erased for "+st.p.String(), func() ([]record, error) {
+			kept, dropped, err := ledgerFilter(ctx, a.cfg.DB, st.p, recs, true)
+			if n := dropped[dropErased]; n > 0 {
+				a.m.ledgerDrop.WithLabelValues(dropErased).Add(float64(n))
+				a.log.Info("left erased events out of the lake (a retry after a privacy deletion)", "partition", st.p.String(), "events", n)
+			}
+			return kept, err
+		})
+		if err != nil {
+			return err
+		}
+		recs = kept
+	}
 	if len(recs) == 0 {
 		a.release(st)
 		return nil
@@ -599,21 +616,11 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 		}
 	}
 	entry := describe(name, a.cfg.Stream.Name, data, recs)
-	replaced := false
-	for i := range st.man.Files {
-		if st.man.Files[i].Name == name {
-			st.man.Files[i], replaced = entry, true
-		}
-	}
-	if !replaced {
-		st.man.Files = append(st.man.Files, entry)
-	}
-	st.man.Compacted = false
 	if a.dirty != nil {
 		a.dirty[st.p] = true
 	}
 	if _, err := retry(ctx, a, "store manifest of "+st.p.String(), func() (struct{}, error) {
-		return struct{}{}, writeManifest(ctx, a.lake, st.p.prefix(), st.man)
+		return struct{}{}, a.listFile(ctx, st, entry)
 	}); err != nil {
 		return err
 	}
@@ -625,6 +632,56 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	a.m.writeSeconds.Observe(time.Since(start).Seconds())
 	a.log.Debug("archived file", "file", key, "rows", len(recs), "bytes", len(data))
 	return nil
+}
+
+// listFile adds a stored file to its partition's manifest. The manifest
+// is read again first, and the entry added to what the lake's copy lists:
+// the archiver should be the lake's only writer, but a compaction, repair
+// or erasure run beside it (a stale lease, a command run by hand) must not
+// have its files dropped from the manifest by the archiver's older copy,
+// or the next open of the partition deletes them as unlisted.
+func (a *Archiver) listFile(ctx context.Context, st *partState, entry FileEntry) error {
+	cur, err := readManifest(ctx, a.lake, st.p.prefix())
+	if err != nil {
+		return err
+	}
+	if foreign := manifestChanged(st.man, cur); foreign {
+		a.log.Warn("another writer changed the partition's manifest while the archiver held it; merged with the lake's copy",
+			"partition", st.p.String(), "generation", cur.Generation, "held_generation", st.man.Generation, "files", len(cur.Files))
+		clear(st.seqs)
+	}
+	replaced := false
+	for i := range cur.Files {
+		if cur.Files[i].Name == entry.Name {
+			cur.Files[i], replaced = entry, true
+		}
+	}
+	if !replaced {
+		cur.Files = append(cur.Files, entry)
+	}
+	cur.Compacted = false
+	if err := writeManifest(ctx, a.lake, st.p.prefix(), cur); err != nil {
+		return err
+	}
+	st.man = cur
+	for _, f := range cur.Files {
+		st.maxLast = max(st.maxLast, f.LastSeq)
+	}
+	return nil
+}
+
+// manifestChanged reports whether the lake's manifest differs from the one
+// held in memory: another generation, or other files.
+func manifestChanged(held, cur *Manifest) bool {
+	if held.Generation != cur.Generation || len(held.Files) != len(cur.Files) || len(cur.Superseded) > 0 {
+		return true
+	}
+	for i := range held.Files {
+		if held.Files[i].Name != cur.Files[i].Name || held.Files[i].SHA256 != cur.Files[i].SHA256 {
+			return true
+		}
+	}
+	return false
 }
 
 // release closes st's open file once what it holds is stored (or there is
@@ -740,7 +797,7 @@ func (a *Archiver) maintain(ctx context.Context, now time.Time) error {
 			delete(a.parts, p) // reloaded from the compacted manifest on next use
 		}
 		r, err := retry(ctx, a, "compact "+p.String(), func() (CompactResult, error) {
-			return compactPartition(ctx, a.lake, p, a.cfg.Stream.Name, a.log)
+			return compactPartition(ctx, a.lake, p, a.cfg.Stream.Name, a.cfg.DB, a.log)
 		})
 		if err != nil {
 			return err
@@ -749,6 +806,9 @@ func (a *Archiver) maintain(ctx context.Context, now time.Time) error {
 		if r.Partitions > 0 {
 			a.m.compactions.Inc()
 			a.m.duplicates.Add(float64(r.Duplicates))
+			for reason, n := range r.Dropped {
+				a.m.ledgerDrop.WithLabelValues(reason).Add(float64(n))
+			}
 		}
 	}
 	return nil

@@ -62,7 +62,7 @@ func BenchmarkCompact(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		res, err := compactPartition(ctx, lake, p, "S", testLog(b))
+		res, err := compactPartition(ctx, lake, p, "S", nil, testLog(b))
 		if err != nil || res.Duplicates != 10_000 {
 			b.Fatalf("%+v %v", res, err)
 		}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // DefaultCloseAfter is Config.CloseAfter's default: how long after its hour
@@ -33,6 +35,12 @@ type CompactOptions struct {
 	Sources []int64 // empty: every source
 	Stream  string  // the stream name recorded for adopted files
 	Log     *slog.Logger
+	// DB, when set, lets compaction judge rows by the warehouse
+	// (ledgerFilter): erased events, copies of a message id other than the
+	// one the writer stored, and events the writer refused are left out.
+	// Without it, each message id is kept once per partition (lowest
+	// stream sequence), and those rows stay.
+	DB *pgxpool.Pool
 }
 
 // CompactResult sums a Compact.
@@ -41,6 +49,9 @@ type CompactResult struct {
 	FilesIn    int   // files they had
 	Rows       int64 // rows they hold now
 	Duplicates int64 // second copies of a message id dropped
+	// Dropped counts rows left out on the warehouse's word (DB), by
+	// reason: erased, ledger, rejected.
+	Dropped map[string]int
 }
 
 // Compact closes the lake's partitions that ended before opt.Before and
@@ -50,8 +61,15 @@ type CompactResult struct {
 // its own (Config.CloseAfter); `herd archive compact` calls Compact for a
 // lake whose archiver is stopped, since the archiver is the lake's only
 // writer while it runs.
+//
+// It refuses (*ErrArchiverRunning) while an archiver's lease on the lake is
+// fresh: that archiver's partition state would write its old manifests
+// back over the compaction's.
 func Compact(ctx context.Context, lake Lake, opt CompactOptions) (CompactResult, error) {
 	var res CompactResult
+	if err := refuseBesideArchiver(ctx, lake, "compact"); err != nil {
+		return res, err
+	}
 	if opt.Before.IsZero() {
 		opt.Before = time.Now().Add(-DefaultCloseAfter)
 	}
@@ -66,7 +84,7 @@ func Compact(ctx context.Context, lake Lake, opt CompactOptions) (CompactResult,
 		if p.end().After(opt.Before) {
 			continue
 		}
-		r, err := compactPartition(ctx, lake, p, opt.Stream, opt.Log)
+		r, err := compactPartition(ctx, lake, p, opt.Stream, opt.DB, opt.Log)
 		if err != nil {
 			return res, err
 		}
@@ -75,6 +93,12 @@ func Compact(ctx context.Context, lake Lake, opt CompactOptions) (CompactResult,
 			res.FilesIn += r.FilesIn
 			res.Rows += r.Rows
 			res.Duplicates += r.Duplicates
+			for k, n := range r.Dropped {
+				if res.Dropped == nil {
+					res.Dropped = map[string]int{}
+				}
+				res.Dropped[k] += n
+			}
 		}
 	}
 	return res, nil
@@ -82,7 +106,7 @@ func Compact(ctx context.Context, lake Lake, opt CompactOptions) (CompactResult,
 
 // compactPartition merges p's files into one sorted, deduplicated file,
 // unless it is compacted already.
-func compactPartition(ctx context.Context, lake Lake, p partition, streamName string, log *slog.Logger) (CompactResult, error) {
+func compactPartition(ctx context.Context, lake Lake, p partition, streamName string, db *pgxpool.Pool, log *slog.Logger) (CompactResult, error) {
 	var res CompactResult
 	man, err := openPartition(ctx, lake, p, streamName, log)
 	if err != nil {
@@ -96,13 +120,18 @@ func compactPartition(ctx context.Context, lake Lake, p partition, streamName st
 		return res, err
 	}
 	res.FilesIn = len(man.Files)
+	recs, res.Dropped, err = ledgerFilter(ctx, db, p, recs, false)
+	if err != nil {
+		return res, err
+	}
 	recs, dropped := dedupSort(recs)
 	man.Duplicates += int64(dropped)
 	if err := rewritePartition(ctx, lake, p, man, recs, streamName, "c", true); err != nil {
 		return res, fmt.Errorf("compact %s: %w", p.String(), err)
 	}
 	res.Partitions, res.Rows, res.Duplicates = 1, int64(len(recs)), int64(dropped)
-	log.Info("compacted a closed partition", "partition", p.String(), "files", res.FilesIn, "rows", len(recs), "duplicates_dropped", dropped)
+	log.Info("compacted a closed partition", "partition", p.String(), "files", res.FilesIn, "rows", len(recs), "duplicates_dropped", dropped,
+		"erased_dropped", res.Dropped[dropErased], "other_copy_dropped", res.Dropped[dropElsewhere], "rejected_dropped", res.Dropped[dropRejected])
 	return res, nil
 }
 

@@ -100,7 +100,7 @@ func TestCompactionInterrupted(t *testing.T) {
 			lake := NewDir(t.TempDir())
 			p := partition{source: 7, hour: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)}
 			seedPartition(t, lake, p)
-			if _, err := compactPartition(ctx, &failingLake{Lake: lake, op: tc.op, match: tc.match, n: tc.n}, p, "S", testLog(t)); !errors.Is(err, errDied) {
+			if _, err := compactPartition(ctx, &failingLake{Lake: lake, op: tc.op, match: tc.match, n: tc.n}, p, "S", nil, testLog(t)); !errors.Is(err, errDied) {
 				t.Fatalf("compaction: %v, want it to die", err)
 			}
 			// What the manifest lists is always one copy of each event or
@@ -113,7 +113,7 @@ func TestCompactionInterrupted(t *testing.T) {
 			if !(len(recs) == 30 && man.Compacted) && !(len(recs) == 45 && !man.Compacted) {
 				t.Fatalf("after reopening: %d rows, compacted %v", len(recs), man.Compacted)
 			}
-			res, err := compactPartition(ctx, lake, p, "S", testLog(t))
+			res, err := compactPartition(ctx, lake, p, "S", nil, testLog(t))
 			if err != nil {
 				t.Fatal(err)
 			}

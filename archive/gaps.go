@@ -128,7 +128,13 @@ type repairer struct {
 // partition. A filled range is removed from the list. Run it while no
 // archiver writes the lake (herd up and `herd archive --database-url`
 // repair on their own). js may be nil (Postgres only).
+//
+// It refuses (*ErrArchiverRunning) while an archiver's lease on the lake is
+// fresh.
 func Repair(ctx context.Context, lake Lake, js jetstream.JetStream, db *pgxpool.Pool, opt RepairOptions) (RepairResult, error) {
+	if err := refuseBesideArchiver(ctx, lake, "repair"); err != nil {
+		return RepairResult{}, err
+	}
 	r := &repairer{lake: lake, js: js, db: db, opt: opt, m: newMetrics(nil)}
 	return r.run(ctx)
 }
@@ -176,7 +182,7 @@ func (r *repairer) run(ctx context.Context) (RepairResult, error) {
 	if r.opt.CloseAfter > 0 && r.after == nil {
 		for p := range touched {
 			if !p.end().After(time.Now().Add(-r.opt.CloseAfter)) {
-				if _, err := compactPartition(ctx, r.lake, p, r.opt.Stream.Name, r.opt.Log); err != nil {
+				if _, err := compactPartition(ctx, r.lake, p, r.opt.Stream.Name, r.db, r.opt.Log); err != nil {
 					return res, err
 				}
 			}
@@ -428,4 +434,68 @@ func RecordGaps(ctx context.Context, lake Lake, streamName string, rs ...stream.
 	g.Stream = streamName
 	g.Ranges = stream.MergeRanges(append(g.Ranges, rs...), 0)
 	return writeGaps(ctx, lake, g)
+}
+
+// HourGap is an hour whose lake rows differ from herd.events', recorded
+// by RecordHourGaps as the range of stream sequences of its rows there.
+type HourGap struct {
+	Source         int64
+	Hour           time.Time
+	Events, Lake   int64
+	FirstSeq, Last uint64
+}
+
+// RecordHourGaps compares, per source and hour whose end is after since,
+// the rows of herd.events with the lake's (its manifests), and records in
+// the lake's gap list the range of stream sequences of each hour where
+// the lake has fewer: the next Repair fills them from the stream or from
+// herd.events. These are the hours `herd check` names. sources, when
+// given, limits the comparison. It refuses (*ErrArchiverRunning) while an
+// archiver's lease is fresh.
+func RecordHourGaps(ctx context.Context, lake Lake, db *pgxpool.Pool, streamName string, since time.Time, sources []int64) ([]HourGap, error) {
+	if err := refuseBesideArchiver(ctx, lake, "record gaps"); err != nil {
+		return nil, err
+	}
+	counts, err := Counts(ctx, lake, since)
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		src  int64
+		hour time.Time
+	}
+	inLake := map[key]int64{}
+	for _, c := range counts {
+		if !c.Month {
+			inLake[key{c.Source, c.Hour.UTC()}] += c.Rows
+		}
+	}
+	rows, err := db.Query(ctx, `SELECT source_id, date_trunc('hour', "timestamp", 'UTC'), count(*), min(stream_seq), max(stream_seq)
+		FROM herd.events WHERE "timestamp" >= $1 AND stream_seq IS NOT NULL AND (coalesce(cardinality($2::bigint[]), 0) = 0 OR source_id = ANY($2))
+		GROUP BY 1, 2 ORDER BY 1, 2`, since.Truncate(time.Hour), sources)
+	if err != nil {
+		return nil, fmt.Errorf("count herd.events per source and hour since %s: %w", since.Format(time.RFC3339), err)
+	}
+	var (
+		gaps   []HourGap
+		g      HourGap
+		lo, hi int64
+		rs     []stream.SeqRange
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&g.Source, &g.Hour, &g.Events, &lo, &hi}, func() error {
+		g.Hour = g.Hour.UTC()
+		g.Lake = inLake[key{g.Source, g.Hour}]
+		if g.Lake < g.Events {
+			g.FirstSeq, g.Last = uint64(lo), uint64(hi)
+			gaps = append(gaps, g)
+			rs = append(rs, stream.SeqRange{First: uint64(lo), Last: uint64(hi)})
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("count herd.events per source and hour: %w", err)
+	}
+	if len(rs) == 0 {
+		return nil, nil
+	}
+	return gaps, RecordGaps(ctx, lake, streamName, rs...)
 }

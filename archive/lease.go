@@ -65,11 +65,21 @@ func ActiveArchiver(ctx context.Context, lake Lake) (*Lease, error) {
 	return &l, nil
 }
 
-// ErrArchiverRunning is returned by EraseDirect when an archiver holds a
-// fresh lease on the lake.
-type ErrArchiverRunning struct{ Lease Lease }
+// ErrArchiverRunning is returned by the functions that write the lake
+// directly (EraseDirect, Compact, Repair, RecordHourGaps) when an archiver
+// holds a fresh lease on it.
+type ErrArchiverRunning struct {
+	Lease Lease
+	Op    string // "compact", "repair", "record gaps"; empty: erase
+}
 
 func (e *ErrArchiverRunning) Error() string {
+	if e.Op != "" {
+		return fmt.Sprintf("cannot %s: an archiver (host %s, pid %d) writes this lake (lease %s renewed %s) and keeps its partitions' manifests in memory, "+
+			"so a second writer's files would be lost; stop the archiver first, or let it do the work: it compacts closed partitions itself, "+
+			"and with Postgres (herd up, herd archive --database-url) it repairs recorded gaps itself",
+			e.Op, e.Lease.Host, e.Lease.PID, LeaseName, e.Lease.Renewed.Format(time.RFC3339))
+	}
 	return fmt.Sprintf("an archiver (host %s, pid %d) writes this lake (lease renewed %s) but did not answer on NATS subject %s: "+
 		"give the NATS URL it uses (beside herd up, --data-dir finds it) so that it erases between its own writes, or stop it first",
 		e.Lease.Host, e.Lease.PID, e.Lease.Renewed.Format(time.RFC3339), e.Lease.Subject)
@@ -79,12 +89,21 @@ func (e *ErrArchiverRunning) Error() string {
 // (*ErrArchiverRunning) while an archiver's lease is fresh, since the
 // archiver would write back what Erase removed.
 func EraseDirect(ctx context.Context, lake Lake, opt EraseOptions) (EraseResult, error) {
-	l, err := ActiveArchiver(ctx, lake)
-	if err != nil {
+	if err := refuseBesideArchiver(ctx, lake, ""); err != nil {
 		return EraseResult{}, err
 	}
-	if l != nil {
-		return EraseResult{}, &ErrArchiverRunning{Lease: *l}
-	}
 	return Erase(ctx, lake, opt)
+}
+
+// refuseBesideArchiver returns *ErrArchiverRunning while an archiver's
+// lease on the lake is fresh.
+func refuseBesideArchiver(ctx context.Context, lake Lake, op string) error {
+	l, err := ActiveArchiver(ctx, lake)
+	if err != nil {
+		return err
+	}
+	if l != nil {
+		return &ErrArchiverRunning{Lease: *l, Op: op}
+	}
+	return nil
 }

@@ -19,6 +19,7 @@ type metrics struct {
 	duplicates   prometheus.Counter
 	erased       prometheus.Counter
 	repairSkip   *prometheus.CounterVec
+	ledgerDrop   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -72,6 +73,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		repairSkip: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_archive_repair_skipped_total", Help: "Events a gap repair found but left out of the lake: erased by a privacy request, or of a suppressed person.",
 		}, []string{"reason"}),
+		ledgerDrop: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_archive_ledger_dropped_total", Help: "Events the archiver or a compaction left out of the lake on the warehouse's word: erased (herd.privacy_erased), ledger (herd.message_ids names another copy), rejected (refused by the writer, never stored).",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{dropErased, dropElsewhere, dropRejected} {
+		m.ledgerDrop.WithLabelValues(r)
 	}
 	for _, r := range []string{"erased", "suppressed"} {
 		m.repairSkip.WithLabelValues(r)
@@ -81,7 +88,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.files, m.rows, m.bytes, m.writeSeconds, m.errors, m.skipped, m.undecodable, m.buffered, m.lag, m.yielding,
-			m.gaps, m.repaired, m.compactions, m.duplicates, m.erased, m.repairSkip)
+			m.gaps, m.repaired, m.compactions, m.duplicates, m.erased, m.repairSkip, m.ledgerDrop)
 	}
 	return m
 }

@@ -73,6 +73,7 @@ type archiveFlags struct {
 type compactFlags struct {
 	streamFlags
 	lakeFlags
+	db         dbFlags
 	before     string
 	closeAfter time.Duration
 }
@@ -84,6 +85,8 @@ type repairFlags struct {
 	nats       natsFlags
 	windowDays int
 	closeAfter time.Duration
+	since      time.Duration
+	sources    string
 }
 
 type archiveStatusFlags struct {
@@ -140,10 +143,18 @@ acknowledged. Run one archiver per lake.
 once (its first stream sequence), and marks the partition compacted in its
 manifest. The archiver does this on its own --lake-close-after an hour ends; this
 command is for a lake whose archiver is stopped (it is the lake's only writer while
-it runs). Safe to interrupt: the new file is stored, then the manifest, then the old
-files are deleted; the next open finishes or undoes an interrupted compaction.`,
+it runs), and it refuses while an archiver's lease on the lake is fresh. Safe to
+interrupt: the new file is stored, then the manifest, then the old files are
+deleted; the next open finishes or undoes an interrupted compaction.
+
+With --database-url (or $DATABASE_URL), the warehouse is the judge: events a
+privacy deletion erased (herd.privacy_erased), copies of a message id other than
+the one herd.message_ids names (a retry whose timestamp fell in another hour) and
+events the writer refused and never stored (herd.rejects) are left out. Without
+it, each message id is kept once per partition, and those stay.`,
 		flags: func(fs *flag.FlagSet) any {
 			var f compactFlags
+			f.db.bind(fs)
 			f.streamFlags.bind(fs)
 			f.lakeFlags.bind(fs)
 			fs.StringVar(&f.before, "before", "", "compact partitions that ended before this time: RFC 3339 or YYYY-MM-DD (default: now minus --lake-close-after)")
@@ -161,7 +172,13 @@ and the archiver lists it in the lake's _gaps.json. This command fills each rang
 events the stream still holds (provenance 'stream'), otherwise the rows of
 herd.events (provenance 'postgres'), that the lake lacks; then it compacts the
 closed partitions it touched. herd up, and herd archive --database-url, repair on
-their own. Run it while no archiver writes the lake. The stream is read when NATS
+their own. It refuses while an archiver's lease on the lake is fresh: stop the
+archiver first.
+
+--since DURATION first compares, per source and hour of the last DURATION, the
+rows of herd.events with the lake's manifests, and records every hour where the
+lake has fewer (the hours herd check names; a lake file deleted by hand) as a gap
+to fill; --source limits that to some sources. The stream is read when NATS
 answers at --nats-url; without it, Postgres alone is used.
 
 ` + natsHelp,
@@ -173,6 +190,8 @@ answers at --nats-url; without it, Postgres alone is used.
 			f.nats.bind(fs, nats.DefaultURL, "NATS server URL(s): the stream is the first copy asked")
 			fs.IntVar(&f.windowDays, "partition-window", 35, "the archiver's window in days: older events go to month buckets")
 			fs.DurationVar(&f.closeAfter, "lake-close-after", archive.DefaultCloseAfter, "grace after an hour ends before its partition is closed")
+			fs.DurationVar(&f.since, "since", 0, "first record as gaps the hours of this last duration whose lake rows fall short of herd.events (e.g. 48h)")
+			fs.StringVar(&f.sources, "source", "", "with --since: comma-separated source names or ids (default: every source)")
 			return &f
 		},
 		run: runArchiveRepair,
@@ -530,13 +549,25 @@ func runArchiveCompact(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
+	opt := archive.CompactOptions{Before: before, Stream: f.streamFlags.config().Name, Log: e.log}
+	if f.db.url != "" {
+		db, err := f.db.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		opt.DB = db
+	} else {
+		fmt.Fprintln(e.stdout, "no --database-url: erased, refused and cross-hour copies are not checked against the warehouse")
+	}
 	start := time.Now()
-	res, err := archive.Compact(ctx, lake, archive.CompactOptions{Before: before, Stream: f.streamFlags.config().Name, Log: e.log})
+	res, err := archive.Compact(ctx, lake, opt)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "compacted %d partitions of %s that ended before %s in %s: %d files into one each, %d rows, %d duplicates dropped\n",
-		res.Partitions, redact(lake.String()), before.UTC().Format(time.RFC3339), time.Since(start).Round(time.Millisecond), res.FilesIn, res.Rows, res.Duplicates)
+	fmt.Fprintf(e.stdout, "compacted %d partitions of %s that ended before %s in %s: %d files into one each, %d rows, %d duplicates dropped, %d erased, %d other copies, %d refused left out\n",
+		res.Partitions, redact(lake.String()), before.UTC().Format(time.RFC3339), time.Since(start).Round(time.Millisecond), res.FilesIn, res.Rows, res.Duplicates,
+		res.Dropped["erased"], res.Dropped["ledger"], res.Dropped["rejected"])
 	return nil
 }
 
@@ -549,6 +580,28 @@ func runArchiveRepair(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
+	db, err := f.dbFlags.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	sc := f.streamFlags.config()
+	if f.since > 0 {
+		ids, err := sourceIDs(ctx, db, f.sources)
+		if err != nil {
+			return err
+		}
+		hours, err := archive.RecordHourGaps(ctx, lake, db, sc.Name, time.Now().Add(-f.since), ids)
+		if err != nil {
+			return err
+		}
+		for _, h := range hours {
+			fmt.Fprintf(e.stdout, "source %d hour %s: %d rows in herd.events, %d in the lake; recorded stream sequences %d-%d\n",
+				h.Source, h.Hour.Format(time.RFC3339), h.Events, h.Lake, h.FirstSeq, h.Last)
+		}
+	} else if f.sources != "" {
+		return usagef("--source needs --since")
+	}
 	gaps, err := archive.ReadGaps(ctx, lake)
 	if err != nil {
 		return err
@@ -557,12 +610,6 @@ func runArchiveRepair(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "no gaps recorded in %s\n", redact(lake.String()))
 		return nil
 	}
-	db, err := f.dbFlags.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	sc := f.streamFlags.config()
 	var js jetstream.JetStream
 	if nc, err := f.nats.connectOnce("herd-archive-repair", 3*time.Second); err != nil {
 		fmt.Fprintf(e.stdout, "stream not reachable (%v): repairing from Postgres alone\n", err)
