@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,14 +8,12 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/herdhq/herd"
+	"github.com/herdhq/herd/internal/duckdbtest"
 	"github.com/herdhq/herd/internal/natstest"
 	"github.com/herdhq/herd/internal/pgtest"
 	"github.com/herdhq/herd/schemas"
@@ -293,46 +290,10 @@ func lakeRecords(t *testing.T, lake Lake) []record {
 	return all
 }
 
-// duckdbDir is where the test installs @duckdb/node-api.
-var duckdbDir = func() string { d, _ := filepath.Abs("testdata/duckdb"); return d }()
-
-var npmOnce sync.Once
-var npmErr error
-
 // duckdb runs sql in DuckDB (through node) and returns the rows.
 func duckdb(t *testing.T, sql string) []map[string]any {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed; the DuckDB check needs it")
-	}
-	npmOnce.Do(func() {
-		if _, err := os.Stat(filepath.Join(duckdbDir, "node_modules", "@duckdb", "node-api")); err == nil {
-			return
-		}
-		cmd := exec.Command("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund")
-		cmd.Dir = duckdbDir
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			npmErr = fmt.Errorf("npm ci in %s: %v\n%s", duckdbDir, err, out)
-		}
-	})
-	if npmErr != nil {
-		t.Skipf("cannot install @duckdb/node-api: %v", npmErr)
-	}
-	cmd := exec.Command("node", "query.mjs")
-	cmd.Dir = duckdbDir
-	cmd.Stdin = strings.NewReader(sql)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("duckdb query failed: %v\n%s\nquery: %s", err, stderr.String(), sql)
-	}
-	var rows []map[string]any
-	if err := json.Unmarshal(out, &rows); err != nil {
-		t.Fatalf("duckdb output: %v: %.300s", err, out)
-	}
-	return rows
+	return duckdbtest.Query(t, sql)
 }
 
 // str renders a DuckDB JSON value (BIGINTs arrive as strings) for comparison.

@@ -1,15 +1,12 @@
 package privacy_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +15,7 @@ import (
 	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/archive"
 	"github.com/herdhq/herd/check"
+	"github.com/herdhq/herd/internal/duckdbtest"
 	"github.com/herdhq/herd/internal/herdtest"
 	"github.com/herdhq/herd/privacy"
 	"github.com/herdhq/herd/stream"
@@ -104,30 +102,15 @@ func lakeCount(t *testing.T, lake archive.Lake, match func(*herd.Event) bool) in
 // reading a directory the way an analyst would. Skipped without node.
 func duckdbCount(t *testing.T, dir string, ids []string) (int64, bool) {
 	t.Helper()
-	qdir, _ := filepath.Abs("../archive/testdata/duckdb")
-	if _, err := os.Stat(filepath.Join(qdir, "node_modules", "@duckdb", "node-api")); err != nil {
-		t.Logf("DuckDB check skipped: run npm ci in %s", qdir)
-		return 0, false
-	}
 	quoted := make([]string, len(ids))
 	for i, id := range ids {
 		quoted[i] = "'" + strings.ReplaceAll(id, "'", "''") + "'"
 	}
 	in := strings.Join(quoted, ",")
-	sql := fmt.Sprintf(`SELECT count(*) AS n FROM read_parquet('%s/source=*/date=*/hour=*/*.parquet', hive_partitioning = true)
-		WHERE user_id IN (%s) OR anonymous_id IN (%s)`, dir, in, in)
-	cmd := exec.Command("node", "query.mjs")
-	cmd.Dir = qdir
-	cmd.Stdin = strings.NewReader(sql)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("duckdb: %v\n%s", err, stderr.String())
-	}
-	var rows []map[string]any
-	if err := json.Unmarshal(out, &rows); err != nil || len(rows) != 1 {
-		t.Fatalf("duckdb output %s: %v", out, err)
+	rows := duckdbtest.Query(t, fmt.Sprintf(`SELECT count(*) AS n FROM read_parquet('%s/source=*/date=*/hour=*/*.parquet', hive_partitioning = true)
+		WHERE user_id IN (%s) OR anonymous_id IN (%s)`, dir, in, in))
+	if len(rows) != 1 {
+		t.Fatalf("duckdb: %d rows", len(rows))
 	}
 	var n int64
 	fmt.Sscan(fmt.Sprint(rows[0]["n"]), &n)
