@@ -333,8 +333,9 @@ func (a *Archiver) Run(ctx context.Context) error {
 }
 
 // retry runs f until it succeeds or ctx ends, backing off and keeping held
-// messages from redelivery meanwhile.
-func retry[T any](ctx context.Context, a *Archiver, op string, f func() (T, error)) (T, error) {
+// messages from redelivery meanwhile. op is one of the fixed operation names
+// (the metric's label); what names the file or partition, for the log only.
+func retry[T any](ctx context.Context, a *Archiver, op, what string, f func() (T, error)) (T, error) {
 	delay := a.cfg.RetryMin
 	for attempt := 1; ; attempt++ {
 		v, err := f()
@@ -343,13 +344,13 @@ func retry[T any](ctx context.Context, a *Archiver, op string, f func() (T, erro
 		}
 		a.m.errors.WithLabelValues(op).Inc()
 		if ctx.Err() != nil {
-			return v, fmt.Errorf("%s: %w", op, err)
+			return v, fmt.Errorf("%s: %w", what, err)
 		}
-		a.log.Warn(op+"; will retry", "attempt", attempt, "retry_in", delay, "err", err)
+		a.log.Warn(what+"; will retry", "op", op, "attempt", attempt, "retry_in", delay, "err", err)
 		a.touch(time.Now())
 		select {
 		case <-ctx.Done():
-			return v, fmt.Errorf("%s: %w", op, err)
+			return v, fmt.Errorf("%s: %w", what, err)
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, a.cfg.RetryMax)
@@ -410,7 +411,7 @@ func (a *Archiver) handle(ctx context.Context, m jetstream.Msg) error {
 		st.used = now
 		if seq <= st.maxLast {
 			// A redelivery after a crash: this part may sit in a file already.
-			done, err := retry(ctx, a, "check redelivered message", func() (bool, error) { return a.archived(ctx, st, seq) })
+			done, err := retry(ctx, a, opCheck, "check redelivered message", func() (bool, error) { return a.archived(ctx, st, seq) })
 			if err != nil {
 				return err
 			}
@@ -491,7 +492,7 @@ func (a *Archiver) partition(ctx context.Context, p partition) (*partState, erro
 	if st, ok := a.parts[p]; ok {
 		return st, nil
 	}
-	st, err := retry(ctx, a, "load partition "+p.String(), func() (*partState, error) { return a.load(ctx, p) })
+	st, err := retry(ctx, a, opLoad, "load partition "+p.String(), func() (*partState, error) { return a.load(ctx, p) })
 	if err != nil {
 		return nil, err
 	}
@@ -583,7 +584,7 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 		// A client's retry of an event a privacy request deleted: the
 		// warehouse's ledger keeps it out of herd.events, and this keeps it
 		// out of the lake.
-		kept, err := retry(ctx, a, "read herd.privacy_erased for "+st.p.String(), func() ([]record, error) {
+		kept, err := retry(ctx, a, opLedger, "read herd.privacy_erased for "+st.p.String(), func() ([]record, error) {
 			kept, dropped, err := ledgerFilter(ctx, a.cfg.DB, st.p, recs, true)
 			if n := dropped[dropErased]; n > 0 {
 				a.m.ledgerDrop.WithLabelValues(dropErased).Add(float64(n))
@@ -607,7 +608,7 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", key, err)
 	}
-	if _, err := retry(ctx, a, "store "+key, func() (struct{}, error) { return struct{}{}, a.lake.Put(ctx, key, data) }); err != nil {
+	if _, err := retry(ctx, a, opStore, "store "+key, func() (struct{}, error) { return struct{}{}, a.lake.Put(ctx, key, data) }); err != nil {
 		return err
 	}
 	if a.afterPut != nil {
@@ -619,7 +620,7 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	if a.dirty != nil {
 		a.dirty[st.p] = true
 	}
-	if _, err := retry(ctx, a, "store manifest of "+st.p.String(), func() (struct{}, error) {
+	if _, err := retry(ctx, a, opManifest, "store manifest of "+st.p.String(), func() (struct{}, error) {
 		return struct{}{}, a.listFile(ctx, st, entry)
 	}); err != nil {
 		return err
@@ -749,11 +750,11 @@ func (a *Archiver) evictIdle(now time.Time) {
 func (a *Archiver) maintain(ctx context.Context, now time.Time) error {
 	if now.Sub(a.gapsAt) >= a.cfg.GapEvery {
 		a.gapsAt = now
-		if _, err := retry(ctx, a, "take recorded gaps", func() (int, error) { return a.takeGaps(ctx) }); err != nil {
+		if _, err := retry(ctx, a, opGaps, "take recorded gaps", func() (int, error) { return a.takeGaps(ctx) }); err != nil {
 			return err
 		}
 		if a.cfg.DB != nil {
-			if _, err := retry(ctx, a, "repair gaps", func() (RepairResult, error) { return a.repair(ctx) }); err != nil {
+			if _, err := retry(ctx, a, opRepair, "repair gaps", func() (RepairResult, error) { return a.repair(ctx) }); err != nil {
 				return err
 			}
 		}
@@ -765,13 +766,13 @@ func (a *Archiver) maintain(ctx context.Context, now time.Time) error {
 	if a.dirty == nil {
 		// First pass: whatever an earlier run left uncompacted (one
 		// manifest read per partition of the lake, once per start).
-		parts, err := retry(ctx, a, "list partitions", func() ([]partition, error) { return listPartitions(ctx, a.lake, nil, time.Time{}) })
+		parts, err := retry(ctx, a, opList, "list partitions", func() ([]partition, error) { return listPartitions(ctx, a.lake, nil, time.Time{}) })
 		if err != nil {
 			return err
 		}
 		a.dirty = map[partition]bool{}
 		for _, p := range parts {
-			m, err := retry(ctx, a, "read manifest of "+p.String(), func() (*Manifest, error) { return readManifest(ctx, a.lake, p.prefix()) })
+			m, err := retry(ctx, a, opManifest, "read manifest of "+p.String(), func() (*Manifest, error) { return readManifest(ctx, a.lake, p.prefix()) })
 			if err != nil {
 				return err
 			}
@@ -796,7 +797,7 @@ func (a *Archiver) maintain(ctx context.Context, now time.Time) error {
 			}
 			delete(a.parts, p) // reloaded from the compacted manifest on next use
 		}
-		r, err := retry(ctx, a, "compact "+p.String(), func() (CompactResult, error) {
+		r, err := retry(ctx, a, opCompact, "compact "+p.String(), func() (CompactResult, error) {
 			return compactPartition(ctx, a.lake, p, a.cfg.Stream.Name, a.cfg.DB, a.log)
 		})
 		if err != nil {

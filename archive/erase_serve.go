@@ -128,7 +128,7 @@ func (a *Archiver) serveErase(ctx context.Context, m *nats.Msg) error {
 	}
 	if err != nil {
 		rep.Error = err.Error()
-		a.m.errors.WithLabelValues("erase").Inc()
+		a.m.errors.WithLabelValues(opErase).Inc()
 	}
 	a.m.erased.Add(float64(res.Removed))
 	a.log.Info("erased a person's events from the lake on request", "files", res.Files, "rewritten", res.Rewritten,

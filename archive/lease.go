@@ -35,12 +35,14 @@ func (a *Archiver) renewLease(ctx context.Context, now time.Time) {
 	host, _ := os.Hostname()
 	b, _ := json.Marshal(Lease{Host: host, PID: os.Getpid(), Subject: EraseSubject(a.cfg.Stream), Renewed: now.UTC()})
 	if err := a.lake.Put(ctx, LeaseName, b); err != nil {
+		a.m.errors.WithLabelValues(opLease).Inc()
 		a.log.Warn("renew the archiver's lease on the lake", "file", LeaseName, "err", err)
 	}
 }
 
 func (a *Archiver) dropLease(ctx context.Context) {
 	if err := a.lake.Delete(ctx, LeaseName); err != nil {
+		a.m.errors.WithLabelValues(opLease).Inc()
 		a.log.Warn("remove the archiver's lease on the lake", "file", LeaseName, "err", err)
 	}
 }

@@ -2,6 +2,25 @@ package archive
 
 import "github.com/prometheus/client_golang/prometheus"
 
+// The operations herd_archive_errors_total counts failures of, its only
+// label values: a fixed set, so a failing lake cannot grow one series per
+// file (the file or partition goes to the log line instead).
+const (
+	opStore    = "store"    // put a Parquet file
+	opManifest = "manifest" // read or write a partition's manifest
+	opLoad     = "load"     // load a partition's manifest on first use
+	opCheck    = "check"    // look for a redelivered message in stored files
+	opLedger   = "ledger"   // read herd.privacy_erased before storing
+	opGaps     = "gaps"     // take the stream's recorded gaps into the lake
+	opRepair   = "repair"   // repair recorded gaps
+	opList     = "list"     // list the lake's partitions
+	opCompact  = "compact"  // compact a closed partition
+	opErase    = "erase"    // serve a privacy erasure
+	opLease    = "lease"    // renew or drop the archiver's lease file
+)
+
+var errorOps = []string{opStore, opManifest, opLoad, opCheck, opLedger, opGaps, opRepair, opList, opCompact, opErase, opLease}
+
 type metrics struct {
 	files        prometheus.Counter
 	rows         prometheus.Counter
@@ -38,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herd_archive_errors_total", Help: "Failed lake operations (retried), by operation.",
+			Name: "herd_archive_errors_total", Help: "Failed lake operations (most retried), by operation: store, manifest, load, check, ledger, gaps, repair, list, compact, erase, lease.",
 		}, []string{"op"}),
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herd_archive_redelivered_skipped_total", Help: "Redelivered events found already archived and acked without rewriting.",
@@ -76,6 +95,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		ledgerDrop: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_archive_ledger_dropped_total", Help: "Events the archiver or a compaction left out of the lake on the warehouse's word: erased (herd.privacy_erased), ledger (herd.message_ids names another copy), rejected (refused by the writer, never stored).",
 		}, []string{"reason"}),
+	}
+	for _, op := range errorOps {
+		m.errors.WithLabelValues(op)
 	}
 	for _, r := range []string{dropErased, dropElsewhere, dropRejected} {
 		m.ledgerDrop.WithLabelValues(r)
