@@ -8,20 +8,23 @@ import (
 )
 
 // CommentedSchemas are the schemas whose every table, view, materialized
-// view and column herd creates (migrations, herd views refresh, herd
-// replicate's bookkeeping) carries a COMMENT. Partitions of herd.events are
-// left out: psql shows the parent's comments.
+// view, column and function herd creates (migrations, herd views refresh,
+// herd replicate's bookkeeping) carries a COMMENT. Partitions (of
+// herd.events, made by the writer) need a table comment only: their
+// columns are the parent's.
 var CommentedSchemas = []string{"herd", "stripe", "herd_replicate"}
 
-// UncommentedSQL lists, as schema.relation or schema.relation.column, what
-// has no comment (or an empty one) in the schemas named by $1; the rollups
-// registered in herd.rollups are checked too, as relations (their columns
-// are the rollup file's to comment). Objects of extensions are skipped.
-// It needs the migrations applied (it reads herd.rollups).
+// UncommentedSQL lists, as schema.relation, schema.relation.column or
+// schema.function(argument types), what has no comment (or an empty one) in
+// the schemas named by $1; partitions are checked as relations only (their
+// columns are the parent's), and the rollups registered in herd.rollups are
+// checked too, as relations (their columns are the rollup file's to
+// comment). Objects of extensions are skipped. It needs the migrations
+// applied (it reads herd.rollups).
 const UncommentedSQL = `WITH rel AS (
-    SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name, n.nspname = ANY($1::text[]) AS with_columns
+    SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name, n.nspname = ANY($1::text[]) AND NOT c.relispartition AS with_columns
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
       AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
       AND (n.nspname = ANY($1::text[])
            OR (n.nspname, c.relname) IN (SELECT schema_name::name, rel_name::name FROM herd.rollups))
@@ -31,6 +34,12 @@ UNION ALL
 SELECT r.name || '.' || quote_ident(a.attname) FROM rel r
 JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
 WHERE r.with_columns AND coalesce(col_description(r.oid, a.attnum), '') = ''
+UNION ALL
+SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = ANY($1::text[])
+  AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+  AND coalesce(obj_description(p.oid, 'pg_proc'), '') = ''
 ORDER BY 1`
 
 // Querier is what Uncommented needs: a pool, a connection or a transaction.
@@ -38,8 +47,8 @@ type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// Uncommented returns the tables, views and columns of CommentedSchemas,
-// and the registered rollups, that have no COMMENT.
+// Uncommented returns the tables, views, partitions, columns and functions
+// of CommentedSchemas, and the registered rollups, that have no COMMENT.
 func Uncommented(ctx context.Context, q Querier) ([]string, error) {
 	rows, _ := q.Query(ctx, UncommentedSQL, CommentedSchemas)
 	names, err := pgx.CollectRows(rows, pgx.RowTo[string])

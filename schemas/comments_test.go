@@ -16,6 +16,7 @@ import (
 	"github.com/herdhq/herd/rollups"
 	"github.com/herdhq/herd/schemas"
 	"github.com/herdhq/herd/views"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -64,12 +65,36 @@ func TestEverythingHerdCreatesIsCommented(t *testing.T) {
 		}
 	}
 
+	// Partitions: a daily one made by the writer's function, a coarse one
+	// for days before the window, both commented with what they hold.
+	if _, err := db.Exec(ctx, "SELECT herd.ensure_partitions(ARRAY['2026-11-20'::date, '2011-03-04'::date], '2026-11-01'::date)"); err != nil {
+		t.Fatal(err)
+	}
+	parts := map[string]string{}
+	rows, _ := db.Query(ctx, `SELECT c.relname, coalesce(obj_description(c.oid, 'pg_class'), '') FROM pg_inherits i
+		JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'herd.events'::regclass`)
+	var name, comment string
+	if _, err := pgx.ForEachRow(rows, []any{&name, &comment}, func() error { parts[name] = comment; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) < 3 {
+		t.Fatalf("partitions of herd.events: %v, want at least the three made here", parts)
+	}
+	for part, want := range map[string]string{
+		"events_20261120":          "falls on 2026-11-20 (UTC): a daily partition of herd.events",
+		"events_20110101_20120101": "from 2011-01-01 to before 2012-01-01 (UTC): a coarse partition",
+	} {
+		if !strings.Contains(parts[part], want) || !strings.Contains(parts[part], `\d+ herd.events`) {
+			t.Errorf("comment of herd.%s = %q, want it to say %q and point to \\d+ herd.events", part, parts[part], want)
+		}
+	}
+
 	missing, err := schemas.Uncommented(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(missing) > 0 {
-		t.Fatalf("%d objects herd creates have no COMMENT (add COMMENT ON TABLE/VIEW/COLUMN in the migration or code that creates them):\n  %s",
+		t.Fatalf("%d objects herd creates have no COMMENT (add COMMENT ON TABLE/VIEW/COLUMN/FUNCTION in the migration or code that creates them):\n  %s",
 			len(missing), strings.Join(missing, "\n  "))
 	}
 
@@ -107,7 +132,8 @@ func TestEverythingHerdCreatesIsCommented(t *testing.T) {
 }
 
 // TestUncommentedFindsWhatLacksAComment keeps the check honest: a table, a
-// column, a view and a rollup without a comment are each reported.
+// column, a view, a partition made by hand (not by herd's function), a
+// function and a rollup without a comment are each reported.
 func TestUncommentedFindsWhatLacksAComment(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.Pool(t, pgtest.New(t))
@@ -124,6 +150,10 @@ func TestUncommentedFindsWhatLacksAComment(t *testing.T) {
 		`CREATE VIEW rollups.probe_rollup AS SELECT 1 AS x`,
 		`INSERT INTO herd.rollups (name, schema_name, rel_name, kind, sql, sql_hash, file) VALUES ('rollups.probe_rollup', 'rollups', 'probe_rollup', 'view', '', '', 'x.sql')`,
 		`CREATE VIEW rollups.not_a_rollup AS SELECT 1 AS x`,
+		`CREATE TABLE herd.events_20300101 PARTITION OF herd.events FOR VALUES FROM ('2030-01-01') TO ('2030-01-02')`,
+		`CREATE FUNCTION herd.probe_fn(a int, b text) RETURNS int LANGUAGE sql AS 'SELECT a'`,
+		`CREATE FUNCTION stripe.probe_commented() RETURNS int LANGUAGE sql AS 'SELECT 1'`,
+		`COMMENT ON FUNCTION stripe.probe_commented() IS 'probe'`,
 	} {
 		if _, err := db.Exec(ctx, s); err != nil {
 			t.Fatalf("%s: %v", s, err)
@@ -133,9 +163,52 @@ func TestUncommentedFindsWhatLacksAComment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"herd.events.probe_col", "herd.probe.b", "rollups.probe_rollup", "stripe.probe_view", "stripe.probe_view.one"}
+	want := []string{"herd.events.probe_col", "herd.events_20300101", "herd.probe.b", "herd.probe_fn(a integer, b text)", "rollups.probe_rollup", "stripe.probe_view", "stripe.probe_view.one"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("Uncommented = %v, want %v", got, want)
+	}
+}
+
+// TestPartitionsMadeBeforeCommentsGetOne: a warehouse upgraded to 0902
+// already holds partitions made without a comment; the migration comments
+// them with the days they hold.
+func TestPartitionsMadeBeforeCommentsGetOne(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.Pool(t, pgtest.New(t))
+	if _, err := schemas.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	// Back to before 0902: its helper gone, two partitions made the old way.
+	for _, s := range []string{
+		`DELETE FROM herd.schema_migrations WHERE version = 902`,
+		`DROP FUNCTION herd.partition_comment(timestamptz, timestamptz) CASCADE`,
+		`CREATE TABLE herd.events_20261115 PARTITION OF herd.events FOR VALUES FROM ('2026-11-15') TO ('2026-11-16')`,
+		`CREATE TABLE herd.events_20200101_20210101 PARTITION OF herd.events FOR VALUES FROM ('2020-01-01') TO ('2021-01-01')`,
+	} {
+		if _, err := db.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	if got, err := schemas.Uncommented(ctx, db); err != nil || !slices.Contains(got, "herd.events_20261115") {
+		t.Fatalf("before 0902: Uncommented = %v, %v; want the partition made without a comment", got, err)
+	}
+	if done, err := schemas.Migrate(ctx, db); err != nil || !slices.Equal(done, []int{902}) {
+		t.Fatalf("re-apply 0902: %v, %v", done, err)
+	}
+	if got, err := schemas.Uncommented(ctx, db); err != nil || len(got) > 0 {
+		t.Fatalf("after 0902: Uncommented = %v, %v; want nothing", got, err)
+	}
+	for part, want := range map[string]string{
+		"herd.events_20261115":          "falls on 2026-11-15 (UTC)",
+		"herd.events_20200101_20210101": "from 2020-01-01 to before 2021-01-01 (UTC)",
+	} {
+		var got string
+		if err := db.QueryRow(ctx, "SELECT coalesce(obj_description($1::regclass, 'pg_class'), '')", part).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(got, want) {
+			t.Errorf("comment of %s = %q, want it to say %q", part, got, want)
+		}
 	}
 }
 
