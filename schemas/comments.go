@@ -14,9 +14,15 @@ import (
 // columns are the parent's.
 var CommentedSchemas = []string{"herd", "stripe", "herd_replicate"}
 
+// FunctionSchemas are the schemas whose functions (and aggregates) herd's
+// migrations create and comment. herd_replicate's functions, made by herd
+// replicate at run time, are not checked yet.
+var FunctionSchemas = []string{"herd", "stripe"}
+
 // UncommentedSQL lists, as schema.relation, schema.relation.column or
-// schema.function(argument types), what has no comment (or an empty one) in
-// the schemas named by $1; partitions are checked as relations only (their
+// schema.function(argument types), what has no comment (or an empty one):
+// relations and columns in the schemas named by $1, functions in those
+// named by $2; partitions are checked as relations only (their
 // columns are the parent's), and the rollups registered in herd.rollups are
 // checked too, as relations (their columns are the rollup file's to
 // comment). Objects of extensions are skipped. It needs the migrations
@@ -37,7 +43,7 @@ WHERE r.with_columns AND coalesce(col_description(r.oid, a.attnum), '') = ''
 UNION ALL
 SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname = ANY($1::text[])
+WHERE n.nspname = ANY($2::text[])
   AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
   AND coalesce(obj_description(p.oid, 'pg_proc'), '') = ''
 ORDER BY 1`
@@ -47,10 +53,11 @@ type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// Uncommented returns the tables, views, partitions, columns and functions
-// of CommentedSchemas, and the registered rollups, that have no COMMENT.
+// Uncommented returns the tables, views, partitions and columns of
+// CommentedSchemas, the functions of FunctionSchemas, and the registered
+// rollups, that have no COMMENT.
 func Uncommented(ctx context.Context, q Querier) ([]string, error) {
-	rows, _ := q.Query(ctx, UncommentedSQL, CommentedSchemas)
+	rows, _ := q.Query(ctx, UncommentedSQL, CommentedSchemas, FunctionSchemas)
 	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return nil, fmt.Errorf("list objects without a comment: %w", err)
