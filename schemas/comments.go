@@ -8,21 +8,21 @@ import (
 )
 
 // CommentedSchemas are the schemas whose every table, view, materialized
-// view, column and function herd creates (migrations, herd views refresh,
+// view and column herd creates (migrations, herd views refresh,
 // herd replicate's bookkeeping) carries a COMMENT. Partitions (of
 // herd.events, made by the writer) need a table comment only: their
 // columns are the parent's.
 var CommentedSchemas = []string{"herd", "stripe", "herd_replicate"}
 
-// FunctionSchemas are the schemas whose functions (and aggregates) herd's
-// migrations create and comment. herd_replicate's functions, made by herd
-// replicate at run time, are not checked yet.
-var FunctionSchemas = []string{"herd", "stripe"}
+// MigrationSchemas are the schemas whose functions, aggregates and
+// sequences herd's migrations create and comment. herd_replicate's, made by
+// herd replicate at run time, are not checked yet.
+var MigrationSchemas = []string{"herd", "stripe"}
 
 // UncommentedSQL lists, as schema.relation, schema.relation.column or
 // schema.function(argument types), what has no comment (or an empty one):
-// relations and columns in the schemas named by $1, functions in those
-// named by $2; partitions are checked as relations only (their
+// relations and columns in the schemas named by $1, functions and
+// sequences in those named by $2; partitions are checked as relations only (their
 // columns are the parent's), and the rollups registered in herd.rollups are
 // checked too, as relations (their columns are the rollup file's to
 // comment). Objects of extensions are skipped. It needs the migrations
@@ -46,6 +46,12 @@ FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = ANY($2::text[])
   AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
   AND coalesce(obj_description(p.oid, 'pg_proc'), '') = ''
+UNION ALL
+SELECT format('%I.%I', n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'S' AND n.nspname = ANY($2::text[])
+  AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+  AND coalesce(obj_description(c.oid, 'pg_class'), '') = ''
 ORDER BY 1`
 
 // Querier is what Uncommented needs: a pool, a connection or a transaction.
@@ -54,10 +60,10 @@ type Querier interface {
 }
 
 // Uncommented returns the tables, views, partitions and columns of
-// CommentedSchemas, the functions of FunctionSchemas, and the registered
-// rollups, that have no COMMENT.
+// CommentedSchemas, the functions and sequences of MigrationSchemas, and
+// the registered rollups, that have no COMMENT.
 func Uncommented(ctx context.Context, q Querier) ([]string, error) {
-	rows, _ := q.Query(ctx, UncommentedSQL, CommentedSchemas, FunctionSchemas)
+	rows, _ := q.Query(ctx, UncommentedSQL, CommentedSchemas, MigrationSchemas)
 	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return nil, fmt.Errorf("list objects without a comment: %w", err)

@@ -94,7 +94,7 @@ func TestEverythingHerdCreatesIsCommented(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(missing) > 0 {
-		t.Fatalf("%d objects herd creates have no COMMENT (add COMMENT ON TABLE/VIEW/COLUMN/FUNCTION in the migration or code that creates them):\n  %s",
+		t.Fatalf("%d objects herd creates have no COMMENT (add COMMENT ON TABLE/VIEW/COLUMN/FUNCTION/SEQUENCE in the migration or code that creates them):\n  %s",
 			len(missing), strings.Join(missing, "\n  "))
 	}
 
@@ -118,8 +118,9 @@ func TestEverythingHerdCreatesIsCommented(t *testing.T) {
 		}
 	}
 	for rel, want := range map[string]string{
-		"rollups.daily": "Events per day. Rollup applied by herd rollups apply from " + filepath.Join(dir, "a_daily.sql") + ", refreshed every 15m0s by herd up",
-		"rollups.names": "Rollup applied by herd rollups apply from " + filepath.Join(dir, "b_names.sql"),
+		"rollups.daily":       "Events per day. Rollup applied by herd rollups apply from " + filepath.Join(dir, "a_daily.sql") + ", refreshed every 15m0s by herd up",
+		"rollups.names":       "Rollup applied by herd rollups apply from " + filepath.Join(dir, "b_names.sql"),
+		"herd.rejects_id_seq": "Next value of herd.rejects.id, given to each new row",
 	} {
 		var got string
 		if err := db.QueryRow(ctx, "SELECT coalesce(obj_description($1::regclass, 'pg_class'), '')", rel).Scan(&got); err != nil {
@@ -133,7 +134,7 @@ func TestEverythingHerdCreatesIsCommented(t *testing.T) {
 
 // TestUncommentedFindsWhatLacksAComment keeps the check honest: a table, a
 // column, a view, a partition made by hand (not by herd's function), a
-// function and a rollup without a comment are each reported.
+// function, a sequence and a rollup without a comment are each reported.
 func TestUncommentedFindsWhatLacksAComment(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.Pool(t, pgtest.New(t))
@@ -154,6 +155,7 @@ func TestUncommentedFindsWhatLacksAComment(t *testing.T) {
 		`CREATE FUNCTION herd.probe_fn(a int, b text) RETURNS int LANGUAGE sql AS 'SELECT a'`,
 		`CREATE FUNCTION stripe.probe_commented() RETURNS int LANGUAGE sql AS 'SELECT 1'`,
 		`COMMENT ON FUNCTION stripe.probe_commented() IS 'probe'`,
+		`CREATE SEQUENCE herd.probe_seq`,
 	} {
 		if _, err := db.Exec(ctx, s); err != nil {
 			t.Fatalf("%s: %v", s, err)
@@ -163,7 +165,7 @@ func TestUncommentedFindsWhatLacksAComment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"herd.events.probe_col", "herd.events_20300101", "herd.probe.b", "herd.probe_fn(a integer, b text)", "rollups.probe_rollup", "stripe.probe_view", "stripe.probe_view.one"}
+	want := []string{"herd.events.probe_col", "herd.events_20300101", "herd.probe.b", "herd.probe_fn(a integer, b text)", "herd.probe_seq", "rollups.probe_rollup", "stripe.probe_view", "stripe.probe_view.one"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("Uncommented = %v, want %v", got, want)
 	}

@@ -3,9 +3,9 @@
 -- run time. herd.ensure_partitions (0005's definition, unchanged but for
 -- the COMMENT after each CREATE TABLE; herd.ensure_partition calls it)
 -- comments every partition it makes, the partitions that exist already are
--- commented here, and herd's functions get comments too.
+-- commented here, and herd's functions and sequences get comments too.
 -- schemas.UncommentedSQL checks partitions (table comment only: their
--- columns are herd.events') and functions.
+-- columns are herd.events'), functions and sequences.
 
 -- partition_comment is the comment of the partition of herd.events from lo
 -- to hi (UTC days).
@@ -119,3 +119,21 @@ COMMENT ON FUNCTION stripe.ref(jsonb) IS 'The id of a Stripe reference: the obje
 COMMENT ON FUNCTION stripe.ts(jsonb) IS 'A Stripe timestamp (Unix seconds) as timestamptz; NULL when not a number';
 COMMENT ON FUNCTION stripe.int(jsonb) IS 'A JSON number as bigint; NULL when not a number';
 COMMENT ON FUNCTION stripe.bool(jsonb) IS 'A JSON boolean as boolean; NULL when not a boolean';
+
+-- The sequences of serial columns.
+DO $$
+DECLARE
+    s record;
+BEGIN
+    FOR s IN
+        SELECT c.oid::regclass AS seq, d.refobjid::regclass AS tab, a.attname AS col
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'a'
+        JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+        WHERE c.relkind = 'S' AND n.nspname IN ('herd', 'stripe') AND coalesce(obj_description(c.oid, 'pg_class'), '') = ''
+    LOOP
+        EXECUTE format('COMMENT ON SEQUENCE %s IS %L', s.seq,
+                       format('Next value of %s.%I, given to each new row', s.tab, s.col));
+    END LOOP;
+END $$;
