@@ -138,7 +138,33 @@ func TestCommandsFindTheirHerdUp(t *testing.T) {
 		}
 	})
 	dataDir := filepath.Join(base, "data")
-	deadline := time.Now().Add(2 * time.Minute)
+	// A second herd up started while the first is still starting (its
+	// Postgres not up, no connection file yet) is refused at once: two would
+	// stop each other's Postgres and share one JetStream store.
+	deadline := time.Now().Add(30 * time.Second)
+	for !instance.Held(dataDir) {
+		if time.Now().After(deadline) {
+			t.Fatal("herd up took no lock on its data directory")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	port2, _ := pgcluster.FreePort()
+	second := exec.CommandContext(t.Context(), herdBinary(t), "up", "--listen", fmt.Sprintf("127.0.0.1:%d", port2), "--admin-listen", "127.0.0.1:0",
+		"--stream", streamName, "--subject-prefix", "locate", "--sources-bucket", "locate_sources")
+	second.Dir, second.Env = base, env
+	second.WaitDelay = time.Second
+	done := make(chan []byte, 1)
+	go func() { b, _ := second.CombinedOutput(); done <- b }()
+	select {
+	case b := <-done:
+		if second.ProcessState.ExitCode() != 1 || !strings.Contains(string(b), "herd up already runs on ./data") {
+			t.Errorf("a second herd up on ./data: exit %d, want 1 saying one runs:\n%s", second.ProcessState.ExitCode(), b)
+		}
+	case <-time.After(15 * time.Second):
+		_ = second.Process.Kill()
+		t.Errorf("a second herd up on ./data started beside the first: %s", <-done)
+	}
+	deadline = time.Now().Add(2 * time.Minute)
 	for {
 		if _, err := instance.Find(dataDir); err == nil {
 			break

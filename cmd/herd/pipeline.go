@@ -340,10 +340,17 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if err := privateDataDir(e, f.dataDir); err != nil {
 		return err
 	}
-	if in, err := instance.Find(f.dataDir); err == nil {
-		return fmt.Errorf("herd up already runs on %s (pid %d, started %s): stop it first; if pid %d is not herd, delete %s",
-			f.dataDir, in.PID, in.StartedAt.Local().Format(time.DateTime), in.PID, instance.Path(f.dataDir))
+	// One herd up per data directory: the lock is taken before anything
+	// (the private Postgres, the embedded NATS's store) starts, and held
+	// until the process ends.
+	lock, err := instance.Lock(f.dataDir)
+	if err != nil {
+		if in, ferr := instance.Read(f.dataDir); ferr == nil && errors.Is(err, instance.ErrRunning) {
+			return fmt.Errorf("%w (pid %d, started %s)", err, in.PID, in.StartedAt.Local().Format(time.DateTime))
+		}
+		return err
 	}
+	defer lock.Close()
 	warnSetup(e, setupChecks(f))
 	// The admin listener's token is decided first: a listener beyond
 	// loopback gets one before anything else starts.
