@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if c.name != "up" {
-		locate(fs)
+		locate(fs, stderr)
 	}
 	e := &env{stdout: stdout, stderr: stderr, log: newLogger(stderr)}
 	warnSecretFlags(e.log, cmdline)

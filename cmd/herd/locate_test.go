@@ -224,3 +224,58 @@ func TestCommandsFindTheirHerdUp(t *testing.T) {
 		t.Errorf("herd sources list with herd up stopped: exit %d, want 1 saying what it tried:\n%s%s", code, out, errOut)
 	}
 }
+
+// TestLocateSaysWhenSystemsMix: with a herd up live on the data directory,
+// a command whose database comes from a flag or variable and NATS from
+// herd.json (or the other way round) says so on stderr; one that takes
+// both from the same place says nothing.
+func TestLocateSaysWhenSystemsMix(t *testing.T) {
+	for _, v := range []string{"DATABASE_URL", "HERD_DATABASE_URL", "HERD_NATS_URL", "HERD_DATA_DIR"} {
+		t.Setenv(v, "")
+		os.Unsetenv(v)
+	}
+	dir := t.TempDir()
+	if err := instance.Write(dir, instance.Info{PID: os.Getpid(), DatabaseURL: "postgres://up@127.0.0.1:5999/herd",
+		NATSURL: "nats://127.0.0.1:4999", Stream: "HERD_EVENTS"}); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := instance.Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // empty: no warning
+	}{
+		{"neither given", nil, nil, ""},
+		{"both given", nil, []string{"--database-url", "postgres://other/db", "--nats-url", "nats://other:4222"}, ""},
+		{"database from DATABASE_URL", map[string]string{"DATABASE_URL": "postgres://other/db"}, nil,
+			"the database comes from a flag or variable, NATS from the herd up of " + dir},
+		{"NATS from the flag", nil, []string{"--nats-url", "nats://other:4222"},
+			"the database comes from the herd up of " + dir + " (" + instance.Path(dir) + "), NATS from a flag or variable"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			fs := newFlagSet(commands["status"])
+			if err := fs.Parse(append([]string{"--data-dir", dir}, c.args...)); err != nil {
+				t.Fatal(err)
+			}
+			if err := applyEnv(fs); err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			locate(fs, &stderr)
+			switch {
+			case c.want == "" && stderr.Len() != 0:
+				t.Errorf("want no warning, got %q", stderr.String())
+			case c.want != "" && (!strings.Contains(stderr.String(), c.want) || strings.Count(stderr.String(), "\n") != 1):
+				t.Errorf("want one line with %q, got %q", c.want, stderr.String())
+			}
+		})
+	}
+}
