@@ -37,7 +37,25 @@ type Info struct {
 	Stream         string    `json:"stream"`
 	SubjectPrefix  string    `json:"subject_prefix"`
 	SourcesBucket  string    `json:"sources_bucket"`
+	// Setup is what herd up's setup checks found at its start, so that
+	// herd doctor reports on the configuration herd up runs with.
+	Setup []Check `json:"setup,omitempty"`
 }
+
+// Check is one result of herd up's setup checks (doctor.Result).
+type Check struct {
+	Level   string `json:"level"` // ok, warn or FAIL
+	Name    string `json:"name"`
+	Message string `json:"message"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+// ErrNone and ErrStale are wrapped by Find's error when no herd up has
+// written a connection file, and when the one there is stale.
+var (
+	ErrNone  = errors.New("no herd up has run")
+	ErrStale = errors.New("is stale")
+)
 
 // Path is the connection file of the data directory dir.
 func Path(dir string) string { return filepath.Join(dir, FileName) }
@@ -159,12 +177,12 @@ func Find(dir string) (Info, error) {
 	in, err := Read(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return in, fmt.Errorf("no herd up has run on %s (no %s)", dir, Path(dir))
+		return in, fmt.Errorf("%w on %s (no %s)", ErrNone, dir, Path(dir))
 	case err != nil:
 		return in, fmt.Errorf("the connection file of %s: %w", dir, err)
 	case !Held(dir):
-		return in, fmt.Errorf("the herd up of %s (pid %d, started %s) is not running (%s is stale: nothing holds %s)",
-			dir, in.PID, in.StartedAt.Local().Format(time.DateTime), Path(dir), filepath.Join(dir, LockName))
+		return in, fmt.Errorf("the herd up of %s (pid %d, started %s) is not running (%s %w: nothing holds %s)",
+			dir, in.PID, in.StartedAt.Local().Format(time.DateTime), Path(dir), ErrStale, filepath.Join(dir, LockName))
 	}
 	return in, nil
 }

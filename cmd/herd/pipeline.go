@@ -16,6 +16,7 @@ import (
 	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/collector"
 	"github.com/herdhq/herd/collector/enrich"
+	"github.com/herdhq/herd/doctor"
 	"github.com/herdhq/herd/instance"
 	"github.com/herdhq/herd/internal/pgcluster"
 	"github.com/herdhq/herd/internal/secrets"
@@ -351,7 +352,8 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer lock.Close()
-	warnSetup(e, setupChecks(f))
+	setup := setupChecks(f)
+	warnSetup(e, setup)
 	// The admin listener's token is decided first: a listener beyond
 	// loopback gets one before anything else starts.
 	a := newAdmin()
@@ -430,7 +432,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if strings.HasPrefix(host, ":") {
 		host = "localhost" + host
 	}
-	if err := writeInstance(f, dbURL, ns, adm, sc); err != nil {
+	if err := writeInstance(f, dbURL, ns, adm, sc, setup); err != nil {
 		g.cancel()
 		g.Wait() //nolint:errcheck
 		return err
@@ -448,15 +450,18 @@ func runUp(ctx context.Context, e *env, args []string) error {
 
 // writeInstance writes DATA-DIR/herd.json, through which every other
 // command finds this herd up's database, NATS, stream and lake.
-func writeInstance(f *upFlags, dbURL string, ns *stream.Embedded, adm *adminListener, sc stream.Config) error {
+func writeInstance(f *upFlags, dbURL string, ns *stream.Embedded, adm *adminListener, sc stream.Config, setup []doctor.Result) error {
 	dir, err := filepath.Abs(f.dataDir)
 	if err != nil {
 		return err
 	}
 	in := instance.Info{
 		PID: os.Getpid(), StartedAt: time.Now().UTC().Truncate(time.Second), DataDir: dir, DatabaseURL: dbURL,
-		AdminURL: "http://" + adm.ln.Addr().String(), AdminTokenFile: adm.tokenFile,
+		AdminURL: "http://" + dialAddr(adm.ln.Addr()), AdminTokenFile: adm.tokenFile,
 		Lake: filepath.Join(dir, "lake"), Stream: sc.Name, SubjectPrefix: sc.Prefix, SourcesBucket: sc.SourcesKV,
+	}
+	for _, r := range setup {
+		in.Setup = append(in.Setup, instance.Check{Level: r.Level.String(), Name: r.Check, Message: r.Message, Fix: r.Fix})
 	}
 	if f.natsListen != "" {
 		in.NATSURL = "nats://" + dialAddr(ns.Server.Addr())
