@@ -105,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		locate(fs, stderr)
 	}
 	e := &env{stdout: stdout, stderr: stderr, log: newLogger(stderr), configured: configured}
-	warnSecretFlags(e.log, cmdline)
+	warnSecretFlags(e.log, c.name, cmdline)
 	if err := c.run(ctx, e, positional); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
