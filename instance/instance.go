@@ -179,6 +179,17 @@ func Find(dir string) (Info, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		return in, fmt.Errorf("%w on %s (no %s)", ErrNone, dir, Path(dir))
 	case err != nil:
+		// A live herd up's file that another user owns (or we may not
+		// read) is not to be deleted: the command runs as the wrong user.
+		if st, serr := os.Stat(Path(dir)); serr == nil && Held(dir) {
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+				return in, fmt.Errorf("the herd up running on %s runs as uid %d, which owns %s: run this command as that user (herd reads no connection file another user owns)",
+					dir, sys.Uid, Path(dir))
+			}
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return in, fmt.Errorf("the connection file of %s: %w; run this command as the user herd up runs as", dir, err)
+		}
 		return in, fmt.Errorf("the connection file of %s: %w", dir, err)
 	case !Held(dir):
 		return in, fmt.Errorf("the herd up of %s (pid %d, started %s) is not running (%s %w: nothing holds %s)",

@@ -122,3 +122,32 @@ func TestLockOneHerdUp(t *testing.T) {
 	}
 	f.Close()
 }
+
+// TestFindForeignOwner: a live herd up's connection file another user owns
+// is refused with advice to run as that user, not to delete it; a stale one
+// keeps the advice of secrets.CheckFile.
+func TestFindForeignOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the file to another user")
+	}
+	dir := t.TempDir()
+	if err := instance.Write(dir, instance.Info{PID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(instance.Path(dir), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := instance.Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
+	_, err = instance.Find(dir)
+	if err == nil || !strings.Contains(err.Error(), "runs as uid 65534") || !strings.Contains(err.Error(), "run this command as that user") || strings.Contains(err.Error(), "delete it") {
+		t.Errorf("live herd up of another user: %v, want advice to run as uid 65534", err)
+	}
+	lock.Close()
+	if _, err := instance.Find(dir); err == nil || strings.Contains(err.Error(), "run this command as that user") {
+		t.Errorf("stale file of another user: %v, want the refusal of a foreign file", err)
+	}
+}
