@@ -45,6 +45,17 @@ func (l Level) String() string {
 	return "FAIL"
 }
 
+// ParseLevel is the Level whose String is s; anything else is Fail.
+func ParseLevel(s string) Level {
+	switch s {
+	case "ok":
+		return OK
+	case "warn":
+		return Warn
+	}
+	return Fail
+}
+
 // Result is one check's finding: what is wrong and what to do about it.
 type Result struct {
 	Check   string

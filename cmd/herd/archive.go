@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,6 +39,25 @@ func (l *lakeFlags) bind(fs *flag.FlagSet) {
 }
 
 func (l *lakeFlags) openLake() (archive.Lake, error) { return archive.Open(l.lake, l.s3) }
+
+// readLake opens the lake for a command that reads (or rewrites) what is
+// in it: a directory lake that does not exist is an error, not an empty
+// lake, so that a command run from the wrong directory says so instead of
+// reporting nothing.
+func (l *lakeFlags) readLake() (archive.Lake, error) {
+	if l.lake != "" && !strings.HasPrefix(l.lake, "s3://") {
+		st, err := os.Stat(l.lake)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("no lake at %s: tried --lake, $HERD_LAKE, then DATA-DIR/lake of --data-dir; give --lake (a directory or s3://bucket/prefix) or the --data-dir of the herd up that archives", l.lake)
+		case err != nil:
+			return nil, fmt.Errorf("lake %s: %w", l.lake, err)
+		case !st.IsDir():
+			return nil, fmt.Errorf("lake %s is not a directory: give --lake a directory or s3://bucket/prefix", l.lake)
+		}
+	}
+	return l.openLake()
+}
 
 // archiverFlags configure how files are cut.
 type archiverFlags struct {
@@ -342,7 +362,7 @@ func runArchiveStatus(ctx context.Context, e *env, args []string) error {
 		return usagef("unexpected arguments %q", args)
 	}
 	f := config[*archiveStatusFlags]("archive status")
-	lake, err := f.lakeFlags.openLake()
+	lake, err := f.lakeFlags.readLake()
 	if err != nil {
 		return usagef("%v", err)
 	}
@@ -451,7 +471,7 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	if to.Before(from) {
 		return usagef("--to %s is before --from %s", f.to, f.from)
 	}
-	lake, err := f.lakeFlags.openLake()
+	lake, err := f.lakeFlags.readLake()
 	if err != nil {
 		return usagef("%v", err)
 	}
@@ -489,7 +509,7 @@ func runArchiveLocate(ctx context.Context, e *env, args []string) error {
 	if len(args) != 1 || f.source == "" {
 		return usagef("want MESSAGE_ID and --source")
 	}
-	lake, err := f.lakeFlags.openLake()
+	lake, err := f.lakeFlags.readLake()
 	if err != nil {
 		return usagef("%v", err)
 	}
@@ -545,7 +565,7 @@ func runArchiveCompact(ctx context.Context, e *env, args []string) error {
 		}
 		before = t
 	}
-	lake, err := f.lakeFlags.openLake()
+	lake, err := f.lakeFlags.readLake()
 	if err != nil {
 		return usagef("%v", err)
 	}
@@ -576,7 +596,7 @@ func runArchiveRepair(ctx context.Context, e *env, args []string) error {
 		return usagef("unexpected arguments %q", args)
 	}
 	f := config[*repairFlags]("archive repair")
-	lake, err := f.lakeFlags.openLake()
+	lake, err := f.lakeFlags.readLake()
 	if err != nil {
 		return usagef("%v", err)
 	}

@@ -36,6 +36,9 @@ func register(c *command) {
 type env struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
+	// configured: a flag or HERD_* variable other than --data-dir gave
+	// the command a setting (herd doctor then checks those, not herd up's).
+	configured bool
 }
 
 // usageError makes herd exit with status 2.
@@ -96,11 +99,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "herd %s: %v\n", c.name, err)
 		return 2
 	}
+	configured := false
+	fs.Visit(func(f *flag.Flag) { configured = configured || (f.Name != "data-dir" && f.Name != "strict") })
 	if c.name != "up" {
-		locate(fs)
+		locate(fs, stderr)
 	}
-	e := &env{stdout: stdout, stderr: stderr, log: newLogger(stderr)}
-	warnSecretFlags(e.log, cmdline)
+	e := &env{stdout: stdout, stderr: stderr, log: newLogger(stderr), configured: configured}
+	warnSecretFlags(e.log, c.name, cmdline)
 	if err := c.run(ctx, e, positional); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -32,8 +33,12 @@ warn or FAIL with what to do:
   - the settings herd up warns about at start, because they accept work it will
     not finish: a Stripe webhook secret without the API key (webhooks are stored
     and wait), a --geoip-db or --asn-db that cannot be read, a lake directory
-    herd cannot write, an admin listener reachable beyond this machine;
-  - the herd up running on --data-dir (from DATA-DIR/herd.json) and its NATS;
+    herd cannot write, an admin listener reachable beyond this machine; given
+    no flag or variable (but --data-dir) while herd up runs there, the results
+    of these checks herd up recorded in DATA-DIR/herd.json at its start, that
+    is for the settings it runs with;
+  - the herd up running on --data-dir (from DATA-DIR/herd.json) and its NATS
+    (a stale herd.json warns, one herd refuses to read fails);
   - Postgres (the database of --database-url, $DATABASE_URL, else that herd
     up's): max_connections against the pools' size (pool_max_conns), whether
     pg_stat_statements is loaded for herd usage, the clock skew between this
@@ -108,8 +113,17 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 		return usagef("doctor takes no arguments")
 	}
 	f := config[*doctorFlags]("doctor")
-	rs := setupChecks(&f.upFlags)
-	rs = append(rs, runningChecks(ctx, f)...)
+	// With no flag or variable, the settings to check are those of the herd
+	// up running on --data-dir, as it checked them at its start; the
+	// defaults describe a herd nobody runs.
+	in, found := instance.Find(f.dataDir)
+	var rs []doctor.Result
+	if found == nil && !e.configured && in.Setup != nil {
+		rs = recordedSetup(f, in)
+	} else {
+		rs = setupChecks(&f.upFlags)
+	}
+	rs = append(rs, runningChecks(ctx, f, in, found)...)
 	rs = append(rs, postgresChecks(ctx, f)...)
 	if err := doctor.Write(e.stdout, rs); err != nil {
 		return err
@@ -130,13 +144,34 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// runningChecks reports on the herd up running on --data-dir: that its
-// NATS answers and holds the stream.
-func runningChecks(ctx context.Context, f *doctorFlags) []doctor.Result {
+// recordedSetup is what herd up's setup checks found at its start, with
+// the free disk measured now.
+func recordedSetup(f *doctorFlags, in instance.Info) []doctor.Result {
+	disk := doctor.FreeDisk(existingParent(f.dataDir), uint64(max(f.maxBytes, 0)), minFreeDisk)
+	rs := []doctor.Result{{Check: "setup", Message: fmt.Sprintf("the settings of the herd up running on %s (pid %d), as it checked them at its start; give herd doctor flags to check others", f.dataDir, in.PID)}}
+	for _, c := range in.Setup {
+		if c.Name == disk.Check {
+			continue
+		}
+		rs = append(rs, doctor.Result{Check: c.Name, Level: doctor.ParseLevel(c.Level), Message: c.Message, Fix: c.Fix})
+	}
+	return append(rs, disk)
+}
+
+// runningChecks reports on the herd up running on --data-dir (in, or the
+// error of finding it): that its NATS answers and holds the stream. A
+// stale connection file is a warning, one herd cannot read a failure.
+func runningChecks(ctx context.Context, f *doctorFlags, in instance.Info, err error) []doctor.Result {
 	const check = "herd up"
-	in, err := instance.Find(f.dataDir)
-	if err != nil {
+	switch {
+	case errors.Is(err, instance.ErrNone):
 		return []doctor.Result{{Check: check, Message: err.Error()}}
+	case errors.Is(err, instance.ErrStale):
+		return []doctor.Result{{Check: check, Level: doctor.Warn, Message: err.Error(),
+			Fix: "start herd up on " + f.dataDir + ", or delete " + instance.Path(f.dataDir)}}
+	case err != nil:
+		return []doctor.Result{{Check: check, Level: doctor.Fail, Message: err.Error(),
+			Fix: "see the message; herd commands will not use " + instance.Path(f.dataDir)}}
 	}
 	r := doctor.Result{Check: check, Message: fmt.Sprintf("pid %d on %s since %s", in.PID, f.dataDir, in.StartedAt.Local().Format(time.DateTime))}
 	if in.NATSURL == "" {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/herdhq/herd/doctor"
 	"github.com/herdhq/herd/instance"
 	"github.com/herdhq/herd/internal/natstest"
 	"github.com/herdhq/herd/internal/pgtest"
@@ -70,6 +71,7 @@ func TestDoctorChecksTheRunningHerdUp(t *testing.T) {
 	if err := instance.Write(dataDir, in); err != nil {
 		t.Fatal(err)
 	}
+	holdLock(t, dataDir)
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"doctor", "--data-dir", dataDir}, &out, &errOut)
 	if code != 1 || !strings.Contains(out.String(), "FAIL  nats") || !strings.Contains(out.String(), "max_connections") {
@@ -107,6 +109,7 @@ func TestSecondUpRefused(t *testing.T) {
 	if err := instance.Write(dataDir, instance.Info{PID: os.Getpid()}); err != nil {
 		t.Fatal(err)
 	}
+	holdLock(t, dataDir)
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"up", "--data-dir", dataDir, "--admin-listen", "127.0.0.1:0"}, &out, &errOut)
 	if code != 1 || !strings.Contains(errOut.String(), "herd up already runs on "+dataDir) {
@@ -153,5 +156,72 @@ func TestUpWarnsAboutHalfSetups(t *testing.T) {
 				t.Errorf("no warning %q in:\n%s", c.warn, got)
 			}
 		})
+	}
+}
+
+// holdLock holds dir's herd up lock, as a running herd up does, until the
+// test ends; closing the returned file releases it sooner.
+func holdLock(t *testing.T, dir string) *os.File {
+	t.Helper()
+	f, err := instance.Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// TestDoctorReportsHerdUpsSetup: with no flags, herd doctor shows the setup
+// checks of the herd up running on --data-dir (recorded in herd.json at its
+// start), not checks of the defaults; with a flag it checks that setting.
+// A stale connection file is a warning, one herd refuses a failure.
+func TestDoctorReportsHerdUpsSetup(t *testing.T) {
+	for _, v := range []string{"STRIPE_WEBHOOK_SECRET", "STRIPE_API_KEY", "HERD_ADMIN_LISTEN", "DATABASE_URL", "HERD_DATABASE_URL"} {
+		t.Setenv(v, "")
+		os.Unsetenv(v)
+	}
+	dataDir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stripe := doctor.Webhooks("Stripe", "STRIPE_WEBHOOK_SECRET", true, "--stripe-api-key or $STRIPE_API_KEY", false)
+	admin := doctor.AdminListener("0.0.0.0:8081", "the one in /etc/herd/admin-token")
+	in := instance.Info{PID: os.Getpid(), DataDir: dataDir, Stream: "HERD_DOCTOR"}
+	for _, r := range []doctor.Result{stripe, admin} {
+		in.Setup = append(in.Setup, instance.Check{Level: r.Level.String(), Name: r.Check, Message: r.Message, Fix: r.Fix})
+	}
+	if err := instance.Write(dataDir, in); err != nil {
+		t.Fatal(err)
+	}
+	lock := holdLock(t, dataDir)
+	doctorOut := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		run(context.Background(), append([]string{"doctor", "--data-dir", dataDir}, args...), &out, &errOut)
+		return out.String() + errOut.String()
+	}
+
+	out := doctorOut()
+	for _, want := range []string{stripe.Message, admin.Message, "free disk"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("herd doctor, herd up live: no %q (herd up's setup) in\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "not configured") || strings.Contains(out, "127.0.0.1:8081") {
+		t.Errorf("herd doctor, herd up live: checked the defaults, not herd up's setup:\n%s", out)
+	}
+	if out := doctorOut("--admin-listen", "127.0.0.1:0"); strings.Contains(out, stripe.Message) || !strings.Contains(out, "not configured") {
+		t.Errorf("herd doctor with a flag: want its own checks of that setting:\n%s", out)
+	}
+
+	lock.Close()
+	if out := doctorOut(); !strings.Contains(out, "warn  herd up") || !strings.Contains(out, "is stale") {
+		t.Errorf("herd doctor, stale herd.json: want a warning:\n%s", out)
+	}
+	if err := os.Chmod(instance.Path(dataDir), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := doctorOut(); !strings.Contains(out, "FAIL  herd up") {
+		t.Errorf("herd doctor, herd.json others may read: want a failure:\n%s", out)
 	}
 }

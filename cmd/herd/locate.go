@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"path/filepath"
 
 	"github.com/herdhq/herd/instance"
@@ -35,7 +36,11 @@ func addDataDir(fs *flag.FlagSet) {
 // environment set from the connection file of the herd up running on
 // --data-dir, and notes in the database and NATS flags what was tried, for
 // the error of a command that finds neither.
-func locate(fs *flag.FlagSet) {
+//
+// When a herd up runs there but only one of the database and NATS comes
+// from its file (the other from a flag or variable), locate says so on
+// stderr: the command may be reporting on two systems at once.
+func locate(fs *flag.FlagSet, stderr io.Writer) {
 	dd := fs.Lookup("data-dir")
 	if dd == nil {
 		return
@@ -44,6 +49,10 @@ func locate(fs *flag.FlagSet) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	dir := dd.Value.String()
 	in, err := instance.Find(dir)
+	given := map[string]bool{}
+	for k := range set {
+		given[k] = true
+	}
 	fill := func(name, v string) {
 		if f := fs.Lookup(name); f != nil && !set[name] && v != "" {
 			_ = fs.Set(name, v)
@@ -88,6 +97,27 @@ func locate(fs *flag.FlagSet) {
 	fill("stream", in.Stream)
 	fill("subject-prefix", in.SubjectPrefix)
 	fill("sources-bucket", in.SourcesBucket)
+	warnMixed(fs, stderr, dir, given, set)
+}
+
+// warnMixed prints one line when the database and NATS come from different
+// places: one from a flag or variable, the other from the connection file.
+func warnMixed(fs *flag.FlagSet, stderr io.Writer, dir string, given, set map[string]bool) {
+	db, nats := fs.Lookup("database-url"), fs.Lookup("nats-url")
+	if db == nil || nats == nil || db.Value.String() == "" || nats.Value.String() == "" || given["database-url"] == given["nats-url"] {
+		return
+	}
+	if v, ok := nats.Value.(*natsURLValue); ok && v.n.explicit {
+		return
+	}
+	const flags = "--database-url/$HERD_DATABASE_URL/$DATABASE_URL"
+	from := map[bool]string{true: "a flag or variable", false: "the herd up of " + dir + " (" + instance.Path(dir) + ")"}
+	which := flags
+	if given["nats-url"] {
+		which = "--nats-url/$HERD_NATS_URL"
+	}
+	fmt.Fprintf(stderr, "herd: warning: the database comes from %s, NATS from %s: they may be two different herds; give both (or neither: unset %s)\n",
+		from[given["database-url"]], from[given["nats-url"]], which)
 }
 
 // dbURLValue is --database-url: a string, with what locate tried beside it.

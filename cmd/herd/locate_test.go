@@ -138,7 +138,36 @@ func TestCommandsFindTheirHerdUp(t *testing.T) {
 		}
 	})
 	dataDir := filepath.Join(base, "data")
-	deadline := time.Now().Add(2 * time.Minute)
+	// A second herd up started while the first is still starting (its
+	// Postgres not up, no connection file yet) is refused at once: two would
+	// stop each other's Postgres and share one JetStream store.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dataDir, "nats")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("herd up made no data directory")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	port2, _ := pgcluster.FreePort()
+	second := exec.CommandContext(t.Context(), herdBinary(t), "up", "--listen", fmt.Sprintf("127.0.0.1:%d", port2), "--admin-listen", "127.0.0.1:0",
+		"--stream", streamName, "--subject-prefix", "locate", "--sources-bucket", "locate_sources")
+	second.Dir, second.Env = base, env
+	second.WaitDelay = time.Second
+	done := make(chan []byte, 1)
+	go func() { b, _ := second.CombinedOutput(); done <- b }()
+	select {
+	case b := <-done:
+		if second.ProcessState.ExitCode() != 1 || !strings.Contains(string(b), "herd up already runs on ./data") {
+			t.Errorf("a second herd up on ./data: exit %d, want 1 saying one runs:\n%s", second.ProcessState.ExitCode(), b)
+		}
+	case <-time.After(15 * time.Second):
+		_ = second.Process.Kill()
+		t.Errorf("a second herd up on ./data started beside the first: %s", <-done)
+	}
+	deadline = time.Now().Add(2 * time.Minute)
 	for {
 		if _, err := instance.Find(dataDir); err == nil {
 			break
@@ -196,5 +225,60 @@ func TestCommandsFindTheirHerdUp(t *testing.T) {
 	code, out, errOut = runHerd(t, base, env, "sources", "list")
 	if code != 1 || !strings.Contains(errOut, "no database: tried --database-url, $HERD_DATABASE_URL, $DATABASE_URL") {
 		t.Errorf("herd sources list with herd up stopped: exit %d, want 1 saying what it tried:\n%s%s", code, out, errOut)
+	}
+}
+
+// TestLocateSaysWhenSystemsMix: with a herd up live on the data directory,
+// a command whose database comes from a flag or variable and NATS from
+// herd.json (or the other way round) says so on stderr; one that takes
+// both from the same place says nothing.
+func TestLocateSaysWhenSystemsMix(t *testing.T) {
+	for _, v := range []string{"DATABASE_URL", "HERD_DATABASE_URL", "HERD_NATS_URL", "HERD_DATA_DIR"} {
+		t.Setenv(v, "")
+		os.Unsetenv(v)
+	}
+	dir := t.TempDir()
+	if err := instance.Write(dir, instance.Info{PID: os.Getpid(), DatabaseURL: "postgres://up@127.0.0.1:5999/herd",
+		NATSURL: "nats://127.0.0.1:4999", Stream: "HERD_EVENTS"}); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := instance.Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // empty: no warning
+	}{
+		{"neither given", nil, nil, ""},
+		{"both given", nil, []string{"--database-url", "postgres://other/db", "--nats-url", "nats://other:4222"}, ""},
+		{"database from DATABASE_URL", map[string]string{"DATABASE_URL": "postgres://other/db"}, nil,
+			"the database comes from a flag or variable, NATS from the herd up of " + dir},
+		{"NATS from the flag", nil, []string{"--nats-url", "nats://other:4222"},
+			"the database comes from the herd up of " + dir + " (" + instance.Path(dir) + "), NATS from a flag or variable"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			fs := newFlagSet(commands["status"])
+			if err := fs.Parse(append([]string{"--data-dir", dir}, c.args...)); err != nil {
+				t.Fatal(err)
+			}
+			if err := applyEnv(fs); err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			locate(fs, &stderr)
+			switch {
+			case c.want == "" && stderr.Len() != 0:
+				t.Errorf("want no warning, got %q", stderr.String())
+			case c.want != "" && (!strings.Contains(stderr.String(), c.want) || strings.Count(stderr.String(), "\n") != 1):
+				t.Errorf("want one line with %q, got %q", c.want, stderr.String())
+			}
+		})
 	}
 }

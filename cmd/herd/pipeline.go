@@ -16,6 +16,7 @@ import (
 	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/collector"
 	"github.com/herdhq/herd/collector/enrich"
+	"github.com/herdhq/herd/doctor"
 	"github.com/herdhq/herd/instance"
 	"github.com/herdhq/herd/internal/pgcluster"
 	"github.com/herdhq/herd/internal/secrets"
@@ -340,11 +341,19 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if err := privateDataDir(e, f.dataDir); err != nil {
 		return err
 	}
-	if in, err := instance.Find(f.dataDir); err == nil {
-		return fmt.Errorf("herd up already runs on %s (pid %d, started %s): stop it first; if pid %d is not herd, delete %s",
-			f.dataDir, in.PID, in.StartedAt.Local().Format(time.DateTime), in.PID, instance.Path(f.dataDir))
+	// One herd up per data directory: the lock is taken before anything
+	// (the private Postgres, the embedded NATS's store) starts, and held
+	// until the process ends.
+	lock, err := instance.Lock(f.dataDir)
+	if err != nil {
+		if in, ferr := instance.Read(f.dataDir); ferr == nil && errors.Is(err, instance.ErrRunning) {
+			return fmt.Errorf("%w (pid %d, started %s)", err, in.PID, in.StartedAt.Local().Format(time.DateTime))
+		}
+		return err
 	}
-	warnSetup(e, setupChecks(f))
+	defer lock.Close()
+	setup := setupChecks(f)
+	warnSetup(e, setup)
 	// The admin listener's token is decided first: a listener beyond
 	// loopback gets one before anything else starts.
 	a := newAdmin()
@@ -423,7 +432,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if strings.HasPrefix(host, ":") {
 		host = "localhost" + host
 	}
-	if err := writeInstance(f, dbURL, ns, adm, sc); err != nil {
+	if err := writeInstance(f, dbURL, ns, adm, sc, setup); err != nil {
 		g.cancel()
 		g.Wait() //nolint:errcheck
 		return err
@@ -441,15 +450,18 @@ func runUp(ctx context.Context, e *env, args []string) error {
 
 // writeInstance writes DATA-DIR/herd.json, through which every other
 // command finds this herd up's database, NATS, stream and lake.
-func writeInstance(f *upFlags, dbURL string, ns *stream.Embedded, adm *adminListener, sc stream.Config) error {
+func writeInstance(f *upFlags, dbURL string, ns *stream.Embedded, adm *adminListener, sc stream.Config, setup []doctor.Result) error {
 	dir, err := filepath.Abs(f.dataDir)
 	if err != nil {
 		return err
 	}
 	in := instance.Info{
 		PID: os.Getpid(), StartedAt: time.Now().UTC().Truncate(time.Second), DataDir: dir, DatabaseURL: dbURL,
-		AdminURL: "http://" + adm.ln.Addr().String(), AdminTokenFile: adm.tokenFile,
+		AdminURL: "http://" + dialAddr(adm.ln.Addr()), AdminTokenFile: adm.tokenFile,
 		Lake: filepath.Join(dir, "lake"), Stream: sc.Name, SubjectPrefix: sc.Prefix, SourcesBucket: sc.SourcesKV,
+	}
+	for _, r := range setup {
+		in.Setup = append(in.Setup, instance.Check{Level: r.Level.String(), Name: r.Check, Message: r.Message, Fix: r.Fix})
 	}
 	if f.natsListen != "" {
 		in.NATSURL = "nats://" + dialAddr(ns.Server.Addr())

@@ -272,12 +272,23 @@ var secretFlags = map[string]string{
 	"write-key":      "$HERD_WRITE_KEY",
 }
 
+// secretFlagCommand scopes a flag of secretFlags to the commands whose
+// name starts with the given one: --from is replicate add's source URL,
+// but herd replay's first day.
+var secretFlagCommand = map[string]string{
+	"from":           "replicate",
+	"from-warehouse": "replicate",
+}
+
 // warnSecretFlags logs a warning for each secret given on the command line
 // (URLs only when they hold a password).
-func warnSecretFlags(log *slog.Logger, cmdline map[string]string) {
+func warnSecretFlags(log *slog.Logger, command string, cmdline map[string]string) {
 	for name, v := range cmdline {
 		instead, ok := secretFlags[name]
 		if !ok || v == "" {
+			continue
+		}
+		if c, scoped := secretFlagCommand[name]; scoped && command != c && !strings.HasPrefix(command, c+" ") {
 			continue
 		}
 		if strings.Contains(v, "://") || strings.Contains(v, "=") {

@@ -338,3 +338,28 @@ func TestAdminBeyondLoopbackWithoutToken(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestSecretFlagWarningScoped: --from is a secret (a URL that may hold a
+// password) for replicate only; herd replay's --from DATE draws no warning.
+func TestSecretFlagWarningScoped(t *testing.T) {
+	for _, v := range []string{"DATABASE_URL", "HERD_DATABASE_URL", "HERD_LAKE"} {
+		t.Setenv(v, "")
+		os.Unsetenv(v)
+	}
+	dataDir := t.TempDir()
+	const warning = "a secret was given on the command line"
+	for _, c := range []struct {
+		args []string
+		warn bool
+	}{
+		{[]string{"replay", "--from", "2026-01-01", "--data-dir", dataDir}, false},
+		{[]string{"replicate", "add", "app", "--from", "postgres://app:s3cret@127.0.0.1:1/app", "--tables", "public.users", "--data-dir", dataDir}, true},
+		{[]string{"replicate", "add", "app", "--from", "postgres://app@127.0.0.1:1/app", "--tables", "public.users", "--data-dir", dataDir}, false},
+	} {
+		var out, errOut bytes.Buffer
+		run(context.Background(), c.args, &out, &errOut)
+		if got := strings.Contains(errOut.String(), warning); got != c.warn {
+			t.Errorf("herd %s: secret warning %v, want %v:\n%s", strings.Join(c.args, " "), got, c.warn, errOut.String())
+		}
+	}
+}

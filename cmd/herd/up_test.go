@@ -5,12 +5,17 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/herdhq/herd/doctor"
+	"github.com/herdhq/herd/instance"
 	"github.com/herdhq/herd/internal/secrets"
+	"github.com/herdhq/herd/stream"
 )
 
 // TestPrintUpHidesPasswords: whatever a DATABASE_URL given to herd up holds
@@ -127,5 +132,42 @@ func TestNATSCredsFileChecked(t *testing.T) {
 	}
 	if _, err := n.options(); err != nil {
 		t.Errorf("a 0600 .creds file: %v", err)
+	}
+}
+
+// TestInstanceAdminURLDialable: herd up with its admin listener on every
+// interface writes an admin_url a local command can dial (loopback, not
+// [::] or 0.0.0.0), and the setup checks it ran at start.
+func TestInstanceAdminURLDialable(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f := &upFlags{dataDir: dir}
+	setup := []doctor.Result{doctor.AdminListener(ln.Addr().String(), "the one in a file")}
+	if err := writeInstance(f, "postgres://x@127.0.0.1/db", nil, &adminListener{ln: ln}, stream.Config{Name: "HERD_EVENTS"}, setup); err != nil {
+		t.Fatal(err)
+	}
+	in, err := instance.Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(in.AdminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() {
+		t.Errorf("admin_url %q: want a loopback address a local command can dial", in.AdminURL)
+	}
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Errorf("dial admin_url %s: %v", in.AdminURL, err)
+	} else {
+		c.Close()
+	}
+	if len(in.Setup) != 1 || in.Setup[0].Name != setup[0].Check || in.Setup[0].Level != setup[0].Level.String() || in.Setup[0].Message != setup[0].Message {
+		t.Errorf("setup recorded %+v, want %+v", in.Setup, setup)
 	}
 }

@@ -225,13 +225,20 @@ func (c *Cluster) Start(ctx context.Context) error {
 // start runs pg_ctl start with its socket in the data directory (0700:
 // only the server's user and root reach it) and the given options.
 func (c *Cluster) start(ctx context.Context, opts string) error {
-	opts = fmt.Sprintf("-p %d -k %s %s", c.Port, c.Dir, opts)
+	// pg_ctl hands -o to the shell: the directory is quoted, so that a data
+	// directory under a path with spaces (or quotes) works.
+	opts = fmt.Sprintf("-p %d -k %s %s", c.Port, shellQuote(c.Dir), opts)
 	out, err := c.run(ctx, "pg_ctl", "-D", c.Dir, "-o", opts, "-l", filepath.Join(c.Dir, "server.log"), "-w", "-t", "60", "start")
 	if err != nil {
 		log, _ := os.ReadFile(filepath.Join(c.Dir, "server.log"))
 		return fmt.Errorf("start PostgreSQL in %s on port %d: %w: %s %s", c.Dir, c.Port, err, out, tail(log, 800))
 	}
 	return nil
+}
+
+// shellQuote quotes s as one word for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // Stop stops the server. mode is "fast", "smart" or "immediate".

@@ -192,3 +192,24 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestStartUnderPathWithSpaces: a cluster whose directory has a space and a
+// quote in its path (a clone under "My Projects") starts and answers.
+func TestStartUnderPathWithSpaces(t *testing.T) {
+	dir := filepath.Join(tempDir(t), "my herd's data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t, dir, 0)
+	c.PassFile = filepath.Join(dir, "pgpass")
+	ctx := context.Background()
+	if err := c.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := connect(t, c.URL("postgres"), nil); err != nil {
+		t.Fatalf("the cluster's URL: %v", err)
+	}
+}
