@@ -92,7 +92,7 @@ func runCheck(ctx context.Context, e *env, args []string) error {
 	defer cancel()
 	var lake check.LakeCounter
 	if !f.noLake {
-		l, err := f.lakeFlags.openLake()
+		l, err := f.lakeFlags.readLake()
 		if err != nil {
 			return usagef("%v", err)
 		}

@@ -260,7 +260,7 @@ func runPrivacyExport(ctx context.Context, e *env, args []string) error {
 	}
 	var opt privacy.ExportOptions
 	if !f.noLake {
-		if opt.Lake, err = f.lakeFlags.openLake(); err != nil {
+		if opt.Lake, err = f.lakeFlags.readLake(); err != nil {
 			return usagef("%v", err)
 		}
 	}
