@@ -6,7 +6,6 @@ package collector
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -224,9 +223,22 @@ func (c *Collector) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := follow(ctx, kv, c.applySource); err != nil {
+		return err
+	}
+	if err := c.watchSuppressions(ctx); err != nil {
+		return err
+	}
+	c.ready.Store(true)
+	return nil
+}
+
+// follow applies every entry of kv, then every change, until ctx ends; it
+// returns once the current entries are applied.
+func follow(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry)) error {
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
-		return fmt.Errorf("watch sources bucket: %w", err)
+		return fmt.Errorf("watch bucket %s: %w", kv.Bucket(), err)
 	}
 	loaded := make(chan struct{})
 	go func() {
@@ -247,22 +259,18 @@ func (c *Collector) Start(ctx context.Context) error {
 					}
 					continue
 				}
-				c.applySource(e)
+				apply(e)
 			}
 		}
 	}()
 	select {
 	case <-loaded:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(15 * time.Second):
-		return errors.New("sources bucket did not load within 15s")
+		return fmt.Errorf("bucket %s did not load within 15s", kv.Bucket())
 	}
-	if err := c.watchSuppressions(ctx); err != nil {
-		return err
-	}
-	c.ready.Store(true)
-	return nil
 }
 
 // sourceSet is the collector's copy of the sources bucket, replaced whole on

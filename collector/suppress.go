@@ -3,9 +3,6 @@ package collector
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"time"
 
 	"github.com/herdhq/herd"
 	json "github.com/herdhq/herd/internal/fastjson"
@@ -31,41 +28,7 @@ func (c *Collector) watchSuppressions(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch bucket %s: %w", stream.DefaultSuppressedKV, err)
-	}
-	loaded := make(chan struct{})
-	go func() {
-		defer w.Stop() //nolint:errcheck
-		once := false
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if !once {
-						once = true
-						close(loaded)
-					}
-					continue
-				}
-				c.applySuppression(e)
-			}
-		}
-	}()
-	select {
-	case <-loaded:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(15 * time.Second):
-		return errors.New("bucket " + stream.DefaultSuppressedKV + " did not load within 15s")
-	}
+	return follow(ctx, kv, c.applySuppression)
 }
 
 // applySuppression copies the set with the entry added or removed: the set
