@@ -95,7 +95,7 @@ func Delete(ctx context.Context, db *pgxpool.Pool, p Person, opt DeleteOptions) 
 		}
 		res.IDs, res.Linked = ids, linked
 		log.Info("privacy delete: removing from Postgres", "request", id, "ids", len(ids), "linked", len(linked))
-		if err := deletePostgres(ctx, db, id, ids, p.sources(), res.Counts); err != nil {
+		if err := deletePostgres(ctx, db, id, ids, linked, p.sources(), res.Counts); err != nil {
 			return err
 		}
 		var (
@@ -137,9 +137,15 @@ func Delete(ctx context.Context, db *pgxpool.Pool, p Person, opt DeleteOptions) 
 func matcher(ids []string) func(e *herd.Event) bool { return archive.MatchIDs(ids) }
 
 // deletePostgres removes the rows of ids in one transaction and counts
-// them into c and herd.privacy_removed.
-func deletePostgres(ctx context.Context, db *pgxpool.Pool, req int64, ids []string, sources any, c Counts) error {
+// them into c and herd.privacy_removed. The linked ids are recorded on the
+// request in the same transaction: once the rows that linked them are gone,
+// a rerun (after this process died before the lake was rewritten) finds
+// them only there.
+func deletePostgres(ctx context.Context, db *pgxpool.Pool, req int64, ids, linked []string, sources any, c Counts) error {
 	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE herd.privacy_requests SET linked_ids = $2 WHERE id = $1`, req, nonNil(linked)); err != nil {
+			return fmt.Errorf("record the linked ids of privacy request %d: %w", req, err)
+		}
 		steps := []struct {
 			store, sql string
 		}{

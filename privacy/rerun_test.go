@@ -93,3 +93,38 @@ func TestDeleteRerunKeepsLinkedIDs(t *testing.T) {
 		t.Errorf("first request recorded as %q (%v), want failed", status, err)
 	}
 }
+
+// TestLinkedIDsRecordedWithThePostgresDelete: the linked ids are on the
+// request as soon as the rows that linked them are gone, before the lake is
+// rewritten, so a rerun after the process died in between (killed, ssh
+// session lost) still follows them.
+func TestLinkedIDsRecordedWithThePostgresDelete(t *testing.T) {
+	ctx := context.Background()
+	p := herdtest.Start(t, herdtest.Options{})
+	send(t, p,
+		item("identify", "carol", "anon-c1", ""),
+		item("track", "", "anon-c1", ""),
+	)
+	waitFor(t, "events in Postgres", func() (bool, string) {
+		n := count(t, p, `SELECT count(*) FROM herd.events`)
+		return n == 2, fmt.Sprintf("%d rows", n)
+	})
+	var seen []string
+	died := errors.New("the process died here")
+	_, err := privacy.Delete(ctx, p.DB, privacy.Person{UserIDs: []string{"carol"}}, privacy.DeleteOptions{
+		Log: herdtest.Logger(t),
+		Remote: func(ctx context.Context, _ archive.EraseRequest) (archive.EraseResult, string, error) {
+			// What a rerun would find if the process ended now.
+			if err := p.DB.QueryRow(ctx, `SELECT linked_ids FROM herd.privacy_requests WHERE status = 'running'`).Scan(&seen); err != nil {
+				t.Errorf("read the running request: %v", err)
+			}
+			return archive.EraseResult{}, "", died
+		},
+	})
+	if !errors.Is(err, died) {
+		t.Fatalf("delete: %v", err)
+	}
+	if !slices.Equal(seen, []string{"anon-c1"}) {
+		t.Errorf("while the lake was being rewritten the request held linked ids %v, want [anon-c1]", seen)
+	}
+}
