@@ -213,3 +213,42 @@ func TestStartUnderPathWithSpaces(t *testing.T) {
 		t.Fatalf("the cluster's URL: %v", err)
 	}
 }
+
+// TestUpgradeFromTrustNeverListensWithoutPassword: while a cluster made
+// with trust authentication (by an older herd up) is given its password,
+// its server accepts no TCP connection, so no local user can log in without
+// one in that window; after, it trusts nobody.
+func TestUpgradeFromTrustNeverListensWithoutPassword(t *testing.T) {
+	dir := tempDir(t)
+	c := newCluster(t, dir, 0)
+	ctx := context.Background()
+	if err := c.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(ctx, "fast"); err != nil {
+		t.Fatal(err)
+	}
+	called := false
+	defer pgcluster.SetBeforePassword(func(c *pgcluster.Cluster) {
+		called = true
+		if err := connect(t, bare(c), ptr("")); err == nil {
+			t.Error("a TCP client logged in without a password while the password was being set")
+		}
+	})()
+	c.PassFile = filepath.Join(dir, "pgpass")
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !called {
+		t.Fatal("the trust cluster was not upgraded offline (the hook never ran)")
+	}
+	if err := connect(t, bare(c), ptr("")); err == nil {
+		t.Error("connected without a password after the upgrade")
+	}
+	if err := connect(t, c.URL("postgres"), nil); err != nil {
+		t.Fatalf("with the password file: %v", err)
+	}
+}
