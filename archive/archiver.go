@@ -223,6 +223,9 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg Config, log
 func (a *Archiver) Run(ctx context.Context) error {
 	cons, err := EnsureConsumer(ctx, a.js, a.cfg, a.log)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before its consumer was there: nothing held
+		}
 		return err
 	}
 	// Messages are single events or frames of up to stream.MaxFrameBytes.
