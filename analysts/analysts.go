@@ -106,7 +106,7 @@ func CheckGroup(ctx context.Context, q interface {
 
 func (c Config) withDefaults() Config {
 	if len(c.Schemas) == 0 {
-		c.Schemas = []string{"herd", "app", "stripe", "rollups"}
+		c.Schemas = []string{"herd", "app", "stripe", "intercom", "front", "salesforce", "rollups"}
 	}
 	if c.StatementTimeout <= 0 {
 		c.StatementTimeout = 5 * time.Minute

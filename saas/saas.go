@@ -26,6 +26,14 @@
 //   - Check compares the source's objects with the warehouse's rows, per
 //     object, and reports the ids that differ.
 //
+// Each connector keeps its state in <schema>.sync_state, one row per object,
+// with at least the columns object (text), phase ('pending', 'backfill',
+// 'incremental'), synced_until (every change before it is in the warehouse),
+// last_success_at and last_error: herd status and the console read them
+// from every schema that has them. A backfill reports its advance with
+// Progress, and a connector its freshness with Freshness (the metrics
+// herd_saas_lag_seconds and herd_saas_newest_change_age_seconds).
+//
 // Connectors must guard every write with the source's own notion of time (an
 // event's created time, an object's updated_at) so that a webhook and a sync
 // pass racing on the same object, or an event delivered late, never replace

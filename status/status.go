@@ -38,6 +38,26 @@ type Report struct {
 	// LastCheck is the newest herd check run (herd.check_runs); nil when
 	// none has run.
 	LastCheck *CheckRun
+	// Connectors are the SaaS sources' sync states, one per object, from
+	// every schema holding a sync_state table of the connectors' shape.
+	Connectors []ConnectorState
+}
+
+// ConnectorState is one object of one SaaS connector (<schema>.sync_state).
+type ConnectorState struct {
+	Source, Object, Phase string
+	// SyncedUntil: every change the source made before it is in the
+	// warehouse; zero before the first incremental pass.
+	SyncedUntil, LastSuccess time.Time
+	LastError                string
+}
+
+// Lag is how stale the object can be at now: the age of SyncedUntil.
+func (c ConnectorState) Lag(now time.Time) (time.Duration, bool) {
+	if c.SyncedUntil.IsZero() {
+		return 0, false
+	}
+	return now.Sub(c.SyncedUntil), true
 }
 
 // CheckRun is one stored herd check: how many source-hours it compared
@@ -107,7 +127,50 @@ func Gather(ctx context.Context, db *pgxpool.Pool, js jetstream.JetStream, sc st
 	if err := r.gatherWarehouse(ctx, db, now); err != nil {
 		return nil, err
 	}
+	if err := r.gatherConnectors(ctx, db); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// gatherConnectors reads every <schema>.sync_state that has the columns
+// the saas package's connectors keep (object, phase, synced_until,
+// last_success_at, last_error).
+func (r *Report) gatherConnectors(ctx context.Context, db *pgxpool.Pool) error {
+	rows, err := db.Query(ctx, `SELECT table_schema FROM information_schema.columns
+		WHERE table_name = 'sync_state' AND column_name IN ('object', 'phase', 'synced_until', 'last_success_at', 'last_error')
+		GROUP BY table_schema HAVING count(*) = 5 ORDER BY table_schema`)
+	if err != nil {
+		return fmt.Errorf("find connectors' sync states: %w", err)
+	}
+	schemas, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("find connectors' sync states: %w", err)
+	}
+	for _, schema := range schemas {
+		rows, err := db.Query(ctx, `SELECT object, phase, synced_until, last_success_at, coalesce(last_error, '')
+			FROM `+pgx.Identifier{schema, "sync_state"}.Sanitize()+` ORDER BY object`)
+		if err != nil {
+			return fmt.Errorf("read %s.sync_state: %w", schema, err)
+		}
+		states, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ConnectorState, error) {
+			c := ConnectorState{Source: schema}
+			var until, success *time.Time
+			err := row.Scan(&c.Object, &c.Phase, &until, &success, &c.LastError)
+			if until != nil {
+				c.SyncedUntil = *until
+			}
+			if success != nil {
+				c.LastSuccess = *success
+			}
+			return c, err
+		})
+		if err != nil {
+			return fmt.Errorf("read %s.sync_state: %w", schema, err)
+		}
+		r.Connectors = append(r.Connectors, states...)
+	}
+	return nil
 }
 
 func (r *Report) gatherStream(ctx context.Context, js jetstream.JetStream, sc stream.Config) error {
@@ -266,6 +329,19 @@ func (r *Report) Write(w io.Writer) error {
 	fmt.Fprintf(tw, "\nrejects in the last %s: %d\n", hours(Window), r.Rejects.Total)
 	for _, rc := range r.Rejects.Top {
 		fmt.Fprintf(tw, "  %d\t%s\n", rc.Count, truncate(rc.Reason, 120))
+	}
+	if len(r.Connectors) > 0 {
+		fmt.Fprintf(tw, "\nconnectors\n  SOURCE\tOBJECT\tPHASE\tLAG\tLAST SUCCESS\tLAST ERROR\n")
+		for _, c := range r.Connectors {
+			lag, last := "-", "never"
+			if !c.SyncedUntil.IsZero() {
+				lag = since(r.At, c.SyncedUntil)
+			}
+			if !c.LastSuccess.IsZero() {
+				last = since(r.At, c.LastSuccess) + " ago"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", c.Source, c.Object, c.Phase, lag, last, truncate(c.LastError, 80))
+		}
 	}
 	fmt.Fprintf(tw, "\nlast check\n")
 	switch c := r.LastCheck; {

@@ -116,3 +116,47 @@ func TestGather(t *testing.T) {
 		t.Errorf("after stopping the writer: stream %d messages, consumers %+v; want 9 and the new frame pending", r.Stream.Msgs, r.Consumers)
 	}
 }
+
+// TestConnectorsLag reads the SaaS connectors' sync states: one row per
+// object of every schema with a sync_state of the connectors' shape, its lag
+// the age of synced_until.
+func TestConnectorsLag(t *testing.T) {
+	t.Parallel()
+	p := herdtest.Start(t, herdtest.Options{})
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	if _, err := p.DB.Exec(ctx, `INSERT INTO stripe.sync_state (object, phase, synced_until, last_success_at)
+			VALUES ('events', 'incremental', $1, $2)`, now.Add(-90*time.Second), now.Add(-30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DB.Exec(ctx, `
+		INSERT INTO stripe.sync_state (object, phase, last_error) VALUES ('customers', 'backfill', 'Stripe said 500');
+		CREATE SCHEMA notaconnector;
+		CREATE TABLE notaconnector.sync_state (object text);
+		INSERT INTO notaconnector.sync_state VALUES ('x');`); err != nil {
+		t.Fatal(err)
+	}
+	r, err := status.Gather(ctx, p.DB, p.JS, p.Stream, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Connectors) != 2 {
+		t.Fatalf("connectors %+v, want stripe's two objects only", r.Connectors)
+	}
+	c := r.Connectors[1]
+	if lag, ok := c.Lag(now); c.Source != "stripe" || c.Object != "events" || !ok || lag != 90*time.Second || !c.LastSuccess.Equal(now.Add(-30*time.Second)) {
+		t.Errorf("events %+v (lag %v), want incremental, 90s behind, success 30s ago", c, lag)
+	}
+	if _, ok := r.Connectors[0].Lag(now); ok || r.Connectors[0].LastError != "Stripe said 500" {
+		t.Errorf("customers %+v, want no lag yet and its error", r.Connectors[0])
+	}
+	var out bytes.Buffer
+	if err := r.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"connectors", "stripe  events", "1m30s", "30s ago", "Stripe said 500"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -67,10 +67,7 @@ const minFreeDisk = 1 << 30
 // setupChecks are the checks herd up runs at start: configurations that
 // accept work herd will not finish.
 func setupChecks(f *upFlags) []doctor.Result {
-	rs := []doctor.Result{
-		doctor.Webhooks("Stripe", "STRIPE_WEBHOOK_SECRET", os.Getenv("STRIPE_WEBHOOK_SECRET") != "",
-			"--stripe-api-key or $STRIPE_API_KEY", f.stripe.key() != ""),
-	}
+	rs := webhookChecks(f.connectors)
 	if f.enrich {
 		rs = append(rs, doctor.File("geoip-db", f.geoIPDB), doctor.File("asn-db", f.asnDB))
 	}

@@ -211,7 +211,7 @@ runs with a statement timeout. The password is printed once, in the connection s
 		flags: func(fs *flag.FlagSet) any {
 			var f analystFlags
 			f.bind(fs)
-			fs.StringVar(&f.schemas, "schemas", "herd,app,stripe,rollups", "comma-separated schemas the analyst may read")
+			fs.StringVar(&f.schemas, "schemas", "herd,app,stripe,intercom,front,salesforce,rollups", "comma-separated schemas the analyst may read")
 			durationFlag(fs, &f.cfg.StatementTimeout, "statement-timeout", 5*time.Minute, "statement timeout of the analyst's sessions")
 			fs.StringVar(&f.cfg.Host, "public-host", "", "host to put in the connection string (default: the one herd connects to)")
 			fs.IntVar(&f.cfg.Port, "public-port", 0, "port to put in the connection string (default: the one herd connects to)")

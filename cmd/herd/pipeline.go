@@ -73,7 +73,7 @@ type upFlags struct {
 	dataDir    string
 	writeKey   string
 	natsListen string
-	stripe     stripeFlags
+	connectors map[string]connectorFlags // by connector name
 	lake       upLakeFlags
 }
 
@@ -88,7 +88,7 @@ func (f *upFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.dataDir, "data-dir", "./data", "where embedded NATS and the private Postgres keep their files and herd its generated credentials")
 	fs.StringVar(&f.writeKey, "write-key", "", "write key of the default source (default: generated once and kept)")
 	fs.StringVar(&f.natsListen, "nats-listen", "127.0.0.1:0", "also accept NATS clients on this host:port (port 0: a free one), with the token in DATA-DIR/"+natsTokenName+"; herd status and the other commands find it through DATA-DIR/"+instance.FileName+" (empty: in-process clients only)")
-	f.stripe.bindUp(fs)
+	f.connectors = upConnectorFlags(fs)
 	f.lake.bind(fs)
 }
 

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/herdhq/herd/archive"
@@ -12,7 +10,6 @@ import (
 	"github.com/herdhq/herd/queries"
 	"github.com/herdhq/herd/replicate"
 	"github.com/herdhq/herd/rollups"
-	"github.com/herdhq/herd/saas/stripe/stripehook"
 	sdkjs "github.com/herdhq/herd/sdk-js"
 	"github.com/herdhq/herd/stream"
 	"github.com/herdhq/herd/views"
@@ -39,15 +36,6 @@ func addStatic(cfg *collector.Config, writeKey string) {
 	}}
 	cfg.Static["/demo"] = demo
 	cfg.Static["/"] = demo
-}
-
-// addWebhooks accepts third-party callbacks on the collector: Stripe's when
-// STRIPE_WEBHOOK_SECRET is set (comma-separated during a secret rotation).
-func addWebhooks(cfg *collector.Config) {
-	if s := os.Getenv("STRIPE_WEBHOOK_SECRET"); s != "" {
-		v := &stripehook.Verifier{Secrets: strings.Split(s, ","), Tolerance: stripehook.DefaultTolerance}
-		cfg.Webhooks = append(cfg.Webhooks, collector.Webhook{Path: "/webhooks/stripe", Name: "stripe", Verify: v.Verify})
-	}
 }
 
 // startExtras runs what herd up carries beside the event path: the rollup
@@ -93,14 +81,7 @@ func startExtras(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 		}
 	})
 
-	r, err := stripeRunner(&f.stripe, db, js, sc, e.log.With("component", "stripe"), a.reg)
-	if err != nil {
-		return err
-	}
-	if r != nil {
-		g.Go("stripe", func(ctx context.Context) error { return r.Run(ctx) })
-	}
-	return nil
+	return startConnectors(e, g, a, db, js, sc, f.connectors)
 }
 
 // upLakeFlags are herd up's settings of its archiver.
