@@ -68,11 +68,14 @@ type Diff struct {
 	Missing   []string // ids the source lists that the warehouse lacks (or marks deleted)
 	Extra     []string // ids the warehouse holds that the source no longer lists
 	Changed   []string // ids on both sides whose stored object differs from the source's
+	// Problems are what a person must resolve that no pass will (a field
+	// whose type changed in the source), each saying how.
+	Problems []string
 }
 
 // Clean reports whether the two sides agree.
 func (d Diff) Clean() bool {
-	return d.Source == d.Warehouse && len(d.Missing) == 0 && len(d.Extra) == 0 && len(d.Changed) == 0
+	return d.Source == d.Warehouse && len(d.Missing) == 0 && len(d.Extra) == 0 && len(d.Changed) == 0 && len(d.Problems) == 0
 }
 
 // permanent marks an error that retrying will not fix.

@@ -286,6 +286,9 @@ func printDiffs(e *env, c *connector, diffs []saas.Diff) error {
 			}
 			fmt.Fprintf(e.stdout, "%s %s: %s%s\n", d.Object, l.what, strings.Join(shown, " "), more)
 		}
+		for _, p := range d.Problems {
+			fmt.Fprintf(e.stdout, "%s: %s\n", d.Object, p)
+		}
 	}
 	if bad > 0 {
 		return fmt.Errorf("%d of %d %s objects differ from the warehouse; run 'herd sync %s --once' and check again", bad, len(diffs), c.title, c.name)
