@@ -117,7 +117,8 @@ func (c *Config) defaults() {
 type Syncer struct {
 	cfg    Config
 	db     *pgxpool.Pool
-	log    *slog.Logger
+	log    *slog.Logger // with source=salesforce
+	plog   *slog.Logger // for saas.Progress, which adds the source itself
 	api    *client
 	budget *budget
 	m      *metrics
@@ -155,7 +156,7 @@ func New(cfg Config, db *pgxpool.Pool, log *slog.Logger, reg prometheus.Register
 	}
 	hc := &http.Client{Timeout: cfg.HTTPTimeout, Transport: tr}
 	b := &budget{share: cfg.APIShare}
-	s := &Syncer{cfg: cfg, db: db, log: log.With("source", "salesforce"), budget: b, m: m, fresh: saas.NewFreshness(reg, "salesforce"), now: time.Now}
+	s := &Syncer{cfg: cfg, db: db, log: log.With("source", "salesforce"), plog: log, budget: b, m: m, fresh: saas.NewFreshness(reg, "salesforce"), now: time.Now}
 	tok := &tokens{creds: cfg.Credentials, loginURL: cfg.LoginURL, instance: cfg.InstanceURL, ttl: cfg.SessionTTL, http: hc,
 		now: func() time.Time { return s.now() }, renewed: m.tokens.Inc}
 	s.api = &client{http: hc, tokens: tok, version: cfg.APIVersion, budget: b}

@@ -48,7 +48,7 @@ func (s *Syncer) backfill(ctx context.Context, o *objectTable, st state, until t
 	if err != nil {
 		return fmt.Errorf("count %s: %w", o.Object, err)
 	}
-	p := saas.NewProgress(s.log, "salesforce", o.Object, total, st.BackfillRows)
+	p := saas.NewProgress(s.plog, "salesforce", o.Object, total, st.BackfillRows)
 	bulk := st.BulkJobID != nil || (st.CursorModstamp == nil && s.cfg.BulkThreshold > 0 && total >= s.cfg.BulkThreshold)
 	if bulk {
 		until, err = s.bulkRead(ctx, o, st, until, p)
