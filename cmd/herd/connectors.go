@@ -94,13 +94,13 @@ func registerConnector(c *connector) {
 
 Without --once, a pass runs every --interval until interrupted; with
 --nats-url, the webhooks the collector received at POST /webhooks/%s (signed
-with $%s) are applied as they arrive.`, c.name, c.webhookEnv)
+with $%s) are applied as they arrive.`, c.name, c.webhookEnv) + "\n\n" + natsHelp
 	}
 	register(&command{
 		name:    "sync " + c.name,
 		summary: fmt.Sprintf("load %s into the warehouse (%s.*), then keep it fresh", c.title, c.name),
 		usage:   "[--once] [flags]",
-		help:    c.syncHelp + webhookHelp + "\n\n" + natsHelp,
+		help:    c.syncHelp + webhookHelp,
 		flags: func(fs *flag.FlagSet) any {
 			f := &syncFlags{conn: c.newFlags()}
 			f.dbFlags.bind(fs)
@@ -109,8 +109,10 @@ with $%s) are applied as they arrive.`, c.name, c.webhookEnv)
 			fs.DurationVar(&f.interval, "interval", time.Minute, "time between passes")
 			// herd up applies webhooks itself when it has the credentials:
 			// this loop consumes them only when told where.
-			f.nats.explicit = true
-			f.nats.bind(fs, "", fmt.Sprintf("NATS server to consume %s webhooks from (default: no webhooks)", c.title))
+			if c.webhookEnv != "" { // a source without webhooks has no use for NATS
+				f.nats.explicit = true
+				f.nats.bind(fs, "", fmt.Sprintf("NATS server to consume %s webhooks from (default: no webhooks)", c.title))
+			}
 			return f
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
