@@ -41,6 +41,7 @@ type fakeSF struct {
 	tokenLife  int            // 0: tokens last until expireTokens
 	tokenSeq   int
 	grants     int
+	refused    int // requests answered 401
 	cursors    map[string]*fakeCursor
 	jobs       map[string]*fakeJob
 	deletedLog []fakeDeletion
@@ -229,11 +230,13 @@ func (f *fakeSF) serve(w http.ResponseWriter, r *http.Request) {
 	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	left, ok := f.tokens[tok]
 	if !ok {
+		f.refused++
 		sfError(w, http.StatusUnauthorized, "INVALID_SESSION_ID", "Session expired or invalid")
 		return
 	}
 	if f.tokenLife > 0 {
 		if left <= 0 {
+			f.refused++
 			delete(f.tokens, tok)
 			sfError(w, http.StatusUnauthorized, "INVALID_SESSION_ID", "Session expired or invalid")
 			return

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -237,5 +238,26 @@ func TestJWTBearerFlow(t *testing.T) {
 		if strings.Contains(h.logs.String(), secret) {
 			t.Errorf("the log holds a secret: %q", secret)
 		}
+	}
+}
+
+// TestTokenRenewedBeforeExpiry: a token older than the session timeout is
+// renewed before use, without a request refused first.
+func TestTokenRenewedBeforeExpiry(t *testing.T) {
+	h := newHarness(t)
+	h.seedCRM(0, 0, 5)
+	h.cfg.Objects = []string{"Lead"}
+	h.cfg.SessionTTL = time.Hour
+	s := h.syncer(nil)
+	if err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	grants := h.fake.grants
+	s.now = func() time.Time { return time.Now().Add(61 * time.Minute) }
+	if err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if h.fake.grants != grants+1 || h.fake.refused != 0 {
+		t.Errorf("after the session timeout: %d new tokens, %d requests refused; want 1 and 0", h.fake.grants-grants, h.fake.refused)
 	}
 }

@@ -221,6 +221,19 @@ func TestBackfillMatchesAndCheckCatchesChange(t *testing.T) {
 	if got := testutil.ToFloat64(s.m.tokens); got < 3 {
 		t.Errorf("token renewals: %v, want several (tokens expire every 5 requests)", got)
 	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lag := -1.0
+	for _, mf := range mfs {
+		if mf.GetName() == "herd_saas_lag_seconds" {
+			lag = mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	if lag < 0 || lag > 60 {
+		t.Errorf("herd_saas_lag_seconds after the backfill: %v, want a few seconds", lag)
+	}
 	if got := testutil.ToFloat64(s.m.retries); got < 1 {
 		t.Errorf("retries after 503: %v, want some", got)
 	}
@@ -230,7 +243,7 @@ func TestBackfillMatchesAndCheckCatchesChange(t *testing.T) {
 	var employees int64
 	var revenue, lat float64
 	var created time.Time
-	err := h.db.QueryRow(ctx, `SELECT name, industry, number_of_employees, annual_revenue::float8, billing_street, billing_city, billing_latitude::float8, created_date
+	err = h.db.QueryRow(ctx, `SELECT name, industry, number_of_employees, annual_revenue::float8, billing_street, billing_city, billing_latitude::float8, created_date
 		FROM salesforce.account WHERE name = 'Acme 7'`).Scan(&name, &industry, &employees, &revenue, &street, &city, &lat, &created)
 	if err != nil {
 		t.Fatal(err)
