@@ -54,7 +54,7 @@ type Config struct {
 	// Default 50000; negative: never bulk.
 	BulkThreshold int64
 	BatchSize     int           // records per REST query page, 200 to 2000 (Salesforce's range); default 2000
-	BulkPageSize  int           // records per Bulk results page; default 50000
+	BulkPageSize  int           // records per Bulk results page; default 10000
 	BulkPoll      time.Duration // first wait between bulk job polls; default 2s
 	// APIShare is the share of the org's DailyApiRequests that herd may
 	// bring the org's use to; a pass stops before that. Default 0.5.
@@ -94,7 +94,7 @@ func (c *Config) defaults() {
 		c.BatchSize = 2000
 	}
 	if c.BulkPageSize <= 0 {
-		c.BulkPageSize = 50000
+		c.BulkPageSize = 10000
 	}
 	if c.BulkPoll <= 0 {
 		c.BulkPoll = 2 * time.Second

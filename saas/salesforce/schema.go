@@ -264,8 +264,10 @@ func ensureTable(ctx context.Context, db txBeginner, d *describe, dry bool) (*ob
 		if label == "" {
 			label = d.Name
 		}
-		if _, err := tx.Exec(ctx, `COMMENT ON TABLE `+o.qualified()+` IS `+quoteLiteral(fmt.Sprintf("Salesforce %s (%s), typed from its describe metadata.", label, d.Name))); err != nil {
-			return err
+		if o.Created {
+			if _, err := tx.Exec(ctx, `COMMENT ON TABLE `+o.qualified()+` IS `+quoteLiteral(fmt.Sprintf("Salesforce %s (%s), typed from its describe metadata.", label, d.Name))); err != nil {
+				return err
+			}
 		}
 		for _, f := range d.Fields {
 			if !apiName.MatchString(f.Name) {
@@ -307,14 +309,14 @@ func ensureTable(ctx context.Context, db txBeginner, d *describe, dry bool) (*ob
 				if exists || dry {
 					o.Added = append(o.Added, c)
 				}
+				if _, err := tx.Exec(ctx, `COMMENT ON COLUMN `+o.qualified()+`.`+pgx.Identifier{col}.Sanitize()+` IS `+
+					quoteLiteral(fmt.Sprintf("%s (%s, Salesforce type %s).", f.Label, f.Name, f.Type))); err != nil {
+					return err
+				}
 			case have != typ:
 				o.Drift = append(o.Drift, fmt.Sprintf("%s.%s changed type in Salesforce to %s: column %s is %s, wants %s; its values stay in data until you run: ALTER TABLE %s ALTER COLUMN %s TYPE %s USING (data->>%s)::%s;",
 					d.Name, f.Name, f.Type, col, have, typ, o.qualified(), pgx.Identifier{col}.Sanitize(), typ, quoteLiteral(f.Name), typ))
 				continue
-			}
-			if _, err := tx.Exec(ctx, `COMMENT ON COLUMN `+o.qualified()+`.`+pgx.Identifier{col}.Sanitize()+` IS `+
-				quoteLiteral(fmt.Sprintf("%s (%s, Salesforce type %s).", f.Label, f.Name, f.Type))); err != nil {
-				return err
 			}
 			o.Columns = append(o.Columns, c)
 		}

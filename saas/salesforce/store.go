@@ -141,6 +141,9 @@ func upsertSQL(o *objectTable) (string, []any) {
 		WHERE t.system_modstamp IS NULL OR EXCLUDED.system_modstamp IS NULL OR t.system_modstamp <= EXCLUDED.system_modstamp`, args
 }
 
+// writeChunk is the most records one statement writes.
+const writeChunk = 2000
+
 // write upserts records (deduplicated by Id, the newest kept) and returns
 // how many rows changed.
 func (s *Syncer) write(ctx context.Context, o *objectTable, recs []record) (int64, error) {
@@ -159,21 +162,25 @@ func (s *Syncer) write(ctx context.Context, o *objectTable, recs []record) (int6
 		byID[r.id] = len(uniq)
 		uniq = append(uniq, r)
 	}
-	var b strings.Builder
-	b.WriteByte('[')
-	for i, r := range uniq {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.Write(r.data)
-	}
-	b.WriteByte(']')
 	q, args := upsertSQL(o)
-	tag, err := s.db.Exec(ctx, q, append([]any{b.String()}, args...)...)
-	if err != nil {
-		return 0, fmt.Errorf("write %d %s records: %w", len(uniq), o.Object, err)
+	var written int64
+	for start := 0; start < len(uniq); start += writeChunk {
+		var b strings.Builder
+		b.WriteByte('[')
+		for i, r := range uniq[start:min(len(uniq), start+writeChunk)] {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.Write(r.data)
+		}
+		b.WriteByte(']')
+		tag, err := s.db.Exec(ctx, q, append([]any{b.String()}, args...)...)
+		if err != nil {
+			return written, fmt.Errorf("write %d %s records: %w", len(uniq), o.Object, err)
+		}
+		written += tag.RowsAffected()
 	}
-	s.m.rows.WithLabelValues(o.Object).Add(float64(tag.RowsAffected()))
+	s.m.rows.WithLabelValues(o.Object).Add(float64(written))
 	var newest time.Time
 	for _, r := range uniq {
 		if r.modstamp.After(newest) {
@@ -181,7 +188,7 @@ func (s *Syncer) write(ctx context.Context, o *objectTable, recs []record) (int6
 		}
 	}
 	s.fresh.Applied(newest)
-	return tag.RowsAffected(), nil
+	return written, nil
 }
 
 // markDeleted flags records getDeleted reported, unless the row holds a

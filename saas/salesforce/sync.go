@@ -176,6 +176,13 @@ func (s *Syncer) incremental(ctx context.Context, o *objectTable, st state, unti
 		from := start.Truncate(time.Minute)
 		to := until.Add(time.Minute).Truncate(time.Minute)
 		dl, err := s.api.getDeleted(ctx, o.Object, from, to)
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+			// Some objects say replicateable yet refuse getDeleted; their
+			// deletions still show through queryAll while in the recycle bin.
+			s.log.Warn("Salesforce refused getDeleted; following deletions through queryAll only", "object", o.Object, "err", err)
+			dl, err = &deletedList{}, nil
+		}
 		if err != nil {
 			return fmt.Errorf("deleted %s records: %w", o.Object, err)
 		}
