@@ -18,11 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-func (h *harness) served(object string) int {
-	h.fake.mu.Lock()
-	defer h.fake.mu.Unlock()
-	return h.fake.served[object]
-}
+func (h *harness) served(object string) int { return h.fake.Served(object) }
 
 // TestKilledMidBackfillResumes: a run killed in the middle of Account's
 // bulk results, then one killed in the middle of Lead's REST pages; each
@@ -36,7 +32,7 @@ func TestKilledMidBackfillResumes(t *testing.T) {
 
 	// Run 1: killed when the second page of Account's bulk results is asked for.
 	ctx, cancel := context.WithCancel(context.Background())
-	h.fake.hook = func(r *http.Request) {
+	h.fake.Hook = func(r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/results") && r.URL.Query().Get("locator") != "" {
 			cancel()
 		}
@@ -53,18 +49,18 @@ func TestKilledMidBackfillResumes(t *testing.T) {
 	}
 	// Salesforce changes between the runs.
 	var changed string
-	for id := range h.fake.live("Account") {
+	for id := range h.fake.Live("Account") {
 		changed = id
 		break
 	}
-	h.fake.update("Account", changed, map[string]any{"Name": "Changed between runs"})
+	h.fake.Update("Account", changed, map[string]any{"Name": "Changed between runs"})
 
 	// Run 2: takes up the same job at the locator of the page not written,
 	// passes over Contact incrementally, and is killed on Lead's second page.
-	h.fake.resetCounts()
+	h.fake.ResetCounts()
 	ctx, cancel = context.WithCancel(context.Background())
 	leadQueried := false
-	h.fake.hook = func(r *http.Request) {
+	h.fake.Hook = func(r *http.Request) {
 		if strings.Contains(r.URL.RawQuery, "FROM+Lead") {
 			leadQueried = true
 		} else if leadQueried && strings.Contains(r.URL.Path, "/query/01g") {
@@ -94,8 +90,8 @@ func TestKilledMidBackfillResumes(t *testing.T) {
 	}
 
 	// Run 3: Lead resumes after its last written record.
-	h.fake.resetCounts()
-	h.fake.hook = nil
+	h.fake.ResetCounts()
+	h.fake.Hook = nil
 	s := h.syncer(nil)
 	if err := s.Sync(context.Background()); err != nil {
 		t.Fatal(err)
@@ -138,12 +134,12 @@ func TestChangedTypeReportedWithFix(t *testing.T) {
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h.fake.setFieldType("Account", "NumberOfEmployees", "string")
+	h.fake.SetFieldType("Account", "NumberOfEmployees", "string")
 	var id string
-	for id = range h.fake.live("Account") {
+	for id = range h.fake.Live("Account") {
 		break
 	}
-	h.fake.update("Account", id, map[string]any{"NumberOfEmployees": "about fifty"})
+	h.fake.Update("Account", id, map[string]any{"NumberOfEmployees": "about fifty"})
 	if err := s.Sync(ctx); err != nil {
 		t.Fatalf("a changed type failed the pass: %v", err)
 	}
@@ -187,14 +183,14 @@ func TestChangedTypeReportedWithFix(t *testing.T) {
 func TestStopsAtAPIShare(t *testing.T) {
 	h := newHarness(t)
 	h.seedCRM(3500, 2600, 0)
-	h.fake.apiMax, h.fake.apiUsed = 1000, 490
+	h.fake.APIMax, h.fake.APIUsed = 1000, 490
 	h.cfg.APIShare = 0.5
 	err := h.syncer(nil).Sync(context.Background())
 	if !errors.Is(err, ErrAPIShare) {
 		t.Fatalf("pass: %v, want it stopped at the API share", err)
 	}
-	if h.fake.apiUsed > 500 {
-		t.Errorf("the org used %d of 1000 requests, herd's share stops at 500", h.fake.apiUsed)
+	if h.fake.APIUsed > 500 {
+		t.Errorf("the org used %d of 1000 requests, herd's share stops at 500", h.fake.APIUsed)
 	}
 	var lastErr string
 	if err := h.db.QueryRow(context.Background(), `SELECT last_error FROM salesforce.sync_state WHERE last_error IS NOT NULL`).Scan(&lastErr); err != nil || !strings.Contains(lastErr, "--salesforce-api-share") {
@@ -213,14 +209,14 @@ func TestJWTBearerFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.fake.jwtKey = &key.PublicKey
+	h.fake.JWTKey = &key.PublicKey
 	path := filepath.Join(t.TempDir(), "salesforce.key")
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 	if err := os.WriteFile(path, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	h.cfg.Objects = []string{"Lead"}
-	h.cfg.Credentials = Credentials{ClientID: h.fake.clientID, Username: h.fake.username, JWTKeyFile: path}
+	h.cfg.Credentials = Credentials{ClientID: h.fake.ClientID, Username: h.fake.Username, JWTKeyFile: path}
 	if err := h.syncer(prometheus.NewRegistry()).Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +225,7 @@ func TestJWTBearerFlow(t *testing.T) {
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h.fake.expireTokens()
+	h.fake.ExpireTokens()
 	err = h.syncer(nil).Sync(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("key readable by others: %v, want a refusal saying chmod 600", err)
@@ -252,12 +248,12 @@ func TestTokenRenewedBeforeExpiry(t *testing.T) {
 	if err := s.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	grants := h.fake.grants
+	grants := h.fake.Grants
 	s.now = func() time.Time { return time.Now().Add(61 * time.Minute) }
 	if err := s.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if h.fake.grants != grants+1 || h.fake.refused != 0 {
-		t.Errorf("after the session timeout: %d new tokens, %d requests refused; want 1 and 0", h.fake.grants-grants, h.fake.refused)
+	if h.fake.Grants != grants+1 || h.fake.Refused != 0 {
+		t.Errorf("after the session timeout: %d new tokens, %d requests refused; want 1 and 0", h.fake.Grants-grants, h.fake.Refused)
 	}
 }

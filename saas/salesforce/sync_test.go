@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd/internal/pgtest"
+	"github.com/herdhq/herd/internal/salesforcefake"
 	"github.com/herdhq/herd/saas"
 	"github.com/herdhq/herd/schemas"
 	"github.com/jackc/pgx/v5"
@@ -41,7 +42,7 @@ func (s *syncBuffer) String() string {
 type harness struct {
 	t    *testing.T
 	db   *pgxpool.Pool
-	fake *fakeSF
+	fake *salesforcefake.Fake
 	logs *syncBuffer
 	cfg  Config
 }
@@ -52,10 +53,10 @@ func newHarness(t *testing.T) *harness {
 	if _, err := schemas.Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
-	fake := newFakeSF(t)
+	fake := salesforcefake.New(t)
 	h := &harness{t: t, db: db, fake: fake, logs: &syncBuffer{}}
 	h.cfg = Config{
-		Credentials:   Credentials{ClientID: fake.clientID, ClientSecret: fake.clientSecret, RefreshToken: fake.refreshToken},
+		Credentials:   Credentials{ClientID: fake.ClientID, ClientSecret: fake.ClientSecret, RefreshToken: fake.RefreshToken},
 		LoginURL:      fake.URL(),
 		Objects:       []string{"Account", "Contact"},
 		BatchSize:     500,
@@ -87,33 +88,33 @@ func (h *harness) syncer(reg prometheus.Registerer) *Syncer {
 // groups sharing one SystemModstamp, as an import leaves them.
 func (h *harness) seedCRM(accounts, contacts, leads int) {
 	f := h.fake
-	f.addObject("Account", "001", true,
-		fakeField{Name: "Name", Label: "Account Name", Type: "string"},
-		fakeField{Name: "Industry", Label: "Industry", Type: "picklist"},
-		fakeField{Name: "NumberOfEmployees", Label: "Employees", Type: "int"},
-		fakeField{Name: "AnnualRevenue", Label: "Annual Revenue", Type: "currency"},
-		fakeField{Name: "BillingAddress", Label: "Billing Address", Type: "address"},
-		fakeField{Name: "BillingStreet", Label: "Billing Street", Type: "textarea", Compound: "BillingAddress"},
-		fakeField{Name: "BillingCity", Label: "Billing City", Type: "string", Compound: "BillingAddress"},
-		fakeField{Name: "BillingLatitude", Label: "Billing Latitude", Type: "double", Compound: "BillingAddress"},
-		fakeField{Name: "CreatedDate", Label: "Created Date", Type: "datetime"},
+	f.AddObject("Account", "001", true,
+		salesforcefake.Field{Name: "Name", Label: "Account Name", Type: "string"},
+		salesforcefake.Field{Name: "Industry", Label: "Industry", Type: "picklist"},
+		salesforcefake.Field{Name: "NumberOfEmployees", Label: "Employees", Type: "int"},
+		salesforcefake.Field{Name: "AnnualRevenue", Label: "Annual Revenue", Type: "currency"},
+		salesforcefake.Field{Name: "BillingAddress", Label: "Billing Address", Type: "address"},
+		salesforcefake.Field{Name: "BillingStreet", Label: "Billing Street", Type: "textarea", Compound: "BillingAddress"},
+		salesforcefake.Field{Name: "BillingCity", Label: "Billing City", Type: "string", Compound: "BillingAddress"},
+		salesforcefake.Field{Name: "BillingLatitude", Label: "Billing Latitude", Type: "double", Compound: "BillingAddress"},
+		salesforcefake.Field{Name: "CreatedDate", Label: "Created Date", Type: "datetime"},
 	)
-	f.addObject("Contact", "003", true,
-		fakeField{Name: "AccountId", Label: "Account ID", Type: "reference"},
-		fakeField{Name: "Email", Label: "Email", Type: "email"},
-		fakeField{Name: "HasOptedOutOfEmail", Label: "Email Opt Out", Type: "boolean"},
-		fakeField{Name: "Birthdate", Label: "Birthdate", Type: "date"},
-		fakeField{Name: "Score__c", Label: "Score", Type: "percent"},
+	f.AddObject("Contact", "003", true,
+		salesforcefake.Field{Name: "AccountId", Label: "Account ID", Type: "reference"},
+		salesforcefake.Field{Name: "Email", Label: "Email", Type: "email"},
+		salesforcefake.Field{Name: "HasOptedOutOfEmail", Label: "Email Opt Out", Type: "boolean"},
+		salesforcefake.Field{Name: "Birthdate", Label: "Birthdate", Type: "date"},
+		salesforcefake.Field{Name: "Score__c", Label: "Score", Type: "percent"},
 	)
-	f.addObject("Lead", "00Q", true,
-		fakeField{Name: "Company", Label: "Company", Type: "string"},
-		fakeField{Name: "Status", Label: "Status", Type: "picklist"},
+	f.AddObject("Lead", "00Q", true,
+		salesforcefake.Field{Name: "Company", Label: "Company", Type: "string"},
+		salesforcefake.Field{Name: "Status", Label: "Status", Type: "picklist"},
 	)
-	base := now().Add(-2 * time.Hour)
+	base := salesforcefake.Now().Add(-2 * time.Hour)
 	stamp := func(i int) time.Time { return base.Add(time.Duration(i/400) * time.Second) } // 400 records a stamp
 	var accountIDs []string
 	for i := range accounts {
-		accountIDs = append(accountIDs, f.create("Account", stamp(i), map[string]any{
+		accountIDs = append(accountIDs, f.Create("Account", stamp(i), map[string]any{
 			"Name": fmt.Sprintf("Acme %d", i), "Industry": []string{"Retail", "Energy", "Media"}[i%3],
 			"NumberOfEmployees": float64(10 + i), "AnnualRevenue": float64(i) * 1000.5,
 			"BillingStreet": fmt.Sprintf("%d Main St\nSuite %d", i, i%7), "BillingCity": "Lyon", "BillingLatitude": 45.75,
@@ -125,13 +126,13 @@ func (h *harness) seedCRM(accounts, contacts, leads int) {
 		if len(accountIDs) > 0 {
 			acct = accountIDs[i%len(accountIDs)]
 		}
-		f.create("Contact", stamp(i), map[string]any{
+		f.Create("Contact", stamp(i), map[string]any{
 			"AccountId": acct, "Email": fmt.Sprintf("c%d@example.com", i), "HasOptedOutOfEmail": i%5 == 0,
 			"Birthdate": "1990-01-02", "Score__c": float64(i%100) / 4,
 		})
 	}
 	for i := range leads {
-		f.create("Lead", stamp(i), map[string]any{"Company": fmt.Sprintf("Lead Co %d", i), "Status": "Open"})
+		f.Create("Lead", stamp(i), map[string]any{"Company": fmt.Sprintf("Lead Co %d", i), "Status": "Open"})
 	}
 }
 
@@ -141,7 +142,7 @@ func (h *harness) assertMatches(objects ...string) {
 	h.t.Helper()
 	ctx := context.Background()
 	for _, obj := range objects {
-		want := h.fake.live(obj)
+		want := h.fake.Live(obj)
 		rows, err := h.db.Query(ctx, `SELECT id, system_modstamp FROM `+pgx.Identifier{"salesforce", tableName(obj)}.Sanitize()+` WHERE NOT is_deleted`)
 		if err != nil {
 			h.t.Fatal(err)
@@ -170,17 +171,7 @@ func (h *harness) assertMatches(objects ...string) {
 	}
 }
 
-func (h *harness) requests(substr string) []string {
-	h.fake.mu.Lock()
-	defer h.fake.mu.Unlock()
-	var out []string
-	for _, r := range h.fake.requests {
-		if strings.Contains(r, substr) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
+func (h *harness) requests(substr string) []string { return h.fake.Requests(substr) }
 
 func cleanDiffs(t *testing.T, diffs []saas.Diff) {
 	t.Helper()
@@ -199,8 +190,8 @@ func cleanDiffs(t *testing.T, diffs []saas.Diff) {
 func TestBackfillMatchesAndCheckCatchesChange(t *testing.T) {
 	h := newHarness(t)
 	h.seedCRM(3500, 2600, 0)
-	h.fake.every503 = 9
-	h.fake.tokenLife = 5
+	h.fake.Every503 = 9
+	h.fake.TokenLife = 5
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
 	s := h.syncer(reg)
@@ -286,11 +277,11 @@ func TestBackfillMatchesAndCheckCatchesChange(t *testing.T) {
 	cleanDiffs(t, diffs)
 
 	var changed string
-	for id := range h.fake.live("Contact") {
+	for id := range h.fake.Live("Contact") {
 		changed = id
 		break
 	}
-	h.fake.update("Contact", changed, map[string]any{"Email": "new@example.com"})
+	h.fake.Update("Contact", changed, map[string]any{"Email": "new@example.com"})
 	diffs, err = s.Check(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -321,25 +312,25 @@ func TestNextPassAddsFieldRenewsTokenMarksDeletes(t *testing.T) {
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h.fake.addField("Account", fakeField{Name: "Tier__c", Label: "Tier", Type: "picklist"})
-	h.fake.addField("Account", fakeField{Name: "Renewal_Date__c", Label: "Renewal", Type: "date"})
-	h.fake.setQuietly("Account", func(r map[string]any) { r["Tier__c"], r["Renewal_Date__c"] = "Gold", "2027-03-01" })
-	contacts := h.fake.live("Contact")
+	h.fake.AddField("Account", salesforcefake.Field{Name: "Tier__c", Label: "Tier", Type: "picklist"})
+	h.fake.AddField("Account", salesforcefake.Field{Name: "Renewal_Date__c", Label: "Renewal", Type: "date"})
+	h.fake.SetQuietly("Account", func(r map[string]any) { r["Tier__c"], r["Renewal_Date__c"] = "Gold", "2027-03-01" })
+	contacts := h.fake.Live("Contact")
 	var ids []string
 	for id := range contacts {
 		ids = append(ids, id)
 	}
 	binned, purged, edited := ids[0], ids[1], ids[2]
-	h.fake.softDelete("Contact", binned)
-	h.fake.purge("Contact", purged)
-	h.fake.expireTokens()
+	h.fake.SoftDelete("Contact", binned)
+	h.fake.Purge("Contact", purged)
+	h.fake.ExpireTokens()
 	renewals := testutil.ToFloat64(s.m.tokens)
 	done := false
-	h.fake.hook = func(r *http.Request) {
+	h.fake.Hook = func(r *http.Request) {
 		// A change while the pass reads: the next pass brings it.
 		if !done && strings.Contains(r.URL.RawQuery, "FROM+Contact") {
 			done = true
-			h.fake.update("Contact", edited, map[string]any{"Email": "during@example.com"})
+			h.fake.Update("Contact", edited, map[string]any{"Email": "during@example.com"})
 		}
 	}
 	if err := s.Sync(ctx); err != nil {
@@ -362,7 +353,7 @@ func TestNextPassAddsFieldRenewsTokenMarksDeletes(t *testing.T) {
 			t.Errorf("contact %s deleted in Salesforce: is_deleted %v (%v)", id, del, err)
 		}
 	}
-	h.fake.hook = nil
+	h.fake.Hook = nil
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,6 @@
-package salesforce
+// Package salesforcefake is a stateful fake of the Salesforce APIs herd
+// uses, for tests: see Fake.
+package salesforcefake
 
 import (
 	"bytes"
@@ -19,49 +21,51 @@ import (
 	"time"
 )
 
-// fakeSF is a stateful fake of the parts of Salesforce herd uses, after
+// Fake is a stateful fake of the parts of Salesforce herd uses, after
 // Salesforce's REST API, Bulk API 2.0 and OAuth 2.0 documentation: the token
 // endpoint (refresh-token and JWT bearer grants), tokens that expire
 // (401 INVALID_SESSION_ID), describe, /query and /queryAll with SOQL and
 // nextRecordsUrl pages, Bulk 2.0 query jobs with Sforce-Locator pages of CSV,
 // getDeleted, /limits with Sforce-Limit-Info on every answer, and 503s now
 // and then. Its data changes whenever a test says so.
-type fakeSF struct {
-	t   *testing.T
+type Fake struct {
+	t   testing.TB
 	srv *httptest.Server
 
-	clientID, clientSecret, refreshToken string
-	username                             string
-	jwtKey                               *rsa.PublicKey
+	// The connected app and user herd signs in as.
+	ClientID, ClientSecret, RefreshToken string
+	Username                             string
+	JWTKey                               *rsa.PublicKey // the certificate's key, for the JWT bearer flow
 
 	mu         sync.Mutex
 	objects    map[string]*fakeObject
 	order      []string
 	tokens     map[string]int // token → requests left (tokenLife)
-	tokenLife  int            // 0: tokens last until expireTokens
+	TokenLife  int            // requests a token serves; 0: until ExpireTokens
 	tokenSeq   int
-	grants     int
-	refused    int // requests answered 401
+	Grants     int
+	Refused    int // requests answered 401
 	cursors    map[string]*fakeCursor
 	jobs       map[string]*fakeJob
 	deletedLog []fakeDeletion
-	apiUsed    int
-	apiMax     int
-	every503   int // every Nth GET to the API answers 503; 0: never
+	APIUsed    int
+	APIMax     int
+	Every503   int // every Nth GET to the API answers 503; 0: never
 	gets       int
 	idSeq      int
-	served     map[string]int // records served by object, since resetCounts
-	requests   []string       // "METHOD path?query", since resetCounts
-	hook       func(r *http.Request)
+	served     map[string]int // records served by object, since ResetCounts
+	requests   []string       // "METHOD path?query", since ResetCounts
+	Hook       func(r *http.Request)
 }
 
-type fakeField struct {
+// Field is a field of an object's describe metadata.
+type Field struct {
 	Name, Label, Type, Compound string
 }
 
 type fakeObject struct {
 	name, label, prefix string
-	fields              []fakeField
+	fields              []Field
 	replicateable       bool
 	records             map[string]map[string]any
 }
@@ -85,33 +89,35 @@ type fakeDeletion struct {
 	at         time.Time
 }
 
-func newFakeSF(t *testing.T) *fakeSF {
-	f := &fakeSF{
-		t: t, clientID: "3MVG9-herd-test", clientSecret: "fake-client-secret", refreshToken: "5Aep861-refresh",
-		username: "sync@example.com",
+// New starts a fake with no objects; it stops at the end of the test.
+func New(t testing.TB) *Fake {
+	f := &Fake{
+		t: t, ClientID: "3MVG9-herd-test", ClientSecret: "fake-client-secret", RefreshToken: "5Aep861-refresh",
+		Username: "sync@example.com",
 		objects:  map[string]*fakeObject{}, tokens: map[string]int{}, cursors: map[string]*fakeCursor{},
-		jobs: map[string]*fakeJob{}, apiMax: 100000, served: map[string]int{},
+		jobs: map[string]*fakeJob{}, APIMax: 100000, served: map[string]int{},
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
 }
 
-func (f *fakeSF) URL() string { return f.srv.URL }
+func (f *Fake) URL() string { return f.srv.URL }
 
-func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+// Now is the fake's clock, at Salesforce's millisecond precision.
+func Now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
 
 // addObject declares an object with its fields (Id, IsDeleted and
 // SystemModstamp are added).
-func (f *fakeSF) addObject(name, prefix string, replicateable bool, fields ...fakeField) {
+func (f *Fake) AddObject(name, prefix string, replicateable bool, fields ...Field) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	base := []fakeField{{Name: "Id", Label: name + " ID", Type: "id"}, {Name: "IsDeleted", Label: "Deleted", Type: "boolean"}, {Name: "SystemModstamp", Label: "System Modstamp", Type: "datetime"}}
+	base := []Field{{Name: "Id", Label: name + " ID", Type: "id"}, {Name: "IsDeleted", Label: "Deleted", Type: "boolean"}, {Name: "SystemModstamp", Label: "System Modstamp", Type: "datetime"}}
 	f.objects[name] = &fakeObject{name: name, label: name, prefix: prefix, fields: append(base, fields...), replicateable: replicateable, records: map[string]map[string]any{}}
 	f.order = append(f.order, name)
 }
 
-func (f *fakeSF) create(object string, modstamp time.Time, values map[string]any) string {
+func (f *Fake) Create(object string, modstamp time.Time, values map[string]any) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	o := f.objects[object]
@@ -126,19 +132,19 @@ func (f *fakeSF) create(object string, modstamp time.Time, values map[string]any
 }
 
 // update changes a record as a user would: SystemModstamp moves to now.
-func (f *fakeSF) update(object, id string, values map[string]any) {
+func (f *Fake) Update(object, id string, values map[string]any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.objects[object].records[id]
 	for k, v := range values {
 		r[k] = v
 	}
-	r["SystemModstamp"] = now()
+	r["SystemModstamp"] = Now()
 }
 
 // setQuietly changes values without touching SystemModstamp, as a new
 // field's default does.
-func (f *fakeSF) setQuietly(object string, fn func(r map[string]any)) {
+func (f *Fake) SetQuietly(object string, fn func(r map[string]any)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, r := range f.objects[object].records {
@@ -147,30 +153,30 @@ func (f *fakeSF) setQuietly(object string, fn func(r map[string]any)) {
 }
 
 // softDelete moves a record to the recycle bin: queryAll still shows it.
-func (f *fakeSF) softDelete(object, id string) {
+func (f *Fake) SoftDelete(object, id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.objects[object].records[id]
-	r["IsDeleted"], r["SystemModstamp"] = true, now()
-	f.deletedLog = append(f.deletedLog, fakeDeletion{object, id, now()})
+	r["IsDeleted"], r["SystemModstamp"] = true, Now()
+	f.deletedLog = append(f.deletedLog, fakeDeletion{object, id, Now()})
 }
 
 // purge deletes a record for good: only getDeleted tells.
-func (f *fakeSF) purge(object, id string) {
+func (f *Fake) Purge(object, id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.objects[object].records, id)
-	f.deletedLog = append(f.deletedLog, fakeDeletion{object, id, now()})
+	f.deletedLog = append(f.deletedLog, fakeDeletion{object, id, Now()})
 }
 
-func (f *fakeSF) addField(object string, fd fakeField) {
+func (f *Fake) AddField(object string, fd Field) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	o := f.objects[object]
 	o.fields = append(o.fields, fd)
 }
 
-func (f *fakeSF) setFieldType(object, field, typ string) {
+func (f *Fake) SetFieldType(object, field, typ string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := range f.objects[object].fields {
@@ -180,20 +186,20 @@ func (f *fakeSF) setFieldType(object, field, typ string) {
 	}
 }
 
-func (f *fakeSF) expireTokens() {
+func (f *Fake) ExpireTokens() {
 	f.mu.Lock()
 	f.tokens = map[string]int{}
 	f.mu.Unlock()
 }
 
-func (f *fakeSF) resetCounts() {
+func (f *Fake) ResetCounts() {
 	f.mu.Lock()
 	f.served, f.requests = map[string]int{}, nil
 	f.mu.Unlock()
 }
 
 // live returns the ids and modstamps of the records not deleted.
-func (f *fakeSF) live(object string) map[string]time.Time {
+func (f *Fake) Live(object string) map[string]time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	m := map[string]time.Time{}
@@ -216,9 +222,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (f *fakeSF) serve(w http.ResponseWriter, r *http.Request) {
-	if f.hook != nil {
-		f.hook(r)
+func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
+	if f.Hook != nil {
+		f.Hook(r)
 	}
 	if r.URL.Path == "/services/oauth2/token" {
 		f.token(w, r)
@@ -230,30 +236,30 @@ func (f *fakeSF) serve(w http.ResponseWriter, r *http.Request) {
 	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	left, ok := f.tokens[tok]
 	if !ok {
-		f.refused++
+		f.Refused++
 		sfError(w, http.StatusUnauthorized, "INVALID_SESSION_ID", "Session expired or invalid")
 		return
 	}
-	if f.tokenLife > 0 {
+	if f.TokenLife > 0 {
 		if left <= 0 {
-			f.refused++
+			f.Refused++
 			delete(f.tokens, tok)
 			sfError(w, http.StatusUnauthorized, "INVALID_SESSION_ID", "Session expired or invalid")
 			return
 		}
 		f.tokens[tok] = left - 1
 	}
-	if r.Method == http.MethodGet && f.every503 > 0 {
+	if r.Method == http.MethodGet && f.Every503 > 0 {
 		f.gets++
-		if f.gets%f.every503 == 0 {
+		if f.gets%f.Every503 == 0 {
 			w.Header().Set("Retry-After", "0")
 			sfError(w, http.StatusServiceUnavailable, "SERVER_UNAVAILABLE", "Server temporarily unavailable")
 			return
 		}
 	}
-	f.apiUsed++
-	w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", f.apiUsed, f.apiMax))
-	if f.apiUsed > f.apiMax {
+	f.APIUsed++
+	w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", f.APIUsed, f.APIMax))
+	if f.APIUsed > f.APIMax {
 		sfError(w, http.StatusForbidden, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
 		return
 	}
@@ -265,7 +271,7 @@ func (f *fakeSF) serve(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.TrimSuffix(rest, "/"), "/")
 	switch {
 	case rest == "limits" || rest == "limits/":
-		writeJSON(w, map[string]any{"DailyApiRequests": map[string]int{"Max": f.apiMax, "Remaining": f.apiMax - f.apiUsed}})
+		writeJSON(w, map[string]any{"DailyApiRequests": map[string]int{"Max": f.APIMax, "Remaining": f.APIMax - f.APIUsed}})
 	case len(parts) == 3 && parts[0] == "sobjects" && parts[2] == "describe":
 		f.describe(w, parts[1])
 	case len(parts) == 3 && parts[0] == "sobjects" && parts[2] == "deleted":
@@ -281,7 +287,7 @@ func (f *fakeSF) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (f *fakeSF) token(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) token(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil || r.Method != http.MethodPost {
 		http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
 		return
@@ -293,11 +299,11 @@ func (f *fakeSF) token(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.PostForm.Get("grant_type") {
 	case "refresh_token":
-		if r.PostForm.Get("client_id") != f.clientID || r.PostForm.Get("client_secret") != f.clientSecret {
+		if r.PostForm.Get("client_id") != f.ClientID || r.PostForm.Get("client_secret") != f.ClientSecret {
 			bad("invalid client credentials")
 			return
 		}
-		if r.PostForm.Get("refresh_token") != f.refreshToken {
+		if r.PostForm.Get("refresh_token") != f.RefreshToken {
 			bad("expired access/refresh token")
 			return
 		}
@@ -312,16 +318,16 @@ func (f *fakeSF) token(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	f.tokenSeq++
-	f.grants++
+	f.Grants++
 	tok := fmt.Sprintf("00Dfake!token%d", f.tokenSeq)
-	f.tokens[tok] = f.tokenLife
+	f.tokens[tok] = f.TokenLife
 	f.mu.Unlock()
 	writeJSON(w, map[string]string{"access_token": tok, "instance_url": f.srv.URL, "token_type": "Bearer",
 		"issued_at": strconv.FormatInt(time.Now().UnixMilli(), 10), "id": f.srv.URL + "/id/00D/005"})
 }
 
-func (f *fakeSF) verifyJWT(assertion string) error {
-	if f.jwtKey == nil {
+func (f *Fake) verifyJWT(assertion string) error {
+	if f.JWTKey == nil {
 		return fmt.Errorf("no certificate on the connected app")
 	}
 	p := strings.Split(assertion, ".")
@@ -333,7 +339,7 @@ func (f *fakeSF) verifyJWT(assertion string) error {
 		return err
 	}
 	sum := sha256.Sum256([]byte(p[0] + "." + p[1]))
-	if err := rsa.VerifyPKCS1v15(f.jwtKey, crypto.SHA256, sum[:], sig); err != nil {
+	if err := rsa.VerifyPKCS1v15(f.JWTKey, crypto.SHA256, sum[:], sig); err != nil {
 		return fmt.Errorf("invalid assertion signature")
 	}
 	var c struct {
@@ -344,13 +350,13 @@ func (f *fakeSF) verifyJWT(assertion string) error {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return err
 	}
-	if c.Iss != f.clientID || c.Sub != f.username || c.Aud != f.srv.URL || time.Unix(c.Exp, 0).Before(time.Now()) {
+	if c.Iss != f.ClientID || c.Sub != f.Username || c.Aud != f.srv.URL || time.Unix(c.Exp, 0).Before(time.Now()) {
 		return fmt.Errorf("user hasn't approved this consumer")
 	}
 	return nil
 }
 
-func (f *fakeSF) describe(w http.ResponseWriter, object string) {
+func (f *Fake) describe(w http.ResponseWriter, object string) {
 	o := f.objects[object]
 	if o == nil {
 		sfError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
@@ -367,7 +373,7 @@ func (f *fakeSF) describe(w http.ResponseWriter, object string) {
 	writeJSON(w, map[string]any{"name": o.name, "label": o.label, "queryable": true, "replicateable": o.replicateable, "fields": fields})
 }
 
-func (f *fakeSF) field(o *fakeObject, name string) *fakeField {
+func (f *Fake) field(o *fakeObject, name string) *Field {
 	for i := range o.fields {
 		if strings.EqualFold(o.fields[i].Name, name) {
 			return &o.fields[i]
@@ -377,7 +383,7 @@ func (f *fakeSF) field(o *fakeObject, name string) *fakeField {
 }
 
 // run evaluates a parsed query over the object's records.
-func (f *fakeSF) run(q *soql, all bool) ([]map[string]any, *fakeObject, error) {
+func (f *Fake) run(q *soql, all bool) ([]map[string]any, *fakeObject, error) {
 	o := f.objects[q.from]
 	if o == nil {
 		return nil, nil, fmt.Errorf("sObject type '%s' is not supported", q.from)
@@ -420,7 +426,7 @@ func (f *fakeSF) run(q *soql, all bool) ([]map[string]any, *fakeObject, error) {
 	return snap, o, nil
 }
 
-func (f *fakeSF) query(w http.ResponseWriter, r *http.Request, all bool) {
+func (f *Fake) query(w http.ResponseWriter, r *http.Request, all bool) {
 	q, err := parseSOQL(r.URL.Query().Get("q"))
 	if err != nil {
 		sfError(w, http.StatusBadRequest, "MALFORMED_QUERY", err.Error())
@@ -451,7 +457,7 @@ func (f *fakeSF) query(w http.ResponseWriter, r *http.Request, all bool) {
 	f.page(w, &fakeCursor{object: o.name, rows: rows, fields: q.fields, batch: batch, total: len(rows)})
 }
 
-func (f *fakeSF) page(w http.ResponseWriter, c *fakeCursor) {
+func (f *Fake) page(w http.ResponseWriter, c *fakeCursor) {
 	n := min(c.batch, len(c.rows))
 	out := make([]map[string]any, 0, n)
 	for _, r := range c.rows[:n] {
@@ -472,7 +478,7 @@ func (f *fakeSF) page(w http.ResponseWriter, c *fakeCursor) {
 	writeJSON(w, resp)
 }
 
-func (f *fakeSF) nextPage(w http.ResponseWriter, loc string) {
+func (f *Fake) nextPage(w http.ResponseWriter, loc string) {
 	c := f.cursors[loc]
 	if c == nil {
 		sfError(w, http.StatusBadRequest, "INVALID_QUERY_LOCATOR", "invalid query locator")
@@ -505,7 +511,7 @@ func csvValue(v any) string {
 	}
 }
 
-func (f *fakeSF) bulk(w http.ResponseWriter, r *http.Request, rest []string) {
+func (f *Fake) bulk(w http.ResponseWriter, r *http.Request, rest []string) {
 	switch {
 	case len(rest) == 0 && r.Method == http.MethodPost:
 		var body struct{ Operation, Query string }
@@ -595,7 +601,7 @@ func (f *fakeSF) bulk(w http.ResponseWriter, r *http.Request, rest []string) {
 	}
 }
 
-func (f *fakeSF) getDeleted(w http.ResponseWriter, r *http.Request, object string) {
+func (f *Fake) getDeleted(w http.ResponseWriter, r *http.Request, object string) {
 	start, err1 := time.Parse(time.RFC3339, r.URL.Query().Get("start"))
 	end, err2 := time.Parse(time.RFC3339, r.URL.Query().Get("end"))
 	if err1 != nil || err2 != nil || !end.After(start) {
@@ -614,4 +620,34 @@ func (f *fakeSF) getDeleted(w http.ResponseWriter, r *http.Request, object strin
 	}
 	writeJSON(w, map[string]any{"deletedRecords": list, "earliestDateAvailable": time.Now().Add(-15 * 24 * time.Hour).UTC().Format("2006-01-02T15:04:05.000+0000"),
 		"latestDateCovered": end.UTC().Format("2006-01-02T15:04:05.000+0000")})
+}
+
+// Served is how many records of object were served (query pages and bulk
+// results) since ResetCounts.
+func (f *Fake) Served(object string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.served[object]
+}
+
+// Requests lists the API requests ("METHOD /path?query") containing substr
+// since ResetCounts.
+func (f *Fake) Requests(substr string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, r := range f.requests {
+		if strings.Contains(r, substr) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Counters are the fake's tallies: tokens granted, requests refused with
+// 401, API requests counted against the daily limit.
+func (f *Fake) Counters() (grants, refused, apiUsed int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.Grants, f.Refused, f.APIUsed
 }
