@@ -56,6 +56,7 @@ type Fake struct {
 	served     map[string]int // records served by object, since ResetCounts
 	requests   []string       // "METHOD path?query", since ResetCounts
 	Hook       func(r *http.Request)
+	FailJobs   int // the next this many bulk query jobs end Failed
 }
 
 // Field is a field of an object's describe metadata.
@@ -78,6 +79,7 @@ type fakeCursor struct {
 }
 
 type fakeJob struct {
+	failed bool
 	object string
 	fields []string
 	rows   []map[string]any
@@ -537,7 +539,10 @@ func (f *Fake) bulk(w http.ResponseWriter, r *http.Request, rest []string) {
 		}
 		f.idSeq++
 		id := fmt.Sprintf("750FAKE%011d", f.idSeq)
-		f.jobs[id] = &fakeJob{object: o.name, fields: q.fields, rows: rows}
+		f.jobs[id] = &fakeJob{object: o.name, fields: q.fields, rows: rows, failed: f.FailJobs > 0}
+		if f.FailJobs > 0 {
+			f.FailJobs--
+		}
 		writeJSON(w, map[string]any{"id": id, "operation": body.Operation, "object": o.name, "state": "UploadComplete"})
 	case len(rest) == 1 && r.Method == http.MethodGet:
 		j := f.jobs[rest[0]]
@@ -546,11 +551,14 @@ func (f *Fake) bulk(w http.ResponseWriter, r *http.Request, rest []string) {
 			return
 		}
 		j.polls++
-		state := "InProgress"
-		if j.polls > 1 {
+		state, msg := "InProgress", ""
+		switch {
+		case j.polls > 1 && j.failed:
+			state, msg = "Failed", "InternalServerError: retry the job"
+		case j.polls > 1:
 			state = "JobComplete"
 		}
-		writeJSON(w, map[string]any{"id": rest[0], "state": state, "numberRecordsProcessed": len(j.rows)})
+		writeJSON(w, map[string]any{"id": rest[0], "state": state, "numberRecordsProcessed": len(j.rows), "errorMessage": msg})
 	case len(rest) == 2 && rest[1] == "results" && r.Method == http.MethodGet:
 		j := f.jobs[rest[0]]
 		if j == nil {

@@ -271,6 +271,9 @@ func (c *client) getDeleted(ctx context.Context, object string, start, end time.
 	return &d, err
 }
 
+// errJobFailed: the bulk query job failed or was aborted; a new one is needed.
+var errJobFailed = errors.New("Salesforce bulk query job ended without results")
+
 // bulkJob is a Bulk API 2.0 query job's state.
 type bulkJob struct {
 	ID                     string `json:"id"`
@@ -314,7 +317,7 @@ func (c *client) waitBulkJob(ctx context.Context, id string, poll time.Duration)
 		case "JobComplete":
 			return j, nil
 		case "Failed", "Aborted":
-			return nil, fmt.Errorf("Salesforce bulk query job %s %s: %s", id, j.State, j.ErrorMessage)
+			return nil, fmt.Errorf("%w: %s %s: %s", errJobFailed, id, j.State, j.ErrorMessage)
 		}
 		t := time.NewTimer(poll)
 		select {

@@ -257,3 +257,23 @@ func TestTokenRenewedBeforeExpiry(t *testing.T) {
 		t.Errorf("after the session timeout: %d new tokens, %d requests refused; want 1 and 0", h.fake.Grants-grants, h.fake.Refused)
 	}
 }
+
+// TestFailedBulkJobReplaced: a bulk query job that fails fails the pass,
+// and the next pass runs a new job instead of waiting on the failed one.
+func TestFailedBulkJobReplaced(t *testing.T) {
+	h := newHarness(t)
+	h.seedCRM(3200, 0, 0)
+	h.cfg.Objects = []string{"Account"}
+	h.fake.FailJobs = 1
+	s := h.syncer(nil)
+	if err := s.Sync(context.Background()); err == nil || !strings.Contains(err.Error(), "Failed") {
+		t.Fatalf("pass with a failed job: %v", err)
+	}
+	if err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.requests("POST /services/data/v59.0/jobs/query")); n != 2 {
+		t.Errorf("bulk jobs created: %d, want 2", n)
+	}
+	h.assertMatches("Account")
+}

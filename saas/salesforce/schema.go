@@ -31,12 +31,16 @@ type describe struct {
 }
 
 // pgType maps a Salesforce field type to the column type holding it. ok is
-// false for the compound types (address, location): their components are
-// fields of their own, and the compound is skipped. Unknown types are text:
+// false for the compound types (address, location), whose components are
+// fields of their own, and for base64: such fields are skipped. Unknown types are text:
 // the value is kept in data anyway.
 func pgType(sfType string) (typ string, ok bool) {
 	switch strings.ToLower(sfType) {
 	case "address", "location":
+		return "", false
+	case "base64":
+		// File bodies: the REST API gives only a link to them, and Bulk
+		// API 2.0 refuses queries that name them.
 		return "", false
 	case "boolean":
 		return "boolean", true
@@ -52,7 +56,7 @@ func pgType(sfType string) (typ string, ok bool) {
 		return "time without time zone", true
 	case "json", "complexvalue":
 		return "jsonb", true
-	default: // id, reference, string, textarea, picklist, multipicklist, email, phone, url, combobox, base64, anyType, encryptedstring
+	default: // id, reference, string, textarea, picklist, multipicklist, email, phone, url, combobox, anyType, encryptedstring
 		return "text", true
 	}
 }

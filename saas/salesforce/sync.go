@@ -116,10 +116,10 @@ func (s *Syncer) bulkRead(ctx context.Context, o *objectTable, st state, until t
 		}
 		if _, err := s.api.waitBulkJob(ctx, jobID, s.cfg.BulkPoll); err != nil {
 			var ae *apiError
-			if !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
+			if !errors.Is(err, errJobFailed) && (!errors.As(err, &ae) || ae.Status != http.StatusNotFound) {
 				return until, err
 			}
-			s.log.Warn("the interrupted bulk query job is gone from Salesforce (jobs are kept 7 days); starting a new one", "object", o.Object, "job", jobID)
+			s.log.Warn("the interrupted bulk query job is gone or failed; starting a new one", "object", o.Object, "job", jobID, "err", err)
 			jobID, locator = "", ""
 		}
 	}
@@ -135,6 +135,10 @@ func (s *Syncer) bulkRead(ctx context.Context, o *objectTable, st state, until t
 		}
 		s.log.Info("Bulk API 2.0 query job created", "object", o.Object, "job", jobID)
 		if _, err := s.api.waitBulkJob(ctx, jobID, s.cfg.BulkPoll); err != nil {
+			if errors.Is(err, errJobFailed) {
+				// The next pass starts a new job rather than wait on this one.
+				_ = s.setState(ctx, o.Object, map[string]any{"bulk_job_id": nil, "bulk_locator": nil, "cursor_modstamp": nil})
+			}
 			return until, err
 		}
 	}
