@@ -232,6 +232,14 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		f.token(w, r)
 		return
 	}
+	if r.Method == http.MethodPost && r.URL.Path == "/services/data/v59.0/composite" {
+		f.composite(w, r)
+		return
+	}
+	if len(r.URL.RequestURI()) > maxURI && r.Header.Get(subrequest) == "" {
+		sfError(w, http.StatusRequestURITooLong, "URI_TOO_LONG", "URI Too Long")
+		return
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
@@ -658,4 +666,52 @@ func (f *Fake) Counters() (grants, refused, apiUsed int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.Grants, f.Refused, f.APIUsed
+}
+
+// maxURI is the longest URI Salesforce accepts (with the headers, 16 KiB).
+const maxURI = 16384
+
+// subrequest marks a request the fake makes to itself for a composite one.
+const subrequest = "X-Fake-Composite-Subrequest"
+
+// composite serves a Composite API request (one GET subrequest, which is
+// how a query too long for a URI is sent) by serving its subrequest.
+func (f *Fake) composite(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
+	f.mu.Unlock()
+	var body struct {
+		CompositeRequest []struct {
+			Method      string            `json:"method"`
+			URL         string            `json:"url"`
+			ReferenceID string            `json:"referenceId"`
+			HTTPHeaders map[string]string `json:"httpHeaders"`
+		} `json:"compositeRequest"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(body.CompositeRequest) != 1 || body.CompositeRequest[0].Method != http.MethodGet {
+		sfError(w, http.StatusBadRequest, "JSON_PARSER_ERROR", "the fake serves composite requests of one GET")
+		return
+	}
+	sub := body.CompositeRequest[0]
+	req := httptest.NewRequest(sub.Method, sub.URL, nil)
+	req.Header.Set("Authorization", r.Header.Get("Authorization"))
+	req.Header.Set(subrequest, "1")
+	for k, v := range sub.HTTPHeaders {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	f.serve(rec, req)
+	if rec.Code == http.StatusUnauthorized {
+		// An expired session fails the whole composite request.
+		sfError(w, http.StatusUnauthorized, "INVALID_SESSION_ID", "Session expired or invalid")
+		return
+	}
+	for k, v := range rec.Header() {
+		if strings.HasPrefix(k, "Sforce-") {
+			w.Header()[k] = v
+		}
+	}
+	writeJSON(w, map[string]any{"compositeResponse": []any{map[string]any{
+		"body": json.RawMessage(rec.Body.Bytes()), "httpStatusCode": rec.Code, "referenceId": sub.ReferenceID, "httpHeaders": map[string]string{},
+	}}})
 }

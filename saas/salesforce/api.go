@@ -233,7 +233,13 @@ func (c *client) query(ctx context.Context, soql string, all bool, batchSize int
 	}
 	for {
 		var p queryPage
-		if err := c.getJSON(ctx, path, header, &p); err != nil {
+		var err error
+		if len(path) > maxQueryURI {
+			err = c.composite(ctx, path, header, &p)
+		} else {
+			err = c.getJSON(ctx, path, header, &p)
+		}
+		if err != nil {
 			return err
 		}
 		if err := page(&p); err != nil {
@@ -244,6 +250,51 @@ func (c *client) query(ctx context.Context, soql string, all bool, batchSize int
 		}
 		path = p.NextRecordsURL
 	}
+}
+
+// maxQueryURI: a longer query (an object with hundreds of fields) goes in
+// the body of a Composite API request, since Salesforce answers 414 to URIs
+// over 16 KiB (headers included).
+const maxQueryURI = 12000
+
+// composite sends one GET through the Composite API and decodes its answer.
+func (c *client) composite(ctx context.Context, path string, header http.Header, v any) error {
+	sub := map[string]any{"method": http.MethodGet, "url": path, "referenceId": "q"}
+	if len(header) > 0 {
+		h := map[string]string{}
+		for k := range header {
+			h[k] = header.Get(k)
+		}
+		sub["httpHeaders"] = h
+	}
+	body, _ := json.Marshal(map[string]any{"allOrNone": true, "compositeRequest": []any{sub}})
+	resp, err := c.do(ctx, http.MethodPost, c.base()+"/composite", body, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		CompositeResponse []struct {
+			Body           json.RawMessage `json:"body"`
+			HTTPStatusCode int             `json:"httpStatusCode"`
+		} `json:"compositeResponse"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&r); err != nil || len(r.CompositeResponse) != 1 {
+		return fmt.Errorf("Salesforce composite %s: no subrequest answer (%v)", trimQuery(path), err)
+	}
+	sr := r.CompositeResponse[0]
+	if sr.HTTPStatusCode/100 != 2 {
+		e := &apiError{Status: sr.HTTPStatusCode, Path: trimQuery(path)}
+		var list []struct{ Message, ErrorCode string }
+		if json.Unmarshal(sr.Body, &list) == nil && len(list) > 0 {
+			e.Code, e.Msg = list[0].ErrorCode, list[0].Message
+		}
+		return e
+	}
+	if err := json.Unmarshal(sr.Body, v); err != nil {
+		return fmt.Errorf("Salesforce composite %s: decode: %w", trimQuery(path), err)
+	}
+	return nil
 }
 
 // count runs SELECT COUNT() FROM object.

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdhq/herd/internal/salesforcefake"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -276,4 +278,36 @@ func TestFailedBulkJobReplaced(t *testing.T) {
 		t.Errorf("bulk jobs created: %d, want 2", n)
 	}
 	h.assertMatches("Account")
+}
+
+// TestWideObjectQueriedThroughComposite: an object with hundreds of fields
+// makes a query longer than a URI may be; it goes through the Composite API.
+func TestWideObjectQueriedThroughComposite(t *testing.T) {
+	h := newHarness(t)
+	var fields []salesforcefake.Field
+	for i := range 400 {
+		fields = append(fields, salesforcefake.Field{Name: fmt.Sprintf("Custom_Field_Number_%03d_With_A_Long_Name__c", i), Label: "Custom", Type: "double"})
+	}
+	h.fake.AddObject("Wide__c", "a01", true, fields...)
+	for i := range 700 {
+		h.fake.Create("Wide__c", salesforcefake.Now().Add(-time.Minute), map[string]any{"Custom_Field_Number_399_With_A_Long_Name__c": float64(i)})
+	}
+	h.cfg.Objects = []string{"Wide__c"}
+	s := h.syncer(nil)
+	if err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.assertMatches("Wide__c")
+	if n := len(h.requests("POST /services/data/v59.0/composite")); n < 1 {
+		t.Errorf("composite requests: %d, want the long queries sent that way", n)
+	}
+	var sum float64
+	if err := h.db.QueryRow(context.Background(), `SELECT sum(custom_field_number_399_with_a_long_name__c)::float8 FROM salesforce.wide__c`).Scan(&sum); err != nil || sum != 699*700/2 {
+		t.Errorf("sum of the 400th column: %v %v", sum, err)
+	}
+	diffs, err := s.Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanDiffs(t, diffs)
 }
