@@ -194,6 +194,7 @@ CREATE TABLE intercom.sync_state (
     backfill_started_at  timestamptz,
     backfill_finished_at timestamptz,
     backfill_rows        bigint,
+    backfill_mark        timestamptz,
     cursor               text,
     synced_until         timestamptz,
     swept_at             timestamptz,
@@ -208,6 +209,7 @@ COMMENT ON COLUMN intercom.sync_state.phase IS 'pending (not started), backfill 
 COMMENT ON COLUMN intercom.sync_state.backfill_started_at IS 'When the last full backfill of the table started';
 COMMENT ON COLUMN intercom.sync_state.backfill_finished_at IS 'When the last full backfill of the table finished';
 COMMENT ON COLUMN intercom.sync_state.backfill_rows IS 'Rows the last backfill listed';
+COMMENT ON COLUMN intercom.sync_state.backfill_mark IS 'The time when the running or last backfill started; once it finishes, every change before it is in the warehouse';
 COMMENT ON COLUMN intercom.sync_state.cursor IS 'During a backfill: the starting_after of the next page to list, so that an interrupted backfill resumes there';
 COMMENT ON COLUMN intercom.sync_state.synced_until IS 'Every change Intercom made to the table''s objects before this instant is in the warehouse';
 COMMENT ON COLUMN intercom.sync_state.swept_at IS 'When the last full id sweep (which finds objects deleted without an event) started';
