@@ -117,4 +117,3 @@ func compare(ctx context.Context, tx pgx.Tx, name, tmp string) (saas.Diff, error
 	}
 	return d, nil
 }
-

@@ -92,6 +92,7 @@ type Syncer struct {
 	cfg   Config
 	db    *pgxpool.Pool
 	log   *slog.Logger
+	plog  *slog.Logger // for saas.Progress, which names the source itself
 	api   *client
 	m     *metrics
 	fresh *saas.Freshness
@@ -122,9 +123,10 @@ func New(cfg Config, db *pgxpool.Pool, log *slog.Logger, reg prometheus.Register
 		}
 	}
 	return &Syncer{
-		cfg: cfg,
-		db:  db,
-		log: log.With("source", "intercom"),
+		cfg:  cfg,
+		db:   db,
+		log:  log.With("source", "intercom"),
+		plog: log,
 		api: &client{base: cfg.APIBase, token: cfg.Token, version: cfg.Version,
 			http: &http.Client{Timeout: cfg.HTTPTimeout, Transport: tr}},
 		m:     m,

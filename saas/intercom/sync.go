@@ -164,7 +164,7 @@ func (s *Syncer) backfill(ctx context.Context, obj *object, st state, resume boo
 	}
 	var progress *saas.Progress
 	if obj.SearchPath != "" || st.BackfillFinished == nil {
-		progress = saas.NewProgress(s.log, "intercom", obj.Table, 0, rows)
+		progress = saas.NewProgress(s.plog, "intercom", obj.Table, 0, rows)
 	}
 	for p, err := range s.pages(ctx, obj, cursor) {
 		if err != nil {
