@@ -3,6 +3,8 @@ package intercom
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,12 +69,15 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 		u += "?" + query.Encode()
 	}
 	var rd io.Reader
+	var key string
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, err
 		}
 		rd = bytes.NewReader(b)
+		sum := sha256.Sum256(append([]byte(method+" "+path+" "), b...))
+		key = hex.EncodeToString(sum[:16])
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
@@ -84,8 +89,9 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 		// A search is a read: mark it safe to repeat so that the transport
-		// retries it after a 429 like a GET.
-		req.Header.Set("Idempotency-Key", "search")
+		// retries it after a 429 like a GET. The key is the request's own
+		// hash, so that an API honouring it could only merge identical reads.
+		req.Header.Set("Idempotency-Key", key)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -161,4 +161,21 @@ func TestOlderStateNeverOverwritesNewer(t *testing.T) {
 		t.Errorf("older conversation state written: %v (%v)", wrote, err)
 	}
 	h.assertEqual()
+
+	// A company the table holds newer than the listing gives (a webhook
+	// was faster than the listing): kept as it is, and not taken for deleted.
+	var company string
+	if err := h.db.QueryRow(ctx, `UPDATE intercom.companies SET updated_at = updated_at + interval '1 hour', data = data || '{"name":"from a webhook"}'
+		WHERE id = (SELECT min(id) FROM intercom.companies) RETURNING id`).Scan(&company); err != nil {
+		t.Fatal(err)
+	}
+	h.sync()
+	var name string
+	var deleted bool
+	if err := h.db.QueryRow(ctx, `SELECT name, deleted FROM intercom.companies WHERE id = $1`, company).Scan(&name, &deleted); err != nil {
+		t.Fatal(err)
+	}
+	if name != "from a webhook" || deleted {
+		t.Errorf("company %s holding a newer state after a listing: name %q deleted %v; want the newer state, not deleted", company, name, deleted)
+	}
 }

@@ -173,7 +173,7 @@ func (s *Syncer) backfill(ctx context.Context, obj *object, st state, resume boo
 		if obj.Parts {
 			err = s.conversationsPage(ctx, p.items, true)
 		} else {
-			_, err = s.upsertItems(ctx, s.db, obj, p.items)
+			err = s.backfillPage(ctx, obj, p.items, started)
 		}
 		if err != nil {
 			return fmt.Errorf("backfill intercom.%s: %w", obj.Table, err)
@@ -205,6 +205,27 @@ func (s *Syncer) backfill(ctx context.Context, obj *object, st state, resume boo
 		if deleted > 0 {
 			s.log.Info("intercom backfill: rows Intercom no longer lists marked deleted", "object", obj.Table, "rows", deleted)
 		}
+	}
+	return nil
+}
+
+// backfillPage writes a page of a full listing. Rows the guard kept (the
+// table holds a newer state than the listing, from a webhook) are stamped as
+// seen, so that the end of the listing does not take them for deleted.
+func (s *Syncer) backfillPage(ctx context.Context, obj *object, items []json.RawMessage, started time.Time) error {
+	if _, err := s.upsertItems(ctx, s.db, obj, items); err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(items))
+	for _, it := range items {
+		id, _, err := idAndUpdated(it)
+		if err != nil {
+			return err
+		}
+		ids = append(ids, id)
+	}
+	if _, err := s.db.Exec(ctx, `UPDATE `+table(obj.Table)+` SET synced_at = now() WHERE id = ANY($1) AND synced_at < $2`, ids, started); err != nil {
+		return fmt.Errorf("stamp rows newer than the listing as seen: %w", err)
 	}
 	return nil
 }
@@ -352,7 +373,6 @@ func (s *Syncer) incremental(ctx context.Context, obj *object, st state) error {
 	}); err != nil {
 		return err
 	}
-	s.fresh.SyncedUntil(passStart)
 	s.log.Debug("intercom incremental pass", "object", obj.Table, "since", since.UTC(), "listed", applied)
 	return nil
 }

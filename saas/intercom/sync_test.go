@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,7 +219,16 @@ func TestBackfillMatchesWorkspace(t *testing.T) {
 	h := newHarness(t, nil)
 	_, convs := h.seed(3000, 400)
 	h.fake.setEvery429(9)
+	// The workspace changes during the backfill: a conversation already
+	// fetched gets a new part, behind the listing.
+	var gets atomic.Int32
+	h.fake.setHook(func(req string) {
+		if strings.HasPrefix(req, "GET /conversations/") && gets.Add(1) == 300 {
+			h.fake.addPart(convs[0])
+		}
+	})
 	h.sync()
+	h.fake.setHook(nil)
 	h.assertEqual()
 
 	ctx := context.Background()

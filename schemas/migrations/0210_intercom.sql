@@ -33,7 +33,7 @@ COMMENT ON COLUMN intercom.contacts.id IS 'Intercom contact id';
 COMMENT ON COLUMN intercom.contacts.data IS 'The contact as the Intercom API returned it (JSON)';
 COMMENT ON COLUMN intercom.contacts.deleted IS 'true once Intercom no longer has the contact (deleted, or a lead merged into a user); the row keeps its last state';
 COMMENT ON COLUMN intercom.contacts.updated_at IS 'Intercom''s updated_at of the stored state; an older state never replaces a newer one';
-COMMENT ON COLUMN intercom.contacts.synced_at IS 'When herd last wrote the row';
+COMMENT ON COLUMN intercom.contacts.synced_at IS 'When herd last wrote the row, or found it current in a full listing';
 COMMENT ON COLUMN intercom.contacts.role IS 'user or lead';
 COMMENT ON COLUMN intercom.contacts.external_id IS 'The contact''s id in your own product (Intercom''s external_id)';
 COMMENT ON COLUMN intercom.contacts.email IS 'Email address';
@@ -57,7 +57,7 @@ COMMENT ON COLUMN intercom.companies.id IS 'Intercom company id';
 COMMENT ON COLUMN intercom.companies.data IS 'The company as the Intercom API returned it (JSON)';
 COMMENT ON COLUMN intercom.companies.deleted IS 'true once Intercom no longer lists the company';
 COMMENT ON COLUMN intercom.companies.updated_at IS 'Intercom''s updated_at of the stored state; an older state never replaces a newer one';
-COMMENT ON COLUMN intercom.companies.synced_at IS 'When herd last wrote the row';
+COMMENT ON COLUMN intercom.companies.synced_at IS 'When herd last wrote the row, or found it current in a full listing';
 COMMENT ON COLUMN intercom.companies.company_id IS 'The company''s id in your own product';
 COMMENT ON COLUMN intercom.companies.name IS 'Name';
 COMMENT ON COLUMN intercom.companies.created_at IS 'When the company was created in Intercom';
@@ -84,7 +84,7 @@ COMMENT ON COLUMN intercom.conversations.id IS 'Intercom conversation id';
 COMMENT ON COLUMN intercom.conversations.data IS 'The conversation as the Intercom API returned it (JSON), without conversation_parts (one row each in intercom.conversation_parts)';
 COMMENT ON COLUMN intercom.conversations.deleted IS 'true once Intercom no longer has the conversation';
 COMMENT ON COLUMN intercom.conversations.updated_at IS 'Intercom''s updated_at of the stored state; an older state never replaces a newer one';
-COMMENT ON COLUMN intercom.conversations.synced_at IS 'When herd last wrote the row';
+COMMENT ON COLUMN intercom.conversations.synced_at IS 'When herd last wrote the row, or found it current in a full listing';
 COMMENT ON COLUMN intercom.conversations.parts_total IS 'How many parts Intercom says the conversation has (conversation_parts.total_count); the API returns at most 500 of them';
 COMMENT ON COLUMN intercom.conversations.state IS 'open, closed or snoozed';
 COMMENT ON COLUMN intercom.conversations.open IS 'Whether the conversation is open';
@@ -114,7 +114,7 @@ COMMENT ON COLUMN intercom.conversation_parts.conversation_id IS 'The conversati
 COMMENT ON COLUMN intercom.conversation_parts.data IS 'The part as the Intercom API returned it (JSON)';
 COMMENT ON COLUMN intercom.conversation_parts.deleted IS 'true once the conversation no longer has the part (or the conversation is gone)';
 COMMENT ON COLUMN intercom.conversation_parts.updated_at IS 'Intercom''s updated_at of the stored state; an older state never replaces a newer one';
-COMMENT ON COLUMN intercom.conversation_parts.synced_at IS 'When herd last wrote the row';
+COMMENT ON COLUMN intercom.conversation_parts.synced_at IS 'When herd last wrote the row, or found it current in a full listing';
 COMMENT ON COLUMN intercom.conversation_parts.part_type IS 'comment, note, assignment, open, close, snoozed, ...';
 COMMENT ON COLUMN intercom.conversation_parts.author_type IS 'admin, user, lead, bot or team';
 COMMENT ON COLUMN intercom.conversation_parts.author_id IS 'Id of the author (an admin or a contact)';
@@ -136,7 +136,7 @@ COMMENT ON COLUMN intercom.admins.id IS 'Intercom admin id';
 COMMENT ON COLUMN intercom.admins.data IS 'The admin as the Intercom API returned it (JSON)';
 COMMENT ON COLUMN intercom.admins.deleted IS 'true once Intercom no longer lists the admin';
 COMMENT ON COLUMN intercom.admins.updated_at IS 'Intercom''s updated_at when the object has one, else NULL';
-COMMENT ON COLUMN intercom.admins.synced_at IS 'When herd last wrote the row';
+COMMENT ON COLUMN intercom.admins.synced_at IS 'When herd last wrote the row, or found it current in a full listing';
 COMMENT ON COLUMN intercom.admins.name IS 'Name';
 COMMENT ON COLUMN intercom.admins.email IS 'Email address';
 
@@ -153,7 +153,7 @@ COMMENT ON COLUMN intercom.teams.id IS 'Intercom team id';
 COMMENT ON COLUMN intercom.teams.data IS 'The team as the Intercom API returned it (JSON)';
 COMMENT ON COLUMN intercom.teams.deleted IS 'true once Intercom no longer lists the team';
 COMMENT ON COLUMN intercom.teams.updated_at IS 'Intercom''s updated_at when the object has one, else NULL';
-COMMENT ON COLUMN intercom.teams.synced_at IS 'When herd last wrote the row';
+COMMENT ON COLUMN intercom.teams.synced_at IS 'When herd last wrote the row, or found it current in a full listing';
 COMMENT ON COLUMN intercom.teams.name IS 'Name';
 
 CREATE TABLE intercom.tags (
@@ -169,7 +169,7 @@ COMMENT ON COLUMN intercom.tags.id IS 'Intercom tag id';
 COMMENT ON COLUMN intercom.tags.data IS 'The tag as the Intercom API returned it (JSON)';
 COMMENT ON COLUMN intercom.tags.deleted IS 'true once Intercom no longer lists the tag';
 COMMENT ON COLUMN intercom.tags.updated_at IS 'Intercom''s updated_at when the object has one, else NULL';
-COMMENT ON COLUMN intercom.tags.synced_at IS 'When herd last wrote the row';
+COMMENT ON COLUMN intercom.tags.synced_at IS 'When herd last wrote the row, or found it current in a full listing';
 COMMENT ON COLUMN intercom.tags.name IS 'Name';
 
 CREATE TABLE intercom.segments (
@@ -185,7 +185,7 @@ COMMENT ON COLUMN intercom.segments.id IS 'Intercom segment id';
 COMMENT ON COLUMN intercom.segments.data IS 'The segment as the Intercom API returned it (JSON)';
 COMMENT ON COLUMN intercom.segments.deleted IS 'true once Intercom no longer lists the segment';
 COMMENT ON COLUMN intercom.segments.updated_at IS 'Intercom''s updated_at when the object has one, else NULL';
-COMMENT ON COLUMN intercom.segments.synced_at IS 'When herd last wrote the row';
+COMMENT ON COLUMN intercom.segments.synced_at IS 'When herd last wrote the row, or found it current in a full listing';
 COMMENT ON COLUMN intercom.segments.name IS 'Name';
 
 CREATE TABLE intercom.sync_state (
