@@ -44,6 +44,7 @@ type harness struct {
 	fake *fakeIntercom
 	s    *Syncer
 	logs *syncBuffer
+	reg  *prometheus.Registry // the newest syncer's
 }
 
 func newHarness(t *testing.T, db *pgxpool.Pool) *harness {
@@ -70,12 +71,13 @@ func newHarness(t *testing.T, db *pgxpool.Pool) *harness {
 func (h *harness) syncer() *Syncer {
 	h.t.Helper()
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	h.reg = prometheus.NewRegistry()
 	s, err := New(Config{
 		Token:   h.fake.token,
 		APIBase: h.fake.URL(),
 		Limits:  saas.Limits{RequestsPerSecond: 5000, Burst: 100, MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond},
 		Now:     h.fake.now,
-	}, h.db, log, prometheus.NewRegistry())
+	}, h.db, log, h.reg)
 	if err != nil {
 		h.t.Fatal(err)
 	}
