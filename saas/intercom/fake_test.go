@@ -402,18 +402,18 @@ func (f *fakeIntercom) page(w http.ResponseWriter, cursor string, perPage int, k
 	start := 0
 	if cursor != "" {
 		b, err := base64.RawURLEncoding.DecodeString(cursor)
-		if err != nil {
+		after, ok := strings.CutPrefix(string(b), "after:")
+		if err != nil || !ok {
 			errorList(w, 400, "parameter_invalid", "starting_after is invalid")
 			return
 		}
-		after := string(b)
 		start = sort.Search(len(items), func(i int) bool { return items[i]["id"].(string) > after })
 	}
 	end := min(start+perPage, len(items))
 	resp := map[string]any{"type": "list", key: items[start:end], "total_count": len(items)}
 	pages := map[string]any{"type": "pages", "per_page": perPage, "total_pages": (len(items) + perPage - 1) / perPage}
 	if end < len(items) {
-		pages["next"] = map[string]any{"starting_after": base64.RawURLEncoding.EncodeToString([]byte(items[end-1]["id"].(string)))}
+		pages["next"] = map[string]any{"starting_after": base64.RawURLEncoding.EncodeToString([]byte("after:" + items[end-1]["id"].(string)))}
 	}
 	resp["pages"] = pages
 	writeJSON(w, 200, resp)

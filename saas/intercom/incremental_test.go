@@ -179,3 +179,49 @@ func TestOlderStateNeverOverwritesNewer(t *testing.T) {
 		t.Errorf("company %s holding a newer state after a listing: name %q deleted %v; want the newer state, not deleted", company, name, deleted)
 	}
 }
+
+// A saved cursor Intercom no longer takes (its lifetime is not documented)
+// restarts the listing instead of failing every pass; the conversations
+// finished before the kill are still not fetched again.
+func TestBackfillRestartsWhenCursorRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.seed(50, 320)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var gets atomic.Int32
+	h.fake.setHook(func(req string) {
+		if strings.HasPrefix(req, "GET /conversations/") && gets.Add(1) == 200 {
+			cancel()
+		}
+	})
+	if err := h.s.Sync(ctx); err == nil {
+		t.Fatal("sync killed midway returned nil")
+	}
+	h.fake.setHook(nil)
+	if _, err := h.db.Exec(context.Background(), `UPDATE intercom.sync_state SET cursor = 'expired' WHERE object = 'conversations'`); err != nil {
+		t.Fatal(err)
+	}
+	h.s = h.syncer()
+	h.sync()
+	if !strings.Contains(h.logs.String(), "refused the saved backfill cursor") {
+		t.Error("no warning about the refused cursor")
+	}
+	fetched := map[string]int{}
+	for _, r := range h.fake.requestLog() {
+		if id, ok := strings.CutPrefix(r, "GET /conversations/"); ok {
+			fetched[id]++
+		}
+	}
+	twice := 0
+	for _, n := range fetched {
+		if n > 1 {
+			twice++
+		}
+	}
+	if twice > 1 {
+		t.Errorf("%d conversations fetched again after the restart", twice)
+	}
+	h.assertEqual()
+	h.assertClean()
+}

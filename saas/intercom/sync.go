@@ -3,8 +3,10 @@ package intercom
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
+	"net/http"
 	"net/url"
 	"strconv"
 	"time"
@@ -166,7 +168,16 @@ func (s *Syncer) backfill(ctx context.Context, obj *object, st state, resume boo
 	if obj.SearchPath != "" || st.BackfillFinished == nil {
 		progress = saas.NewProgress(s.plog, "intercom", obj.Table, 0, rows)
 	}
+	first := true
 	for p, err := range s.pages(ctx, obj, cursor) {
+		if err != nil && first && cursor != "" && cursorRefused(err) {
+			// Intercom does not say how long a cursor lives: one it no longer
+			// takes restarts the listing, and the conversations already
+			// stored are recognised without being fetched again.
+			s.log.Warn("Intercom refused the saved backfill cursor; listing again from the start", "object", obj.Table, "err", err)
+			return s.backfill(ctx, obj, state{Phase: "backfill", BackfillStarted: &started, BackfillMark: &mark}, true)
+		}
+		first = false
 		if err != nil {
 			return fmt.Errorf("backfill intercom.%s after %d objects: %w", obj.Table, rows, err)
 		}
@@ -228,6 +239,14 @@ func (s *Syncer) backfillPage(ctx context.Context, obj *object, items []json.Raw
 		return fmt.Errorf("stamp rows newer than the listing as seen: %w", err)
 	}
 	return nil
+}
+
+// cursorRefused reports whether the API refused a request for its
+// parameters (an expired or unknown starting_after), not for the token or
+// the rate.
+func cursorRefused(err error) bool {
+	var e *apiError
+	return errors.As(err, &e) && (e.Status == http.StatusBadRequest || e.Status == http.StatusNotFound || e.Status == http.StatusGone)
 }
 
 func nilIfEmpty(s string) any {
