@@ -25,18 +25,19 @@ type fakeIntercom struct {
 	t   *testing.T
 	srv *httptest.Server
 
-	mu       sync.Mutex
-	token    string
-	version  string
-	clock    time.Time // the workspace's clock: every change ticks it
-	seq      int
-	contacts map[string]map[string]any
-	compans  map[string]map[string]any
-	convs    map[string]*fakeConv
-	small    map[string][]map[string]any // admins, teams, tags, segments
-	requests []string                    // "GET /path?query" or "POST /path after=cursor"
-	every429 int                         // every n-th request gets a 429; 0: never
-	count    int
+	mu        sync.Mutex
+	token     string
+	version   string
+	clock     time.Time // the workspace's clock: every change ticks it
+	seq       int
+	contacts  map[string]map[string]any
+	compans   map[string]map[string]any
+	convs     map[string]*fakeConv
+	small     map[string][]map[string]any // admins, teams, tags, segments
+	requests  []string                    // "GET /path?query" or "POST /path after=cursor"
+	every429  int                         // every n-th request gets a 429; 0: never
+	forbidden string                      // a path answered 403, as for an app without the scope
+	count     int
 	// hook runs (without the lock) at the start of each request.
 	hook func(req string)
 }
@@ -309,6 +310,10 @@ func (f *fakeIntercom) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-RateLimit-Remaining", "100")
 	f.requests = append(f.requests, desc)
+	if f.forbidden != "" && r.URL.Path == f.forbidden {
+		errorList(w, 403, "api_plan_restricted", "Active subscription needed or the app lacks the scope")
+		return
+	}
 
 	q := r.URL.Query()
 	perPage := 20

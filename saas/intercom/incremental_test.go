@@ -225,3 +225,27 @@ func TestBackfillRestartsWhenCursorRefused(t *testing.T) {
 	h.assertEqual()
 	h.assertClean()
 }
+
+// An object the app may not read (403) is reported with Intercom's error,
+// and the others are still synced.
+func TestOneObjectFailingDoesNotStopTheOthers(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	_, convs := h.seed(20, 5)
+	h.fake.setHook(nil)
+	h.fake.mu.Lock()
+	h.fake.forbidden = "/companies/scroll"
+	h.fake.mu.Unlock()
+	err := h.s.Sync(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "companies") {
+		t.Fatalf("sync: %v, want a 403 on companies", err)
+	}
+	var n int
+	if err := h.db.QueryRow(context.Background(), `SELECT count(*) FROM intercom.conversations WHERE id = $1`, convs[4]).Scan(&n); err != nil || n != 1 {
+		t.Errorf("conversations not synced while companies failed (%d, %v)", n, err)
+	}
+	var lastErr *string
+	if err := h.db.QueryRow(context.Background(), `SELECT last_error FROM intercom.sync_state WHERE object = 'companies'`).Scan(&lastErr); err != nil || lastErr == nil || !strings.Contains(*lastErr, "403") {
+		t.Errorf("sync_state.last_error for companies: %v (%v)", lastErr, err)
+	}
+}

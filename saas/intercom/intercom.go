@@ -157,17 +157,28 @@ func (s *Syncer) Sync(ctx context.Context) error {
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey) //nolint:errcheck
 
+	// One object failing (an app without the scope to read companies, say)
+	// must not keep the others stale: each is tried, and the errors are
+	// returned together.
+	var errs []error
 	for i := range objects {
 		obj := &objects[i]
 		if err := s.syncObject(ctx, obj); err != nil {
-			if ctx.Err() == nil {
-				_ = s.setState(context.WithoutCancel(ctx), obj.Table, map[string]any{"last_error": err.Error(), "last_error_at": time.Now()})
+			if ctx.Err() != nil {
+				return err
 			}
-			return err
+			_ = s.setState(ctx, obj.Table, map[string]any{"last_error": err.Error(), "last_error_at": time.Now()})
+			errs = append(errs, err)
 		}
 	}
+	if err := s.reportLag(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
 	s.m.lastSuccess.Set(float64(time.Now().Unix()))
-	return s.reportLag(ctx)
+	return nil
 }
 
 // reportLag publishes the oldest synced_until as the connector's lag.

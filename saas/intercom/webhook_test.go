@@ -113,6 +113,16 @@ func TestWebhookLandsWithinASecond(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Logf("notification to row: %s", time.Since(start).Round(time.Millisecond))
+	// Intercom redelivers: the notification id deduplicates it on the stream.
+	if status, msg := post(body, intercomhook.SignatureHeader(secret, body)); status != 200 {
+		t.Fatalf("notification delivered again: %d %s", status, msg)
+	}
+	if info, err = stream.Info(context.Background(), jetstream.WithSubjectFilter(subject)); err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects[subject]; n != 1 {
+		t.Errorf("%d messages on the stream for one notification delivered twice, want 1", n)
+	}
 
 	// A contact deleted in Intercom: the refetch answers 404 and the row is
 	// marked deleted.
