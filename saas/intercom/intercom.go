@@ -53,7 +53,9 @@ type Config struct {
 	// SweepEvery is how often contacts and conversations are listed whole
 	// to find the ones deleted in Intercom, which no search reveals;
 	// default 6 hours.
-	SweepEvery  time.Duration
+	SweepEvery time.Duration
+	// Concurrency is how many conversations are fetched at once; default 4.
+	Concurrency int
 	HTTPTimeout time.Duration // per request, retries included; default 80s
 	// HTTPTransport carries the requests under the rate limiter and retries;
 	// default http.DefaultTransport.
@@ -78,6 +80,9 @@ func (c *Config) defaults() {
 	}
 	if c.SweepEvery <= 0 {
 		c.SweepEvery = 6 * time.Hour
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 4
 	}
 	if c.HTTPTimeout <= 0 {
 		c.HTTPTimeout = 80 * time.Second

@@ -13,6 +13,7 @@ import (
 
 	"github.com/herdhq/herd/saas"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 )
 
 type paging int
@@ -283,14 +284,20 @@ func (s *Syncer) conversationsPage(ctx context.Context, items []json.RawMessage,
 		return fmt.Errorf("read stored conversations: %w", err)
 	}
 	var current []string
+	// Conversations are fetched a few at a time: one request each is where
+	// a sync of a large workspace spends its time, and the rate limiter,
+	// not the round trip, should be what bounds it.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.Concurrency)
 	for _, id := range ids {
 		if u, ok := stored[id]; ok && u >= listed[id] {
 			current = append(current, id)
 			continue
 		}
-		if err := s.fetchConversation(ctx, id); err != nil {
-			return err
-		}
+		g.Go(func() error { return s.fetchConversation(gctx, id) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	if touch && len(current) > 0 {
 		if _, err := s.db.Exec(ctx, `UPDATE intercom.conversations SET synced_at = now() WHERE id = ANY($1)`, current); err != nil {
