@@ -24,6 +24,7 @@ type intercomFlags struct {
 	interval  time.Duration
 	lookback  time.Duration
 	sweep     time.Duration
+	parallel  int
 }
 
 func (f *intercomFlags) bind(fs *flag.FlagSet, up bool) {
@@ -37,6 +38,7 @@ func (f *intercomFlags) bind(fs *flag.FlagSet, up bool) {
 	fs.Float64Var(&f.rate, prefix+"rate", 20, "Intercom API requests per second at most")
 	fs.DurationVar(&f.lookback, prefix+"lookback", 10*time.Minute, "how far before the last pass each incremental pass searches again")
 	fs.DurationVar(&f.sweep, prefix+"sweep-every", 6*time.Hour, "how often every contact and conversation id is listed to find deleted ones")
+	fs.IntVar(&f.parallel, prefix+"concurrency", 4, "conversations fetched from Intercom at once")
 	fs.StringVar(&f.apiBase, "intercom-api-base", intercom.DefaultAPIBase, "Intercom API base URL (https://api.eu.intercom.io or api.au.intercom.io for those regions; tests point it at a fake)")
 }
 
@@ -66,11 +68,12 @@ func (f *intercomFlags) open(db *pgxpool.Pool, log *slog.Logger, reg prometheus.
 		return nil, err
 	}
 	return intercom.New(intercom.Config{
-		Token:      tok,
-		APIBase:    f.apiBase,
-		Limits:     saas.Limits{RequestsPerSecond: f.rate},
-		Lookback:   f.lookback,
-		SweepEvery: f.sweep,
+		Token:       tok,
+		APIBase:     f.apiBase,
+		Limits:      saas.Limits{RequestsPerSecond: f.rate},
+		Lookback:    f.lookback,
+		SweepEvery:  f.sweep,
+		Concurrency: f.parallel,
 	}, db, log, reg)
 }
 
