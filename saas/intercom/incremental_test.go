@@ -250,3 +250,29 @@ func TestOneObjectFailingDoesNotStopTheOthers(t *testing.T) {
 		t.Errorf("sync_state.last_error for companies: %v (%v)", lastErr, err)
 	}
 }
+
+// updated_at has a resolution of a second: a part added in the same second
+// as the state herd fetched leaves updated_at as it was. Such a
+// conversation is fetched again until a fetch happened after that second.
+func TestPartInTheSameSecondIsNotMissed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	_, convs := h.seed(10, 4)
+	h.sync()
+	f := h.fake
+	second := f.now().Unix() - 60
+	f.updateConversation(convs[1], nil, second)
+	h.sync()
+	// As if that fetch had happened within the same second.
+	if _, err := h.db.Exec(context.Background(), `UPDATE intercom.conversations SET synced_at = updated_at WHERE id = $1`, convs[1]); err != nil {
+		t.Fatal(err)
+	}
+	part := f.addPart(convs[1])
+	f.updateConversation(convs[1], nil, second)
+	h.sync()
+	var n int
+	if err := h.db.QueryRow(context.Background(), `SELECT count(*) FROM intercom.conversation_parts WHERE id = $1`, part).Scan(&n); err != nil || n != 1 {
+		t.Errorf("part %s added in the second already fetched: %d rows (%v)", part, n, err)
+	}
+	h.assertEqual()
+}

@@ -275,12 +275,21 @@ func (s *Syncer) conversationsPage(ctx context.Context, items []json.RawMessage,
 		}
 		listed[id] = max(listed[id], upd)
 	}
-	rows, _ := s.db.Query(ctx, `SELECT id, extract(epoch FROM updated_at)::bigint FROM intercom.conversations
-		WHERE id = ANY($1) AND NOT deleted AND updated_at IS NOT NULL`, ids)
+	// A stored conversation is current when its updated_at is newer than the
+	// listed one, or equal and fetched after that second had passed: updated_at
+	// has a resolution of a second, and a part added later in the same second
+	// as the one fetched leaves it unchanged.
+	rows, _ := s.db.Query(ctx, `SELECT id, extract(epoch FROM updated_at)::bigint, synced_at >= updated_at + interval '2 seconds'
+		FROM intercom.conversations WHERE id = ANY($1) AND NOT deleted AND updated_at IS NOT NULL`, ids)
 	stored := map[string]int64{}
+	settled := map[string]bool{}
 	var id string
 	var upd int64
-	if _, err := pgx.ForEachRow(rows, []any{&id, &upd}, func() error { stored[id] = upd; return nil }); err != nil {
+	var done bool
+	if _, err := pgx.ForEachRow(rows, []any{&id, &upd, &done}, func() error {
+		stored[id], settled[id] = upd, done
+		return nil
+	}); err != nil {
 		return fmt.Errorf("read stored conversations: %w", err)
 	}
 	var current []string
@@ -290,7 +299,7 @@ func (s *Syncer) conversationsPage(ctx context.Context, items []json.RawMessage,
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.Concurrency)
 	for _, id := range ids {
-		if u, ok := stored[id]; ok && u >= listed[id] {
+		if u, ok := stored[id]; ok && (u > listed[id] || u == listed[id] && settled[id]) {
 			current = append(current, id)
 			continue
 		}
