@@ -73,6 +73,13 @@ func (f *fakeIntercom) tick() int64 {
 	return f.clock.Unix()
 }
 
+// tick1 is tick for tests: the next second of the workspace's clock.
+func (f *fakeIntercom) tick1() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tick()
+}
+
 func (f *fakeIntercom) now() time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -260,7 +260,7 @@ func TestPartInTheSameSecondIsNotMissed(t *testing.T) {
 	_, convs := h.seed(10, 4)
 	h.sync()
 	f := h.fake
-	second := f.now().Unix() - 60
+	second := f.tick1()
 	f.updateConversation(convs[1], nil, second)
 	h.sync()
 	// As if that fetch had happened within the same second.
