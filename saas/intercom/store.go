@@ -1,0 +1,266 @@
+package intercom
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// querier is what a pool and a transaction have in common.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// The guard: a row is replaced only by a state at least as new as the one it
+// holds, by Intercom's updated_at. Equal passes, because the object was just
+// read from the API: it is the current state either way. Objects without
+// updated_at (admins, tags) always pass.
+const guard = `t.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= t.updated_at`
+
+func table(name string) string { return pgx.Identifier{"intercom", name}.Sanitize() }
+
+// upsertItems writes a page of objects in one statement; it returns how many
+// rows were written (a row holding a newer state is left alone). Duplicate
+// ids (the same object on two pages) keep the newer state.
+func (s *Syncer) upsertItems(ctx context.Context, q querier, obj *object, items []json.RawMessage) (int64, error) {
+	if len(items) == 0 {
+		return 0, nil
+	}
+	latest := map[string]int{}
+	var newest int64
+	keep := make([]json.RawMessage, 0, len(items))
+	for _, it := range items {
+		id, upd, err := idAndUpdated(it)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", obj.Table, err)
+		}
+		newest = max(newest, upd)
+		if i, dup := latest[id]; dup {
+			if _, prev, _ := idAndUpdated(keep[i]); upd >= prev {
+				keep[i] = it
+			}
+			continue
+		}
+		latest[id] = len(keep)
+		keep = append(keep, it)
+	}
+	arr, err := json.Marshal(keep)
+	if err != nil {
+		return 0, err
+	}
+	tag, err := q.Exec(ctx, `INSERT INTO `+table(obj.Table)+` AS t (id, data, deleted, updated_at, synced_at)
+		SELECT x ->> 'id', x, false, intercom.ts(x -> 'updated_at'), now() FROM jsonb_array_elements($1::jsonb) x
+		ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, deleted = false,
+			updated_at = EXCLUDED.updated_at, synced_at = EXCLUDED.synced_at
+		WHERE `+guard, arr)
+	if err != nil {
+		return 0, fmt.Errorf("upsert %d rows into intercom.%s: %w", len(keep), obj.Table, err)
+	}
+	n := tag.RowsAffected()
+	s.m.rows.WithLabelValues(obj.Table).Add(float64(n))
+	if n > 0 && newest > 0 {
+		s.fresh.Applied(time.Unix(newest, 0))
+	}
+	return n, nil
+}
+
+// conversation is the part of GET /conversations/{id} herd reads.
+type conversation struct {
+	id      string
+	updated int64
+	data    []byte            // without conversation_parts
+	parts   []json.RawMessage // at most 500: the API's cap
+	total   int               // conversation_parts.total_count
+}
+
+func parseConversation(b []byte) (conversation, error) {
+	var c conversation
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return c, fmt.Errorf("parse Intercom conversation: %w", err)
+	}
+	id, upd, err := idAndUpdated(b)
+	if err != nil {
+		return c, err
+	}
+	c.id, c.updated = id, upd
+	var parts struct {
+		Parts []json.RawMessage `json:"conversation_parts"`
+		Total *int              `json:"total_count"`
+	}
+	if v, ok := raw["conversation_parts"]; ok {
+		if err := json.Unmarshal(v, &parts); err != nil {
+			return c, fmt.Errorf("parse Intercom conversation %s: conversation_parts: %w", id, err)
+		}
+	}
+	c.parts = parts.Parts
+	c.total = len(parts.Parts)
+	if parts.Total != nil {
+		c.total = *parts.Total
+	}
+	delete(raw, "conversation_parts")
+	if c.data, err = json.Marshal(raw); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// writeConversation writes a conversation fetched whole and its parts, in
+// one transaction, unless the table holds a newer state. It reports whether
+// it wrote.
+func (s *Syncer) writeConversation(ctx context.Context, c conversation) (bool, error) {
+	wrote := false
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO intercom.conversations AS t (id, data, deleted, updated_at, parts_total, synced_at)
+			VALUES ($1, $2, false, to_timestamp($3), $4, now())
+			ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, deleted = false, updated_at = EXCLUDED.updated_at,
+				parts_total = EXCLUDED.parts_total, synced_at = EXCLUDED.synced_at
+			WHERE `+guard, c.id, c.data, c.updated, c.total)
+		if err != nil {
+			return fmt.Errorf("upsert intercom.conversations %s: %w", c.id, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil // a newer state is stored: its parts too
+		}
+		wrote = true
+		ids := make([]string, 0, len(c.parts))
+		for _, p := range c.parts {
+			id, _, err := idAndUpdated(p)
+			if err != nil {
+				return fmt.Errorf("conversation %s: part: %w", c.id, err)
+			}
+			ids = append(ids, id)
+		}
+		parts, err := json.Marshal(c.parts)
+		if err != nil {
+			return err
+		}
+		tag, err = tx.Exec(ctx, `INSERT INTO intercom.conversation_parts AS t (id, conversation_id, data, deleted, updated_at, synced_at)
+			SELECT DISTINCT ON (x ->> 'id') x ->> 'id', $1, x, false, intercom.ts(x -> 'updated_at'), now()
+			FROM jsonb_array_elements($2::jsonb) x ORDER BY x ->> 'id', intercom.ts(x -> 'updated_at') DESC
+			ON CONFLICT (id) DO UPDATE SET conversation_id = EXCLUDED.conversation_id, data = EXCLUDED.data, deleted = false,
+				updated_at = EXCLUDED.updated_at, synced_at = EXCLUDED.synced_at
+			WHERE `+guard, c.id, parts)
+		if err != nil {
+			return fmt.Errorf("upsert the %d parts of conversation %s: %w", len(c.parts), c.id, err)
+		}
+		s.m.rows.WithLabelValues("conversation_parts").Add(float64(tag.RowsAffected()))
+		// Only a complete list of parts says which ones are gone: past the
+		// API's cap, the parts not returned may still exist.
+		if len(c.parts) >= c.total {
+			if _, err := tx.Exec(ctx, `UPDATE intercom.conversation_parts SET deleted = true, synced_at = now()
+				WHERE conversation_id = $1 AND NOT deleted AND id <> ALL($2)`, c.id, ids); err != nil {
+				return fmt.Errorf("mark parts no longer in conversation %s deleted: %w", c.id, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	if wrote {
+		s.m.rows.WithLabelValues("conversations").Inc()
+		s.fresh.Applied(time.Unix(c.updated, 0))
+	}
+	return wrote, nil
+}
+
+// markDeleted flags the row id of obj deleted (and a conversation's parts),
+// keeping its last state.
+func (s *Syncer) markDeleted(ctx context.Context, obj *object, id string) error {
+	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE `+table(obj.Table)+` SET deleted = true, synced_at = now() WHERE id = $1 AND NOT deleted`, id); err != nil {
+			return fmt.Errorf("mark intercom.%s %s deleted: %w", obj.Table, id, err)
+		}
+		if obj.Parts {
+			if _, err := tx.Exec(ctx, `UPDATE intercom.conversation_parts SET deleted = true, synced_at = now() WHERE conversation_id = $1 AND NOT deleted`, id); err != nil {
+				return fmt.Errorf("mark the parts of conversation %s deleted: %w", id, err)
+			}
+		}
+		return nil
+	})
+}
+
+// markUnseenDeleted flags every row of obj not written since since (the
+// start of a listing of every object) deleted, and the parts of the
+// conversations among them. It returns how many rows it flagged.
+func markUnseenDeleted(ctx context.Context, q querier, obj *object, since time.Time, seen string) (int64, error) {
+	cond := `NOT deleted AND synced_at < $1`
+	if seen != "" {
+		cond += ` AND NOT EXISTS (SELECT FROM ` + seen + ` s WHERE s.id = t.id)`
+	}
+	tag, err := q.Exec(ctx, `UPDATE `+table(obj.Table)+` t SET deleted = true, synced_at = now() WHERE `+cond, since)
+	if err != nil {
+		return 0, fmt.Errorf("mark rows of intercom.%s that Intercom no longer lists deleted: %w", obj.Table, err)
+	}
+	if obj.Parts && tag.RowsAffected() > 0 {
+		if _, err := q.Exec(ctx, `UPDATE intercom.conversation_parts p SET deleted = true, synced_at = now()
+			FROM intercom.conversations c WHERE c.id = p.conversation_id AND c.deleted AND NOT p.deleted`); err != nil {
+			return 0, fmt.Errorf("mark the parts of deleted conversations deleted: %w", err)
+		}
+	}
+	return tag.RowsAffected(), nil
+}
+
+// state is a row of intercom.sync_state.
+type state struct {
+	Phase            string
+	BackfillStarted  *time.Time
+	BackfillFinished *time.Time
+	BackfillRows     *int64
+	BackfillMark     *time.Time
+	Cursor           *string
+	SyncedUntil      *time.Time
+	SweptAt          *time.Time
+}
+
+func (s *Syncer) state(ctx context.Context, object string) (state, error) {
+	var st state
+	err := s.db.QueryRow(ctx, `SELECT phase, backfill_started_at, backfill_finished_at, backfill_rows, backfill_mark, cursor, synced_until, swept_at
+		FROM intercom.sync_state WHERE object = $1`, object).
+		Scan(&st.Phase, &st.BackfillStarted, &st.BackfillFinished, &st.BackfillRows, &st.BackfillMark, &st.Cursor, &st.SyncedUntil, &st.SweptAt)
+	if err == pgx.ErrNoRows {
+		return state{Phase: "pending"}, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("read intercom.sync_state for %s: %w (has 'herd migrate' run?)", object, err)
+	}
+	return st, nil
+}
+
+// setState writes the given columns of object's row in intercom.sync_state.
+// Column names come from this package, never from input.
+func (s *Syncer) setState(ctx context.Context, object string, cols map[string]any) error {
+	names := []string{"object"}
+	vals := []string{"$1"}
+	sets := []string{"updated_at = now()"}
+	args := []any{object}
+	for c, v := range cols {
+		id := pgx.Identifier{c}.Sanitize()
+		args = append(args, v)
+		names = append(names, id)
+		vals = append(vals, fmt.Sprintf("$%d", len(args)))
+		sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%s", id, id))
+	}
+	_, err := s.db.Exec(ctx, `INSERT INTO intercom.sync_state (`+strings.Join(names, ", ")+`) VALUES (`+strings.Join(vals, ", ")+`)
+		ON CONFLICT (object) DO UPDATE SET `+strings.Join(sets, ", "), args...)
+	if err != nil {
+		return fmt.Errorf("update intercom.sync_state for %s: %w", object, err)
+	}
+	return nil
+}
+
+func (s *Syncer) dbNow(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	if err := s.db.QueryRow(ctx, "SELECT now()").Scan(&t); err != nil {
+		return t, fmt.Errorf("read the warehouse clock: %w", err)
+	}
+	return t, nil
+}
