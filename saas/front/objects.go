@@ -1,0 +1,195 @@
+package front
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// How an object is kept fresh after the backfill.
+const (
+	everyPass = iota // small: listed whole at every pass
+	reconcile        // listed whole every Config.Reconcile (no change feed)
+	updated          // listed by updated_after at every pass, whole every Config.Reconcile
+	byEvents         // the events feed names what to refetch
+)
+
+// object is one Front object type herd keeps at the top level; messages and
+// comments are read per conversation.
+type object struct {
+	Table string // table under the front schema
+	Path  string // list endpoint
+	Fresh int    // everyPass, reconcile, updated or byEvents
+}
+
+// objects is every top-level object type, in backfill order: the small
+// reference tables first, conversations (the long part) last.
+var objects = []object{
+	{Table: "teams", Path: "/teams", Fresh: everyPass},
+	{Table: "teammates", Path: "/teammates", Fresh: everyPass},
+	{Table: "inboxes", Path: "/inboxes", Fresh: everyPass},
+	{Table: "tags", Path: "/tags", Fresh: everyPass},
+	{Table: "accounts", Path: "/accounts", Fresh: reconcile},
+	{Table: "contacts", Path: "/contacts", Fresh: updated},
+	{Table: "conversations", Path: "/conversations", Fresh: byEvents},
+}
+
+// Tables lists the tables herd keeps under the front schema.
+func Tables() []string {
+	t := make([]string, 0, len(objects)+2)
+	for _, o := range objects {
+		t = append(t, o.Table)
+	}
+	return append(t, "messages", "comments")
+}
+
+func (s *Syncer) firstPage(path string, q url.Values) string {
+	if q == nil {
+		q = url.Values{}
+	}
+	q.Set("limit", strconv.Itoa(s.cfg.PageSize))
+	return s.api.url(path, q)
+}
+
+// conversationDeleted reports whether a conversation is in the trash
+// (status "deleted"): Front keeps it there for a while, then forgets it.
+func conversationDeleted(data json.RawMessage) bool {
+	var c struct {
+		Status string `json:"status"`
+	}
+	_ = json.Unmarshal(data, &c)
+	return c.Status == "deleted"
+}
+
+// children reads every message and comment of a conversation, all pages.
+func (s *Syncer) children(ctx context.Context, convID string) (msgs, comments []row, err error) {
+	fetched := s.now()
+	for _, c := range []struct {
+		table string
+		into  *[]row
+	}{{"messages", &msgs}, {"comments", &comments}} {
+		u := s.firstPage("/conversations/"+url.PathEscape(convID)+"/"+c.table, nil)
+		err := s.api.all(ctx, u, func(items []json.RawMessage) error {
+			for _, it := range items {
+				r, err := newRow(it, fetched)
+				if err != nil {
+					return err
+				}
+				r.conv = convID
+				r.version = fetched // children: the read's time, the same for the whole set
+				*c.into = append(*c.into, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("list the %s of conversation %s: %w", c.table, convID, err)
+		}
+	}
+	return msgs, comments, nil
+}
+
+// writeConversation writes a conversation and, when its state is not older
+// than the stored one, all its messages and comments; children that the
+// conversation no longer has (or all of them, when it is deleted) are
+// marked deleted. It reports whether the conversation was written.
+//
+// fetched is when the children were read (their version); readAt, when the
+// conversation and its children were all read after (the earlier of the
+// two reads), is kept in children_synced_at.
+func (s *Syncer) writeConversation(ctx context.Context, tx pgx.Tx, conv row, msgs, comments []row, fetched, readAt time.Time) (bool, error) {
+	n, err := upsertRows(ctx, tx, "conversations", []row{conv})
+	if err != nil || n == 0 {
+		return false, err
+	}
+	for _, c := range []struct {
+		table string
+		rows  []row
+	}{{"messages", msgs}, {"comments", comments}} {
+		if _, err := upsertRows(ctx, tx, c.table, c.rows); err != nil {
+			return false, err
+		}
+		ids := make([]string, len(c.rows))
+		for i, r := range c.rows {
+			ids[i] = r.id
+		}
+		t := pgx.Identifier{"front", c.table}.Sanitize()
+		_, err := tx.Exec(ctx, `UPDATE `+t+` SET deleted = true, version = $3, synced_at = now()
+			WHERE conversation_id = $1 AND NOT deleted AND (NOT (id = ANY($2)) OR $4) AND version <= $3`,
+			conv.id, ids, fetched, conv.deleted)
+		if err != nil {
+			return false, fmt.Errorf("mark the %s conversation %s no longer has as deleted: %w", c.table, conv.id, err)
+		}
+		s.m.rows.WithLabelValues(c.table).Add(float64(len(c.rows)))
+	}
+	if _, err := tx.Exec(ctx, `UPDATE front.conversations SET children_synced_at = $2 WHERE id = $1`, conv.id, readAt); err != nil {
+		return false, fmt.Errorf("record conversation %s as read whole: %w", conv.id, err)
+	}
+	s.m.rows.WithLabelValues("conversations").Inc()
+	s.fresh.Applied(conv.version)
+	return true, nil
+}
+
+// refetch reads a conversation whole (the conversation, its messages, its
+// comments) and writes it unless the warehouse holds a newer state; evs,
+// the events that named it, are recorded in the same transaction with the
+// outcome. It returns applied or stale.
+func (s *Syncer) refetch(ctx context.Context, convID string, evs []event, via string) (string, error) {
+	fetched := s.now()
+	data, err := s.api.get(ctx, s.api.url("/conversations/"+url.PathEscape(convID), nil))
+	gone := errors.Is(err, errNotFound)
+	if err != nil && !gone {
+		return "", fmt.Errorf("retrieve conversation %s from Front: %w", convID, err)
+	}
+	var conv row
+	var msgs, comments []row
+	if !gone {
+		if conv, err = newRow(data, fetched); err != nil {
+			return "", err
+		}
+		conv.deleted = conversationDeleted(data)
+		if !conv.deleted {
+			if msgs, comments, err = s.children(ctx, convID); err != nil {
+				return "", err
+			}
+		}
+	}
+	outcome := "applied"
+	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if gone {
+			// Forgotten by Front (emptied from the trash): keep the last
+			// state herd saw, flagged.
+			tag, err := tx.Exec(ctx, `UPDATE front.conversations SET deleted = true, version = $2, synced_at = now()
+				WHERE id = $1 AND version <= $2`, convID, fetched)
+			if err != nil {
+				return fmt.Errorf("mark conversation %s deleted: %w", convID, err)
+			}
+			for _, t := range []string{"front.messages", "front.comments"} {
+				if _, err := tx.Exec(ctx, `UPDATE `+t+` SET deleted = true, synced_at = now() WHERE conversation_id = $1 AND NOT deleted`, convID); err != nil {
+					return fmt.Errorf("mark the parts of conversation %s deleted: %w", convID, err)
+				}
+			}
+			if tag.RowsAffected() == 0 {
+				outcome = "stale"
+			}
+		} else {
+			ok, err := s.writeConversation(ctx, tx, conv, msgs, comments, fetched, fetched)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				outcome = "stale"
+			}
+		}
+		return recordEvents(ctx, tx, evs, via, outcome)
+	})
+	if err != nil {
+		return "", fmt.Errorf("apply conversation %s: %w", convID, err)
+	}
+	return outcome, nil
+}
