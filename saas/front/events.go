@@ -56,18 +56,24 @@ func parseEvent(raw []byte) (event, error) {
 	return e, nil
 }
 
+// recordEvents logs events in front.events with their outcome, in one
+// round trip.
 func recordEvents(ctx context.Context, q querier, evs []event, via, outcome string) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
 	for _, ev := range evs {
 		var conv *string
 		if id := ev.conversationID(); id != "" {
 			conv = &id
 		}
-		_, err := q.Exec(ctx, `INSERT INTO front.events (id, type, emitted_at, conversation_id, via, outcome, data)
+		b.Queue(`INSERT INTO front.events (id, type, emitted_at, conversation_id, via, outcome, data)
 			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
 			ev.ID, ev.Type, ev.emitted, conv, via, outcome, []byte(ev.raw))
-		if err != nil {
-			return fmt.Errorf("record event %s in front.events: %w", ev.ID, err)
-		}
+	}
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("record %d events (from %s) in front.events: %w", len(evs), evs[0].ID, err)
 	}
 	return nil
 }
@@ -158,6 +164,7 @@ func (s *Syncer) syncEvents(ctx context.Context, cursor time.Time) (time.Time, m
 		if err != nil {
 			return err
 		}
+		var stale []event
 		for _, c := range order {
 			outcome := "applied"
 			var err error
@@ -170,7 +177,7 @@ func (s *Syncer) syncEvents(ctx context.Context, cursor time.Time) (time.Time, m
 				// Read whole (by the backfill or a webhook) after the
 				// newest of these events: the table already holds it.
 				outcome = "stale"
-				err = recordEvents(ctx, s.db, byConv[c], "api", outcome)
+				stale = append(stale, byConv[c]...)
 			default:
 				outcome, err = s.applyEvents(ctx, c, byConv[c], "api")
 				refetched[c] = true
@@ -181,7 +188,7 @@ func (s *Syncer) syncEvents(ctx context.Context, cursor time.Time) (time.Time, m
 			counts[outcome] += len(byConv[c])
 			s.m.events.WithLabelValues("api", outcome).Add(float64(len(byConv[c])))
 		}
-		return nil
+		return recordEvents(ctx, s.db, stale, "api", "stale")
 	})
 	if err != nil {
 		return cursor, counts, fmt.Errorf("read the Front events feed since %s: %w", cursor.UTC().Format(time.RFC3339), err)

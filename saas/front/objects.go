@@ -94,45 +94,67 @@ func (s *Syncer) children(ctx context.Context, convID string) (msgs, comments []
 	return msgs, comments, nil
 }
 
-// writeConversation writes a conversation and, when its state is not older
-// than the stored one, all its messages and comments; children that the
-// conversation no longer has (or all of them, when it is deleted) are
-// marked deleted. It reports whether the conversation was written.
-//
-// fetched is when the children were read (their version); readAt, when the
-// conversation and its children were all read after (the earlier of the
-// two reads), is kept in children_synced_at.
-func (s *Syncer) writeConversation(ctx context.Context, tx pgx.Tx, conv row, msgs, comments []row, fetched, readAt time.Time) (bool, error) {
-	n, err := upsertRows(ctx, tx, "conversations", []row{conv})
-	if err != nil || n == 0 {
-		return false, err
+// whole is a conversation read whole: the conversation, its messages and
+// its comments.
+type whole struct {
+	conv           row
+	msgs, comments []row
+	fetched        time.Time // when the children were read (their version)
+	readAt         time.Time // the earlier of the two reads: kept in children_synced_at
+}
+
+// writeConversations writes conversations and, for each whose state is not
+// older than the stored one, all its messages and comments; children that
+// a conversation no longer has (all of them, when it is deleted) are marked
+// deleted. Two round trips whatever the number of conversations. It reports
+// which conversations were written.
+func (s *Syncer) writeConversations(ctx context.Context, tx pgx.Tx, ws []whole) ([]bool, error) {
+	convs := make([]row, len(ws))
+	for i, w := range ws {
+		convs[i] = w.conv
 	}
-	for _, c := range []struct {
-		table string
-		rows  []row
-	}{{"messages", msgs}, {"comments", comments}} {
-		if _, err := upsertRows(ctx, tx, c.table, c.rows); err != nil {
-			return false, err
-		}
-		ids := make([]string, len(c.rows))
-		for i, r := range c.rows {
-			ids[i] = r.id
-		}
-		t := pgx.Identifier{"front", c.table}.Sanitize()
-		_, err := tx.Exec(ctx, `UPDATE `+t+` SET deleted = true, version = $3, synced_at = now()
-			WHERE conversation_id = $1 AND NOT deleted AND (NOT (id = ANY($2)) OR $4) AND version <= $3`,
-			conv.id, ids, fetched, conv.deleted)
-		if err != nil {
-			return false, fmt.Errorf("mark the %s conversation %s no longer has as deleted: %w", c.table, conv.id, err)
-		}
-		s.m.rows.WithLabelValues(c.table).Add(float64(len(c.rows)))
+	written := make([]bool, len(ws))
+	if err := upsertEach(ctx, tx, "conversations", convs, written); err != nil {
+		return nil, err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE front.conversations SET children_synced_at = $2 WHERE id = $1`, conv.id, readAt); err != nil {
-		return false, fmt.Errorf("record conversation %s as read whole: %w", conv.id, err)
+	b := &pgx.Batch{}
+	var msgs, comments []row
+	for i, w := range ws {
+		if !written[i] {
+			continue
+		}
+		msgs = append(msgs, w.msgs...)
+		comments = append(comments, w.comments...)
+		for _, c := range []struct {
+			table string
+			rows  []row
+		}{{"front.messages", w.msgs}, {"front.comments", w.comments}} {
+			ids := make([]string, len(c.rows))
+			for i, r := range c.rows {
+				ids[i] = r.id
+			}
+			b.Queue(`UPDATE `+c.table+` SET deleted = true, version = $3, synced_at = now()
+				WHERE conversation_id = $1 AND NOT deleted AND (NOT (id = ANY($2)) OR $4) AND version <= $3`,
+				w.conv.id, ids, w.fetched, w.conv.deleted)
+		}
+		b.Queue(`UPDATE front.conversations SET children_synced_at = $2 WHERE id = $1`, w.conv.id, w.readAt)
+		s.fresh.Applied(w.conv.version)
 	}
-	s.m.rows.WithLabelValues("conversations").Inc()
-	s.fresh.Applied(conv.version)
-	return true, nil
+	queueUpserts(b, "messages", msgs)
+	queueUpserts(b, "comments", comments)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("write the messages and comments of %d conversations: %w", len(ws), err)
+	}
+	n := 0
+	for _, w := range written {
+		if w {
+			n++
+		}
+	}
+	s.m.rows.WithLabelValues("conversations").Add(float64(n))
+	s.m.rows.WithLabelValues("messages").Add(float64(len(msgs)))
+	s.m.rows.WithLabelValues("comments").Add(float64(len(comments)))
+	return written, nil
 }
 
 // refetch reads a conversation whole (the conversation, its messages, its
@@ -178,11 +200,11 @@ func (s *Syncer) refetch(ctx context.Context, convID string, evs []event, via st
 				outcome = "stale"
 			}
 		} else {
-			ok, err := s.writeConversation(ctx, tx, conv, msgs, comments, fetched, fetched)
+			ok, err := s.writeConversations(ctx, tx, []whole{{conv, msgs, comments, fetched, fetched}})
 			if err != nil {
 				return err
 			}
-			if !ok {
+			if !ok[0] {
 				outcome = "stale"
 			}
 		}

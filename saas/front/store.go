@@ -53,44 +53,60 @@ const guard = `t.version <= EXCLUDED.version`
 // trip and returns how many were written; a row whose stored version is
 // newer is left alone.
 func upsertRows(ctx context.Context, q querier, table string, rows []row) (int64, error) {
-	if len(rows) == 0 {
-		return 0, nil
+	written := make([]bool, len(rows))
+	if err := upsertEach(ctx, q, table, rows, written); err != nil {
+		return 0, err
 	}
+	var n int64
+	for _, w := range written {
+		if w {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// upsertEach is upsertRows reporting, in written, which rows were written.
+func upsertEach(ctx context.Context, q querier, table string, rows []row, written []bool) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	queueUpserts(b, table, rows)
+	br := q.SendBatch(ctx, b)
+	defer br.Close()
+	for i, r := range rows {
+		tag, err := br.Exec()
+		if err != nil {
+			return fmt.Errorf("upsert front.%s %s: %w", table, r.id, err)
+		}
+		written[i] = tag.RowsAffected() > 0
+	}
+	return br.Close()
+}
+
+// queueUpserts adds the guarded upsert of each row to b.
+func queueUpserts(b *pgx.Batch, table string, rows []row) {
 	t := pgx.Identifier{"front", table}.Sanitize()
-	child := table == "messages" || table == "comments"
-	var sql string
-	if child {
-		sql = `INSERT INTO ` + t + ` AS t (id, conversation_id, data, deleted, version, synced_at)
+	if table == "messages" || table == "comments" {
+		sql := `INSERT INTO ` + t + ` AS t (id, conversation_id, data, deleted, version, synced_at)
 			VALUES ($1, $2, $3, $4, $5, now())
 			ON CONFLICT (id) DO UPDATE SET conversation_id = EXCLUDED.conversation_id, data = EXCLUDED.data,
 				deleted = EXCLUDED.deleted, version = EXCLUDED.version, synced_at = EXCLUDED.synced_at
 			WHERE ` + guard
-	} else {
-		sql = `INSERT INTO ` + t + ` AS t (id, data, deleted, version, synced_at)
-			VALUES ($1, $2, $3, $4, now())
-			ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, deleted = EXCLUDED.deleted,
-				version = EXCLUDED.version, synced_at = EXCLUDED.synced_at
-			WHERE ` + guard
-	}
-	b := &pgx.Batch{}
-	for _, r := range rows {
-		if child {
+		for _, r := range rows {
 			b.Queue(sql, r.id, r.conv, []byte(r.data), r.deleted, r.version)
-		} else {
-			b.Queue(sql, r.id, []byte(r.data), r.deleted, r.version)
 		}
+		return
 	}
-	br := q.SendBatch(ctx, b)
-	defer br.Close()
-	var n int64
+	sql := `INSERT INTO ` + t + ` AS t (id, data, deleted, version, synced_at)
+		VALUES ($1, $2, $3, $4, now())
+		ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, deleted = EXCLUDED.deleted,
+			version = EXCLUDED.version, synced_at = EXCLUDED.synced_at
+		WHERE ` + guard
 	for _, r := range rows {
-		tag, err := br.Exec()
-		if err != nil {
-			return n, fmt.Errorf("upsert %s %s: %w", t, r.id, err)
-		}
-		n += tag.RowsAffected()
+		b.Queue(sql, r.id, []byte(r.data), r.deleted, r.version)
 	}
-	return n, br.Close()
 }
 
 // state is a row of front.sync_state.

@@ -193,26 +193,39 @@ func (s *Syncer) backfillConversations(ctx context.Context, items []json.RawMess
 	for _, id := range doneIDs {
 		done[id] = true
 	}
+	var ws []whole
 	for _, c := range convs {
 		if done[c.id] {
 			continue
 		}
-		var msgs, comments []row
-		childrenFetched := s.now()
+		w := whole{conv: c, fetched: s.now(), readAt: fetched}
 		if !c.deleted {
-			if msgs, comments, err = s.children(ctx, c.id); err != nil {
+			if w.msgs, w.comments, err = s.children(ctx, c.id); err != nil {
 				return err
 			}
 		}
-		err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-			_, err := s.writeConversation(ctx, tx, c, msgs, comments, childrenFetched, fetched)
-			return err
-		})
-		if err != nil {
+		ws = append(ws, w)
+	}
+	// One transaction a page: a restart redoes at most the page it was in.
+	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if _, err := upsertRows(ctx, tx, "conversations", doneRows(convs, done)); err != nil {
 			return err
 		}
+		_, err := s.writeConversations(ctx, tx, ws)
+		return err
+	})
+}
+
+// doneRows are the conversations of a page read whole before a restart:
+// their row is refreshed from the page, their parts are not read again.
+func doneRows(convs []row, done map[string]bool) []row {
+	var out []row
+	for _, c := range convs {
+		if done[c.id] {
+			out = append(out, c)
+		}
 	}
-	return nil
+	return out
 }
 
 // markUnlisted flags the rows of table a whole listing that started at

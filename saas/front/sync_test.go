@@ -172,7 +172,9 @@ func TestBackfillMatchesTheSource(t *testing.T) {
 	f := h.fake
 	big := seedWorkspace(f, 2000, 1000)
 	f.every429 = 37
+	start := time.Now()
 	h.sync()
+	t.Logf("backfill of %d requests: %s", len(f.requests()), time.Since(start).Round(time.Millisecond))
 	if f.limited == 0 {
 		t.Fatal("the fake answered no 429: the test does not exercise rate limiting")
 	}
@@ -197,7 +199,9 @@ func TestBackfillMatchesTheSource(t *testing.T) {
 	if !strings.Contains(h.logs.String(), "backfill done") {
 		t.Error("no backfill progress line in the log")
 	}
+	start = time.Now()
 	h.clean()
+	t.Logf("check: %s", time.Since(start).Round(time.Millisecond))
 
 	// Check catches drift: one changed message, one missing contact.
 	ctx := context.Background()
@@ -411,14 +415,14 @@ func TestOlderStateNeverOverwritesNewer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrote, err := h.s.writeConversation(ctx, tx, r, nil, nil, oldFetch, oldFetch)
+	wrote, err := h.s.writeConversations(ctx, tx, []whole{{conv: r, fetched: oldFetch, readAt: oldFetch}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if wrote {
+	if wrote[0] {
 		t.Error("an older conversation state was written over a newer one")
 	}
 	if got := h.one(`SELECT name FROM front.contacts WHERE id = $1`, contact); got != "New" {
