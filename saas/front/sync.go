@@ -106,19 +106,19 @@ func (s *Syncer) backfillObject(ctx context.Context, obj *object, started time.T
 		if err != nil {
 			return fmt.Errorf("backfill front.%s after %d rows: %w", obj.Table, rows, err)
 		}
+		rows += int64(len(p.Results))
+		bookmark := func(tx pgx.Tx) error {
+			return setState(ctx, tx, obj.Table, map[string]any{"next_url": nilIfEmpty(p.Next), "backfill_rows": rows})
+		}
 		if obj.Table == "conversations" {
-			err = s.backfillConversations(ctx, p.Results, fetched, start)
+			err = s.backfillConversations(ctx, p.Results, fetched, bookmark)
 		} else {
-			err = s.writePage(ctx, obj.Table, p.Results, fetched)
+			err = s.writePage(ctx, obj.Table, p.Results, fetched, bookmark)
 		}
 		if err != nil {
 			return fmt.Errorf("backfill front.%s: %w", obj.Table, err)
 		}
-		rows += int64(len(p.Results))
 		progress.Add(len(p.Results))
-		if err := setState(ctx, s.db, obj.Table, map[string]any{"next_url": nilIfEmpty(p.Next), "backfill_rows": rows}); err != nil {
-			return err
-		}
 		u = p.Next
 	}
 	marked, err := markUnlisted(ctx, s.db, obj.Table, start)
@@ -148,8 +148,9 @@ func nilIfEmpty(s string) any {
 	return s
 }
 
-// writePage writes one page of a top-level object (not conversations).
-func (s *Syncer) writePage(ctx context.Context, table string, items []json.RawMessage, fetched time.Time) error {
+// writePage writes one page of a top-level object (not conversations) in
+// one transaction, with then (when set) in it.
+func (s *Syncer) writePage(ctx context.Context, table string, items []json.RawMessage, fetched time.Time, then func(pgx.Tx) error) error {
 	rows := make([]row, 0, len(items))
 	for _, it := range items {
 		r, err := newRow(it, fetched)
@@ -162,42 +163,32 @@ func (s *Syncer) writePage(ctx context.Context, table string, items []json.RawMe
 	var n int64
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		var err error
-		n, err = upsertRows(ctx, tx, table, rows)
-		return err
+		if n, err = upsertRows(ctx, tx, table, rows); err != nil {
+			return err
+		}
+		if then != nil {
+			return then(tx)
+		}
+		return nil
 	})
-	s.m.rows.WithLabelValues(table).Add(float64(n))
+	if err == nil {
+		s.m.rows.WithLabelValues(table).Add(float64(n))
+	}
 	return err
 }
 
-// backfillConversations writes one page of conversations, each with all its
-// messages and comments. A conversation already read whole since this
-// backfill started (before an interruption) is not read again.
-func (s *Syncer) backfillConversations(ctx context.Context, items []json.RawMessage, fetched, start time.Time) error {
-	convs := make([]row, 0, len(items))
-	ids := make([]string, 0, len(items))
+// backfillConversations reads each conversation of a page whole, then
+// writes the page in one transaction, with then (the backfill's bookmark)
+// in it: a restart redoes at most the page it was in, and never a
+// conversation already written.
+func (s *Syncer) backfillConversations(ctx context.Context, items []json.RawMessage, fetched time.Time, then func(pgx.Tx) error) error {
+	ws := make([]whole, 0, len(items))
 	for _, it := range items {
-		r, err := newRow(it, fetched)
+		c, err := newRow(it, fetched)
 		if err != nil {
 			return err
 		}
-		r.deleted = conversationDeleted(it)
-		convs = append(convs, r)
-		ids = append(ids, r.id)
-	}
-	rows, _ := s.db.Query(ctx, `SELECT id FROM front.conversations WHERE id = ANY($1) AND children_synced_at >= $2`, ids, start)
-	doneIDs, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("read front.conversations: %w", err)
-	}
-	done := map[string]bool{}
-	for _, id := range doneIDs {
-		done[id] = true
-	}
-	var ws []whole
-	for _, c := range convs {
-		if done[c.id] {
-			continue
-		}
+		c.deleted = conversationDeleted(it)
 		w := whole{conv: c, fetched: s.now(), readAt: fetched}
 		if !c.deleted {
 			if w.msgs, w.comments, err = s.children(ctx, c.id); err != nil {
@@ -206,26 +197,12 @@ func (s *Syncer) backfillConversations(ctx context.Context, items []json.RawMess
 		}
 		ws = append(ws, w)
 	}
-	// One transaction a page: a restart redoes at most the page it was in.
 	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		if _, err := upsertRows(ctx, tx, "conversations", doneRows(convs, done)); err != nil {
+		if _, err := s.writeConversations(ctx, tx, ws); err != nil {
 			return err
 		}
-		_, err := s.writeConversations(ctx, tx, ws)
-		return err
+		return then(tx)
 	})
-}
-
-// doneRows are the conversations of a page read whole before a restart:
-// their row is refreshed from the page, their parts are not read again.
-func doneRows(convs []row, done map[string]bool) []row {
-	var out []row
-	for _, c := range convs {
-		if done[c.id] {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // markUnlisted flags the rows of table a whole listing that started at
@@ -258,7 +235,7 @@ func (s *Syncer) listWhole(ctx context.Context, obj *object) error {
 		return err
 	}
 	err = s.api.all(ctx, s.firstPage(obj.Path, nil), func(items []json.RawMessage) error {
-		return s.writePage(ctx, obj.Table, items, s.now())
+		return s.writePage(ctx, obj.Table, items, s.now(), nil)
 	})
 	if err != nil {
 		return fmt.Errorf("list front.%s: %w", obj.Table, err)
@@ -336,7 +313,7 @@ func (s *Syncer) updatedSince(ctx context.Context, obj *object, st state) error 
 		q.Set("q[updated_after]", frontTime(st.Cursor.Add(-s.cfg.Lookback)))
 	}
 	err = s.api.all(ctx, s.firstPage(obj.Path, q), func(items []json.RawMessage) error {
-		return s.writePage(ctx, obj.Table, items, s.now())
+		return s.writePage(ctx, obj.Table, items, s.now(), nil)
 	})
 	if err != nil {
 		return fmt.Errorf("list front.%s updated since %v: %w", obj.Table, st.Cursor, err)

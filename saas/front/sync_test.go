@@ -407,7 +407,7 @@ func TestOlderStateNeverOverwritesNewer(t *testing.T) {
 	f.addMessage(conv, false)
 	h.sync()
 
-	if err := h.s.writePage(ctx, "contacts", []json.RawMessage{oldContact}, oldFetch); err != nil {
+	if err := h.s.writePage(ctx, "contacts", []json.RawMessage{oldContact}, oldFetch, nil); err != nil {
 		t.Fatal(err)
 	}
 	r, _ := newRow(oldConv, oldFetch)

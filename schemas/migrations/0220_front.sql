@@ -192,7 +192,7 @@ BEGIN
     END LOOP;
 END $$;
 
-COMMENT ON COLUMN front.conversations.children_synced_at IS 'When herd last read every message and comment of the conversation (a backfill skips conversations read since it started)';
+COMMENT ON COLUMN front.conversations.children_synced_at IS 'When herd last read every message and comment of the conversation (an event older than this read needs no refetch)';
 COMMENT ON COLUMN front.conversations.subject IS 'Subject of the conversation';
 COMMENT ON COLUMN front.conversations.status IS 'Front status: archived, unassigned, assigned, deleted (in the trash), ...';
 COMMENT ON COLUMN front.conversations.assignee_id IS 'Id of the teammate the conversation is assigned to (tea_...)';
