@@ -91,5 +91,9 @@ conversations.`,
 			v := &fronthook.Verifier{Secrets: secrets, Tolerance: fronthook.DefaultTolerance}
 			return v.Verify
 		},
+		handshake: func(secrets []string) func([]byte, func(string) string, time.Time) ([]byte, bool) {
+			v := &fronthook.Verifier{Secrets: secrets, Tolerance: fronthook.DefaultTolerance}
+			return v.Handshake
+		},
 	})
 }

@@ -28,7 +28,7 @@ func TestWebhookThroughTheCollector(t *testing.T) {
 	const secret = "front-app-secret"
 	v := fronthook.New(secret)
 	p := herdtest.Start(t, herdtest.Options{NoWriter: true, Collector: func(c *collector.Config) {
-		c.Webhooks = append(c.Webhooks, collector.Webhook{Path: "/webhooks/front", Name: "front", Verify: v.Verify})
+		c.Webhooks = append(c.Webhooks, collector.Webhook{Path: "/webhooks/front", Name: "front", Verify: v.Verify, Handshake: v.Handshake})
 	}})
 	fake := newFakeFront(t)
 	s, err := New(testConfig(fake), p.DB, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
@@ -49,23 +49,7 @@ func TestWebhookThroughTheCollector(t *testing.T) {
 	conv := fake.conversation(1, 0)
 	msg, ev := fake.addMessage(conv, false)
 	body := fake.webhookBody(ev)
-	post := func(sig, ts string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, p.URL+"/webhooks/front", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		if sig != "" {
-			req.Header.Set(fronthook.SignatureHeader, sig)
-		}
-		if ts != "" {
-			req.Header.Set(fronthook.TimestampHeader, ts)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	post := func(sig, ts string) (int, string) { return postBody(t, p.URL, body, sig, ts, "") }
 	nowTS := fronthook.Timestamp(time.Now())
 	staleTS := fronthook.Timestamp(time.Now().Add(-10 * time.Minute))
 	for _, c := range []struct{ name, sig, ts, says string }{
@@ -78,6 +62,15 @@ func TestWebhookThroughTheCollector(t *testing.T) {
 		if status != http.StatusBadRequest || !strings.Contains(reply, c.says) {
 			t.Errorf("%s: %d %s, want 400 saying %q", c.name, status, reply, c.says)
 		}
+	}
+	// Front's subscription check when the app's webhook is saved: answered
+	// with the challenge when signed, refused when not; never stored.
+	sync := []byte(`{"type":"sync","authorization":{"id":"cmp_1"}}`)
+	if status, reply := postBody(t, p.URL, sync, fronthook.Sign(secret, nowTS, sync), nowTS, "ch4llenge"); status != 200 || reply != `{"challenge":"ch4llenge"}` {
+		t.Errorf("signed subscription check: %d %s, want 200 with the challenge", status, reply)
+	}
+	if status, reply := postBody(t, p.URL, sync, fronthook.Sign("another-secret", nowTS, sync), nowTS, "ch4llenge"); status != 400 {
+		t.Errorf("subscription check signed with another secret: %d %s, want 400", status, reply)
 	}
 	time.Sleep(200 * time.Millisecond) // were anything stored, the consumer would have applied it by now
 	if n := stored(t, p, "front"); n != 0 {
@@ -121,6 +114,24 @@ func TestWebhookThroughTheCollector(t *testing.T) {
 	if via != "webhook" || outcome != "applied" {
 		t.Errorf("front.events: via %q outcome %q, want webhook applied", via, outcome)
 	}
+}
+
+func postBody(t *testing.T, base string, body []byte, sig, ts, challenge string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/webhooks/front", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range map[string]string{fronthook.SignatureHeader: sig, fronthook.TimestampHeader: ts, fronthook.ChallengeHeader: challenge} {
+		if v != "" {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
 func stored(t *testing.T, p *herdtest.Pipeline, name string) uint64 {

@@ -43,10 +43,8 @@ type Verifier struct {
 // New returns a Verifier for one secret with the default tolerance.
 func New(secret string) *Verifier { return &Verifier{Secrets: []string{secret}} }
 
-// Verify checks body against its headers and returns the Front event id,
-// which is the message id the collector deduplicates on. A non-nil error
-// means the request must be refused with 400.
-func (v *Verifier) Verify(body []byte, header func(name string) string, now time.Time) (string, error) {
+// signed checks the signature and the timestamp of a delivery.
+func (v *Verifier) signed(body []byte, header func(name string) string, now time.Time) (string, error) {
 	if len(v.Secrets) == 0 {
 		return "", errors.New("front webhook: no signing secret configured (FRONT_APP_SECRET)")
 	}
@@ -83,11 +81,47 @@ func (v *Verifier) Verify(body []byte, header func(name string) string, now time
 	if !ok {
 		return "", errors.New("front webhook: signature does not match the body (wrong FRONT_APP_SECRET, or the body was altered)")
 	}
+	return ts, nil
+}
+
+// Verify checks body against its headers and returns the Front event id,
+// which is the message id the collector deduplicates on. A non-nil error
+// means the request must be refused with 400.
+func (v *Verifier) Verify(body []byte, header func(name string) string, now time.Time) (string, error) {
+	if _, err := v.signed(body, header, now); err != nil {
+		return "", err
+	}
 	id, err := EventID(body)
 	if err != nil {
 		return "", fmt.Errorf("front webhook: %w", err)
 	}
 	return id, nil
+}
+
+// ChallengeHeader carries the random string of Front's subscription check.
+const ChallengeHeader = "X-Front-Challenge"
+
+// Handshake answers Front's subscription check, sent when an application
+// webhook is saved: a signed body of type "sync" with an X-Front-Challenge
+// header, to be answered 200 with {"challenge": value}. ok is false for
+// anything else (an event, or a check that is not signed), which Verify
+// then judges.
+func (v *Verifier) Handshake(body []byte, header func(name string) string, now time.Time) ([]byte, bool) {
+	challenge := header(ChallengeHeader)
+	if challenge == "" || len(challenge) > 1024 {
+		return nil, false
+	}
+	var b struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(body, &b) != nil || b.Type != "sync" {
+		return nil, false
+	}
+	if _, err := v.signed(body, header, now); err != nil {
+		return nil, false
+	}
+	reply, _ := json.Marshal(map[string]string{"challenge": challenge})
+	return reply, true
 }
 
 // parseTimestamp reads Front's request timestamp: milliseconds since the

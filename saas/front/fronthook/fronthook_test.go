@@ -58,3 +58,38 @@ func TestVerify(t *testing.T) {
 		t.Error("a verifier without a secret accepted a delivery")
 	}
 }
+
+func TestHandshake(t *testing.T) {
+	const secret = "front-app-secret"
+	now := time.Unix(1767268800, 0)
+	ts := Timestamp(now)
+	sync := []byte(`{"type":"sync","authorization":{"id":"cmp_1"}}`)
+	event := []byte(`{"type":"inbound_received","payload":{"id":"evt_1"}}`)
+	v := New(secret)
+	cases := []struct {
+		name           string
+		body           []byte
+		sig, ts, chall string
+		want           string // reply, "" for not a handshake
+	}{
+		{"signed check", sync, Sign(secret, ts, sync), ts, "abc", `{"challenge":"abc"}`},
+		{"challenge is escaped", sync, Sign(secret, ts, sync), ts, `a"b`, `{"challenge":"a\"b"}`},
+		{"unsigned check", sync, "", ts, "abc", ""},
+		{"wrongly signed check", sync, Sign("other", ts, sync), ts, "abc", ""},
+		{"stale check", sync, Sign(secret, Timestamp(now.Add(-time.Hour)), sync), Timestamp(now.Add(-time.Hour)), "abc", ""},
+		{"check without a challenge", sync, Sign(secret, ts, sync), ts, "", ""},
+		{"an event with a challenge header", event, Sign(secret, ts, event), ts, "abc", ""},
+	}
+	for _, c := range cases {
+		h := http.Header{}
+		for k, val := range map[string]string{SignatureHeader: c.sig, TimestampHeader: c.ts, ChallengeHeader: c.chall} {
+			if val != "" {
+				h.Set(k, val)
+			}
+		}
+		reply, ok := v.Handshake(c.body, h.Get, now)
+		if ok != (c.want != "") || string(reply) != c.want {
+			t.Errorf("%s: %q %v, want %q", c.name, reply, ok, c.want)
+		}
+	}
+}
