@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 
 	"github.com/herdhq/herd/saas"
 	"github.com/jackc/pgx/v5"
@@ -48,7 +49,7 @@ func (s *Syncer) Check(ctx context.Context) ([]saas.Diff, error) {
 				for _, it := range items {
 					r, _ := newRow(it, s.now())
 					for _, child := range []string{"messages", "comments"} {
-						u := s.firstPage("/conversations/"+r.id+"/"+child, nil)
+						u := s.firstPage("/conversations/"+url.PathEscape(r.id)+"/"+child, nil)
 						if err := s.api.all(ctx, u, func(c []json.RawMessage) error { return copyRows(child, c) }); err != nil {
 							return fmt.Errorf("list the %s of conversation %s: %w", child, r.id, err)
 						}
