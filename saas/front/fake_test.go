@@ -263,11 +263,12 @@ func frontError(w http.ResponseWriter, status int, title, msg string) {
 }
 
 func (f *fakeFront) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
 	if r.Header.Get("Authorization") != "Bearer "+f.token {
+		f.mu.Unlock()
 		frontError(w, 401, "Unauthorized", "Invalid or missing API token")
 		return
 	}
-	f.mu.Lock()
 	f.served++
 	w.Header().Set("X-Ratelimit-Limit", "100")
 	if f.every429 > 0 && f.served%f.every429 == 0 {

@@ -47,6 +47,7 @@ type harness struct {
 	s    *Syncer
 	logs *syncBuffer
 	cfg  Config
+	reg  *prometheus.Registry // the latest Syncer's
 }
 
 func testConfig(f *fakeFront) Config {
@@ -83,7 +84,8 @@ func newHarness(t *testing.T, adjust func(*Config)) *harness {
 // process would have.
 func (h *harness) open() *Syncer {
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s, err := New(h.cfg, h.db, log, prometheus.NewRegistry())
+	h.reg = prometheus.NewRegistry()
+	s, err := New(h.cfg, h.db, log, h.reg)
 	if err != nil {
 		h.t.Fatal(err)
 	}
