@@ -82,8 +82,13 @@ func (s *Syncer) backfillObject(ctx context.Context, obj *object, started time.T
 	var start time.Time
 	var rows int64
 	u := s.firstPage(obj.Path, nil)
-	if st.Phase == "backfill" && st.BackfillStarted != nil && !st.BackfillStarted.Before(started) && st.NextURL != nil {
-		start, u = *st.BackfillStarted, *st.NextURL
+	if st.Phase == "backfill" && st.BackfillStarted != nil && !st.BackfillStarted.Before(started) {
+		// Begun by this backfill: continue at the saved page; none saved
+		// means the last page was written and only the finish is left.
+		start, u = *st.BackfillStarted, ""
+		if st.NextURL != nil {
+			u = *st.NextURL
+		}
 		if st.BackfillRows != nil {
 			rows = *st.BackfillRows
 		}
