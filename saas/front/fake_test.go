@@ -249,6 +249,19 @@ func (f *fakeFront) webhookBody(evID string) []byte {
 	panic("fake front: no event " + evID)
 }
 
+// firstID returns the smallest id of a table.
+func (f *fakeFront) firstID(table string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	first := ""
+	for id := range f.objects[table] {
+		if first == "" || id < first {
+			first = id
+		}
+	}
+	return first
+}
+
 // requests returns the requests served so far (path?query).
 func (f *fakeFront) requests() []string {
 	f.mu.Lock()

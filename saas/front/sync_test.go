@@ -174,15 +174,31 @@ func TestBackfillMatchesTheSource(t *testing.T) {
 	f := h.fake
 	big := seedWorkspace(f, 2000, 1000)
 	f.every429 = 37
+	// Front changes during the backfill: a message on a conversation
+	// already written, an edit of a contact already written.
+	var reads atomic.Int64
+	var during string
+	f.onServe = func(path string) {
+		if strings.HasSuffix(path, "/messages") && reads.Add(1) == 600 {
+			during, _ = f.addMessage(f.firstID("conversations"), false)
+			f.update("contacts", f.firstID("contacts"), map[string]any{"name": "Edited during the backfill"})
+		}
+	}
 	start := time.Now()
 	h.sync()
+	f.mu.Lock()
+	f.onServe = nil
+	f.mu.Unlock()
+	if during == "" || h.one(`SELECT count(*)::text FROM front.messages WHERE id = $1`, during) != "1" {
+		t.Errorf("message %q added during the backfill is missing", during)
+	}
 	t.Logf("backfill of %d requests: %s", len(f.requests()), time.Since(start).Round(time.Millisecond))
 	if f.limited == 0 {
 		t.Fatal("the fake answered no 429: the test does not exercise rate limiting")
 	}
 	got := counts(h)
 	want := map[string]int{"teams": 3, "teammates": 12, "inboxes": 3, "tags": 20, "accounts": 200, "contacts": 2000,
-		"conversations": 1001, "messages": 1000 + 999 + 130, "comments": 999 + 55}
+		"conversations": 1001, "messages": 1000 + 999 + 130 + 1, "comments": 999 + 55}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("front.%s: %d rows, want %d", k, got[k], v)
