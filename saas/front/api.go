@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -196,26 +197,26 @@ func parseFrontTime(v json.RawMessage) (time.Time, bool) {
 // rateLimitPause is an http.RoundTripper under the retrying transport that
 // honours Front's x-ratelimit-remaining and x-ratelimit-reset headers: when
 // the company's budget is spent, the next request waits for the reset
-// rather than spending a 429.
+// (at most maxWait) rather than spending a 429.
 type rateLimitPause struct {
 	base    http.RoundTripper
 	maxWait time.Duration
-	until   chan time.Time // holds the instant before which nothing is sent
+	mu      sync.Mutex
+	until   time.Time // nothing is sent before it
 }
 
 func newRateLimitPause(base http.RoundTripper, maxWait time.Duration) *rateLimitPause {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	r := &rateLimitPause{base: base, maxWait: maxWait, until: make(chan time.Time, 1)}
-	r.until <- time.Time{}
-	return r
+	return &rateLimitPause{base: base, maxWait: maxWait}
 }
 
 func (r *rateLimitPause) RoundTrip(req *http.Request) (*http.Response, error) {
-	until := <-r.until
-	r.until <- until
-	if d := time.Until(until); d > 0 {
+	r.mu.Lock()
+	d := time.Until(r.until)
+	r.mu.Unlock()
+	if d > 0 {
 		t := time.NewTimer(min(d, r.maxWait))
 		select {
 		case <-req.Context().Done():
@@ -225,21 +226,19 @@ func (r *rateLimitPause) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	resp, err := r.base.RoundTrip(req)
-	if err != nil {
+	if err != nil || resp.Header.Get("X-Ratelimit-Remaining") != "0" {
 		return resp, err
 	}
-	if resp.Header.Get("X-Ratelimit-Remaining") == "0" {
-		if reset, err := strconv.ParseFloat(resp.Header.Get("X-Ratelimit-Reset"), 64); err == nil && reset > 0 {
-			at := time.UnixMilli(int64(reset * 1000))
-			if reset > 1e11 {
-				at = time.UnixMilli(int64(reset))
-			}
-			prev := <-r.until
-			if at.After(prev) {
-				prev = at
-			}
-			r.until <- prev
+	if reset, err := strconv.ParseFloat(resp.Header.Get("X-Ratelimit-Reset"), 64); err == nil && reset > 0 {
+		at := time.UnixMilli(int64(reset * 1000)) // seconds, possibly with decimals
+		if reset > 1e11 {
+			at = time.UnixMilli(int64(reset)) // milliseconds
 		}
+		r.mu.Lock()
+		if at.After(r.until) {
+			r.until = at
+		}
+		r.mu.Unlock()
 	}
 	return resp, nil
 }
