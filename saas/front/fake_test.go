@@ -34,10 +34,13 @@ type fakeFront struct {
 	comments map[string][]map[string]any
 	events   []map[string]any
 	hidden   map[string]bool // events not yet visible in the feed
-	served   int
-	every429 int      // every n-th request answers 429 (0: never)
-	limited  int      // 429s answered
-	log      []string // path?query of every request served
+	// forbidden conversations answer 403 (a private inbox the token may
+	// not read).
+	forbidden map[string]bool
+	served    int
+	every429  int      // every n-th request answers 429 (0: never)
+	limited   int      // 429s answered
+	log       []string // path?query of every request served
 	// onServe, when set, is called (without the lock) before a request is
 	// answered; tests use it to interrupt a pass at a chosen point.
 	onServe func(path string)
@@ -56,7 +59,7 @@ var prefixes = map[string]string{
 
 func newFakeFront(t testing.TB) *fakeFront {
 	f := &fakeFront{token: "front-test-token", objects: map[string]map[string]map[string]any{},
-		messages: map[string][]map[string]any{}, comments: map[string][]map[string]any{}, hidden: map[string]bool{}}
+		messages: map[string][]map[string]any{}, comments: map[string][]map[string]any{}, hidden: map[string]bool{}, forbidden: map[string]bool{}}
 	for _, t := range []string{"teams", "teammates", "inboxes", "tags", "accounts", "contacts", "conversations"} {
 		f.objects[t] = map[string]map[string]any{}
 	}
@@ -310,6 +313,8 @@ func (f *fakeFront) serve(w http.ResponseWriter, r *http.Request) {
 		f.listEvents(w, r, q)
 	case len(parts) == 1 && f.objects[parts[0]] != nil:
 		f.list(w, r, parts[0], q)
+	case len(parts) >= 2 && parts[0] == "conversations" && f.forbidden[parts[1]]:
+		frontError(w, 403, "Forbidden", "You are not allowed to access this resource")
 	case len(parts) == 2 && f.objects[parts[0]] != nil:
 		o := f.objects[parts[0]][parts[1]]
 		if o == nil {

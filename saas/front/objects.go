@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"time"
@@ -165,6 +166,13 @@ func (s *Syncer) refetch(ctx context.Context, convID string, evs []event, via st
 	fetched := s.now()
 	data, err := s.api.get(ctx, s.api.url("/conversations/"+url.PathEscape(convID), nil))
 	gone := errors.Is(err, errNotFound)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Status == http.StatusForbidden {
+		// The token may not read this conversation (a private inbox): no
+		// retry will change that, and failing would stall the feed.
+		s.log.Warn("the Front API token may not read a conversation an event names; skipping it", "conversation", convID, "err", err)
+		return "ignored", recordEvents(ctx, s.db, evs, via, "ignored")
+	}
 	if err != nil && !gone {
 		return "", fmt.Errorf("retrieve conversation %s from Front: %w", convID, err)
 	}

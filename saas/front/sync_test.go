@@ -491,3 +491,24 @@ func TestAPIErrorsAreNamed(t *testing.T) {
 		t.Fatalf("sync with a wrong token: %v", err)
 	}
 }
+
+// A conversation the token may not read (403) is skipped with its events
+// recorded as ignored: it does not stall the feed for every other one.
+func TestForbiddenConversationDoesNotStallTheFeed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	f := h.fake
+	h.sync()
+	private := f.conversation(1, 0)
+	f.mu.Lock()
+	f.forbidden[private] = true
+	f.mu.Unlock()
+	public := f.conversation(2, 0)
+	h.sync()
+	if got := h.one(`SELECT count(*)::text FROM front.messages WHERE conversation_id = $1`, public); got != "2" {
+		t.Errorf("conversation after a forbidden one: %s messages, want 2", got)
+	}
+	if got := h.one(`SELECT outcome FROM front.events WHERE conversation_id = $1`, private); got != "ignored" {
+		t.Errorf("event on the forbidden conversation: %q, want ignored", got)
+	}
+}
