@@ -60,6 +60,14 @@ func TestImportDirections(t *testing.T) {
 				}
 			}
 		}
+		// Webhook verifiers (saas/*/...hook) run in the collector: standard library only.
+		if strings.HasPrefix(p.ImportPath, mod+"/saas/") && strings.HasSuffix(p.ImportPath, "hook") {
+			for _, d := range p.Deps {
+				if !isStd(d) {
+					t.Errorf("webhook verifier %s depends on %s: it may use the standard library only", p.ImportPath, d)
+				}
+			}
+		}
 		for _, r := range rules {
 			if p.ImportPath != r.pkg && !strings.HasPrefix(p.ImportPath, r.pkg+"/") {
 				continue

@@ -118,6 +118,10 @@ type Webhook struct {
 	Path   string
 	Name   string
 	Verify func(body []byte, header func(name string) string, now time.Time) (msgID string, err error)
+	// Handshake, when set, recognises a vendor's verified setup request (a
+	// check of the endpoint before any event, such as Front's challenge):
+	// ok means answer 200 with reply and store nothing.
+	Handshake func(body []byte, header func(name string) string, now time.Time) (reply []byte, ok bool)
 }
 
 func (c *Config) defaults() {

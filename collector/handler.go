@@ -831,7 +831,14 @@ func (c *Collector) webhook(ctx *fasthttp.RequestCtx) {
 		replyError(ctx, statusOf(err), err.Error())
 		return
 	}
-	id, err := w.Verify(raw, func(name string) string { return string(ctx.Request.Header.Peek(name)) }, c.cfg.Now())
+	header := func(name string) string { return string(ctx.Request.Header.Peek(name)) }
+	if w.Handshake != nil {
+		if reply, ok := w.Handshake(raw, header, c.cfg.Now()); ok {
+			replyJSON(ctx, 200, string(reply))
+			return
+		}
+	}
+	id, err := w.Verify(raw, header, c.cfg.Now())
 	if err != nil {
 		replyError(ctx, fasthttp.StatusBadRequest, err.Error())
 		return

@@ -12,12 +12,12 @@ import (
 // herd replicate's bookkeeping) carries a COMMENT. Partitions (of
 // herd.events, made by the writer) need a table comment only: their
 // columns are the parent's.
-var CommentedSchemas = []string{"herd", "stripe", "herd_replicate", "intercom"}
+var CommentedSchemas = []string{"herd", "stripe", "herd_replicate", "intercom", "front", "salesforce"}
 
 // MigrationSchemas are the schemas whose functions, aggregates and
 // sequences herd's migrations create and comment. herd_replicate's, made by
 // herd replicate at run time, are not checked yet.
-var MigrationSchemas = []string{"herd", "stripe", "intercom"}
+var MigrationSchemas = []string{"herd", "stripe", "intercom", "front", "salesforce"}
 
 // UncommentedSQL lists, as schema.relation, schema.relation.column or
 // schema.function(argument types), what has no comment (or an empty one):

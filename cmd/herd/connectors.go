@@ -38,6 +38,9 @@ type connector struct {
 	// means the source sends no webhooks herd accepts.
 	webhookEnv string
 	verifier   func(secrets []string) func(body []byte, header func(string) string, now time.Time) (string, error)
+	// handshake, when set, answers the source's verified setup request
+	// (collector.Webhook.Handshake).
+	handshake func(secrets []string) func(body []byte, header func(string) string, now time.Time) ([]byte, bool)
 }
 
 // connectorFlags are one connector's settings.
@@ -235,7 +238,11 @@ func addWebhooks(cfg *collector.Config) {
 		if s == "" {
 			continue
 		}
-		cfg.Webhooks = append(cfg.Webhooks, collector.Webhook{Path: "/webhooks/" + n, Name: n, Verify: c.verifier(strings.Split(s, ","))})
+		w := collector.Webhook{Path: "/webhooks/" + n, Name: n, Verify: c.verifier(strings.Split(s, ","))}
+		if c.handshake != nil {
+			w.Handshake = c.handshake(strings.Split(s, ","))
+		}
+		cfg.Webhooks = append(cfg.Webhooks, w)
 	}
 }
 
