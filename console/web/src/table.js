@@ -1,0 +1,83 @@
+// A results table that renders only the rows in view (plus a margin), so
+// 10,000 rows cost as much as forty: one fixed row height, spacer rows above
+// and below, and column widths measured once from a sample.
+import { h } from './dom.js';
+
+const ROW = 26; // px, must match .grid td height in app.css
+const OVERSCAN = 20;
+
+export function cellText(v) {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'object') return JSON.stringify(v);
+  return String(v);
+}
+
+const isNumericType = (t) => /^(int|float|numeric|decimal|real|double|smallint|bigint|integer|money|oid)/i.test(t || '');
+
+export function resultTable(columns, rows) {
+  const widths = columns.map((c, i) => {
+    let n = c.name.length + 2;
+    for (let r = 0; r < rows.length && r < 200; r++) {
+      const t = cellText(rows[r][i]);
+      n = Math.max(n, t === null ? 4 : Math.min(t.length, 60));
+    }
+    return Math.max(60, Math.min(420, n * 7.5 + 20));
+  });
+  const numeric = columns.map((c, i) => isNumericType(c.type) || (rows.length > 0 && typeof rows[0][i] === 'number'));
+  const table = h('table', { class: 'grid' },
+    h('colgroup', {}, widths.map((w) => h('col', { style: { width: w + 'px' } }))),
+    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { title: c.type || '' }, c.name, h('span', { class: 'type' }, c.type || ''))))));
+  table.style.width = widths.reduce((a, b) => a + b, 0) + 'px';
+  const body = h('tbody');
+  table.append(body);
+  const wrap = h('div', { class: 'grid-wrap', tabIndex: 0, dataset: { rows: rows.length } }, table);
+  let first = -1, last = -1;
+
+  function render() {
+    const top = Math.max(0, Math.floor(wrap.scrollTop / ROW) - OVERSCAN);
+    const bottom = Math.min(rows.length, Math.ceil((wrap.scrollTop + (wrap.clientHeight || 600)) / ROW) + OVERSCAN);
+    if (top === first && bottom === last) return;
+    first = top;
+    last = bottom;
+    const trs = [h('tr', { class: 'spacer', style: { height: top * ROW + 'px' } })];
+    for (let r = top; r < bottom; r++) {
+      const row = rows[r];
+      trs.push(h('tr', {}, columns.map((_, i) => {
+        const t = cellText(row[i]);
+        if (t === null) return h('td', { class: 'null' }, 'NULL');
+        return h('td', { class: numeric[i] ? 'num' : null, title: t.length > 40 ? t.slice(0, 2000) : null }, t.length > 300 ? t.slice(0, 300) + '…' : t);
+      })));
+    }
+    trs.push(h('tr', { class: 'spacer', style: { height: (rows.length - bottom) * ROW + 'px' } }));
+    body.replaceChildren(...trs);
+  }
+  let pending = false;
+  wrap.addEventListener('scroll', () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      render();
+    });
+  }, { passive: true });
+  render();
+  // the first render guessed the height; redo once the wrapper is laid out
+  requestAnimationFrame(render);
+  if (!rows.length) wrap.append(h('p', { class: 'empty' }, 'The query returned no rows.'));
+  return wrap;
+}
+
+export function toCSV(columns, rows) {
+  const q = (v) => {
+    const t = cellText(v);
+    if (t === null) return '';
+    return /[",\n\r]/.test(t) || /^\s|\s$/.test(t) ? '"' + t.replace(/"/g, '""') + '"' : t;
+  };
+  const lines = [columns.map((c) => q(c.name)).join(',')];
+  for (const r of rows) lines.push(r.map(q).join(','));
+  return lines.join('\r\n') + '\r\n';
+}
+
+export function toJSON(columns, rows) {
+  return JSON.stringify(rows.map((r) => Object.fromEntries(columns.map((c, i) => [c.name, r[i]]))), null, 2) + '\n';
+}
