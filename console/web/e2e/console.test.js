@@ -1,0 +1,302 @@
+// The console in Chromium against a real `herd up`: two analysts and an
+// operator sign in; SQL runs as each one's own role; a saved query's link
+// works for colleagues and shows nothing without a session; the operator
+// pages follow events live, trace them to the stream, herd.events and the
+// lake, chart the pipeline and show a failed rollup with what it blocked.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { addAnalyst, createDatabase, herd as herdCmd, launchBrowser, psql, send, signIn, startHerd, tag, until, writeFiles } from './harness.js';
+
+const KEY = 'console_e2e_write_key';
+let db, herd, browser, ana, bob, boss;
+const sessions = {};
+
+before(async () => {
+  db = createDatabase();
+  herd = await startHerd({ databaseUrl: db.url, writeKey: KEY });
+  ana = addAnalyst(db.url, `ana_${tag}`);
+  bob = addAnalyst(db.url, `bob_${tag}`);
+  boss = addAnalyst(db.url, `boss_${tag}`);
+  psql(db.url, `grant herd_admin to ${boss.user}`);
+  // bob keeps a table in his own schema that ana must not read
+  psql(bob.url, `create table ${bob.user}.salaries as select 'bob' as name, 123456 as salary`);
+  // some events over a few seconds so that charts have points
+  const batch = [];
+  for (let i = 0; i < 30; i++) {
+    batch.push({ type: 'track', event: i % 3 ? 'Page Opened' : 'Signed Up', userId: 'u' + (i % 7), messageId: randomUUID(),
+      timestamp: new Date(Date.now() - (30 - i) * 60000).toISOString(), properties: { i } });
+  }
+  assert.equal((await send(herd.url, KEY, batch)).status, 200);
+  await until('the first events in herd.events', () => db.query('select 1 from herd.events').length >= 30, 20000);
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  for (const s of Object.values(sessions)) await s.context.close().catch(() => {});
+  await browser?.close();
+  await herd?.stop();
+  db?.drop();
+});
+
+async function rowsShown(page, scope = '') {
+  await page.waitForSelector(`${scope} .grid-wrap`, { timeout: 15000 });
+  return +(await page.getAttribute(`${scope} .grid-wrap`, 'data-rows'));
+}
+
+// chartDrawn waits for a chart with data points and checks its canvas has
+// pixels drawn on it.
+async function chartDrawn(page, scope) {
+  const sel = `${scope} .chart[data-points]:not([data-points="0"]) canvas`;
+  await page.waitForSelector(sel, { timeout: 15000 });
+  const painted = await page.$eval(sel, (c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i]) n++;
+    return n;
+  });
+  assert.ok(painted > 100, `the chart canvas has drawn pixels (${painted})`);
+  return page.$eval(`${scope} .chart`, (el) => ({ kind: el.dataset.kind, points: +el.dataset.points }));
+}
+
+async function runSQL(page, sql) {
+  await page.click('.cm-content');
+  await page.keyboard.press('Control+a');
+  await page.keyboard.press('Delete');
+  await page.keyboard.insertText(sql);
+  await page.keyboard.press('Control+Enter');
+  await page.waitForFunction(() => !document.querySelector('#run').disabled && /row|Failed|returned/.test(document.querySelector('.status').textContent + document.querySelector('#results').textContent), null, { timeout: 20000 });
+}
+
+test('two analysts and an operator sign in; only the operator sees the operator pages', async () => {
+  sessions.ana = await signIn(browser, herd.console, ana);
+  sessions.bob = await signIn(browser, herd.console, bob);
+  sessions.boss = await signIn(browser, herd.console, boss);
+  for (const [who, s] of Object.entries(sessions)) {
+    assert.equal(await s.page.textContent('nav.top .user'), who === 'boss' ? boss.user + 'admin' : { ana, bob }[who].user);
+    assert.equal(await s.page.locator('nav.top ul.ops a').count(), who === 'boss' ? 7 : 0, `${who}'s operator links`);
+  }
+  const wrong = await browser.newContext();
+  const p = await wrong.newPage();
+  await p.goto(herd.console + '/sql');
+  await p.fill('#login-user', ana.user);
+  await p.fill('#login-password', ana.password + 'x');
+  await p.click('form.login button[type=submit]');
+  await p.waitForSelector('form.login .error:not([hidden])');
+  assert.match(await p.textContent('form.login .error'), /wrong user or password/);
+  await wrong.close();
+});
+
+test('analyst A runs a query over herd.events: rows, a line chart over time, a bar chart by category', async () => {
+  const { page, errors } = sessions.ana;
+  await page.waitForSelector('.schema-tree summary');
+  assert.ok(await page.locator('.schema-tree .ins', { hasText: /^events$/ }).count(), 'the schema browser lists herd.events');
+  await runSQL(page, "select date_trunc('minute', \"timestamp\") as minute, count(*) as events from herd.events group by 1 order by 1");
+  assert.ok((await rowsShown(page, '#results')) >= 20);
+  const line = await chartDrawn(page, '#results');
+  assert.equal(line.kind, 'line');
+  assert.ok(line.points >= 20, `points: ${line.points}`);
+  await page.selectOption('#results .chart-kind', 'area');
+  assert.equal((await chartDrawn(page, '#results')).kind, 'area');
+
+  await runSQL(page, 'select event, count(*) as n from herd.events group by 1 order by 2 desc');
+  assert.equal(await rowsShown(page, '#results'), 2);
+  const bar = await chartDrawn(page, '#results');
+  assert.equal(bar.kind, 'bar');
+  assert.match(await page.textContent('.status'), /2 rows in/);
+
+  // downloads are built from the result
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#download-csv')]);
+  const csv = await (await dl.createReadStream()).toArray();
+  assert.match(Buffer.concat(csv).toString(), /^event,n\r\nPage Opened,20\r\nSigned Up,10\r\n$/);
+  assert.deepEqual(errors, []);
+});
+
+test("analyst A cannot read B's schema: Postgres's error is shown", async () => {
+  const { page } = sessions.ana;
+  await runSQL(page, `select * from ${bob.user}.salaries`);
+  const err = await page.textContent('#results .error');
+  assert.match(err, new RegExp(`permission denied for (schema|table) ${bob.user}`));
+  assert.match(err, /SQLSTATE 42501/);
+  assert.doesNotMatch(await page.textContent('#results'), /123456/);
+  // bob reads his own
+  await runSQL(sessions.bob.page, `select * from ${bob.user}.salaries`);
+  assert.equal(await rowsShown(sessions.bob.page, '#results'), 1);
+});
+
+const SAVED = `events_by_type_${tag}`;
+
+test('A saves a query; B opens its link and sees the same snapshot; without a session the link shows sign-in and no data', async () => {
+  const { page } = sessions.ana;
+  await runSQL(page, "select type || ':' || event as kind, count(*) as n from herd.events group by 1 order by 1");
+  await page.keyboard.press('Control+s');
+  await page.fill('#save-name', SAVED);
+  await page.click('.save-box button[type=submit]');
+  await page.waitForURL(`**/q/${SAVED}`);
+  assert.equal(await rowsShown(page, '.snapshot'), 2);
+  assert.equal(await page.textContent('#saved-by'), ana.user);
+  const runA = await page.getAttribute('.snapshot', 'data-run');
+  const textA = await page.textContent('.snapshot .grid-wrap');
+  assert.match(textA, /track:Page Opened/);
+
+  const b = sessions.bob.page;
+  await b.goto(`${herd.console}/q/${SAVED}`);
+  assert.equal(await rowsShown(b, '.snapshot'), 2);
+  assert.equal(await b.getAttribute('.snapshot', 'data-run'), runA);
+  assert.equal(await b.textContent('.snapshot .grid-wrap'), textA);
+  assert.equal(await b.textContent('#saved-by'), ana.user);
+  assert.match(await b.textContent('#saved-sql'), /group by 1 order by 1/);
+  await chartDrawn(b, '.snapshot');
+  // B's list shows it too
+  await b.click('nav.top a[href="/queries"]');
+  await b.waitForSelector(`#saved-queries a[href="/q/${SAVED}"]`);
+
+  // B runs it again: a second snapshot; the first stays one click away
+  await b.goto(`${herd.console}/q/${SAVED}`);
+  await b.click('#run-now');
+  await until('a second snapshot', async () => (await b.locator('#snapshots li').count()) === 2);
+  await b.click('#snapshots li:nth-child(2) a');
+  await b.waitForSelector(`.snapshot[data-run="${runA}"]`);
+
+  const anon = await browser.newContext();
+  const p = await anon.newPage();
+  const bodies = [];
+  p.on('response', async (r) => bodies.push(await r.text().catch(() => '')));
+  const res = await p.goto(`${herd.console}/q/${SAVED}`);
+  assert.ok(res.ok(), `status ${res.status()}`);
+  await p.waitForSelector('form.login');
+  assert.equal(await p.locator('.snapshot, .grid-wrap').count(), 0);
+  for (const body of bodies) assert.doesNotMatch(body, /Page Opened|Signed Up/, 'no response to a browser without a session holds data');
+  for (const suffix of ['.json', '.csv']) {
+    const r = await fetch(`${herd.console}/q/${SAVED}${suffix}`);
+    assert.equal(r.status, 401, suffix);
+    assert.doesNotMatch(await r.text(), /Page Opened/);
+  }
+  // signing in there leads back to the link
+  await p.fill('#login-user', bob.user);
+  await p.fill('#login-password', bob.password);
+  await p.click('form.login button[type=submit]');
+  await p.waitForSelector('.snapshot .grid-wrap');
+  await anon.close();
+});
+
+let acceptedId, rejectedId;
+
+test('live events shows an accepted event within 2 s of its 200, with its raw body beside its stored row, and a rejected one with its reason', async () => {
+  const { page } = sessions.boss;
+  await page.click('nav.top a[href="/ops/live"]');
+  await page.waitForSelector('#live-state[data-state=open]');
+  acceptedId = randomUUID();
+  rejectedId = randomUUID();
+  const r = await send(herd.url, KEY, [
+    { type: 'track', event: 'Live Checked', userId: 'live-user', messageId: acceptedId, properties: { color: 'teal' } },
+    { type: 'track', event: 'Bad Clock', userId: 'live-user', messageId: rejectedId, timestamp: 'yesterday-ish' },
+  ]);
+  const answered = Date.now();
+  assert.equal(r.status, 200, r.body);
+  await page.waitForSelector(`#live-events tr.accepted[data-message-id="${acceptedId}"]`, { timeout: 5000 });
+  const took = Date.now() - answered;
+  assert.ok(took < 2000, `shown ${took} ms after the 200`);
+  await page.click(`#live-events tr[data-message-id="${acceptedId}"]`);
+  await page.waitForSelector('#stored-row');
+  assert.match(await page.textContent('#live-detail pre.json'), /"color": "teal"/);
+  assert.match(await page.textContent('#stored-row'), new RegExp(acceptedId));
+
+  await page.waitForSelector(`#live-events tr.rejected[data-message-id="${rejectedId}"]`, { timeout: 5000 });
+  await page.click(`#live-events tr[data-message-id="${rejectedId}"]`);
+  assert.match(await page.textContent('#reject-reason'), /timestamp/);
+});
+
+test('trace finds an event in the stream, herd.events and the lake, and shows a rejected event\'s reason', async () => {
+  const { page } = sessions.boss;
+  await page.click('nav.top a[href="/ops/trace"]');
+  await page.fill('#trace-id', acceptedId);
+  await page.press('#trace-id', 'Enter');
+  await page.waitForSelector('[data-step=row].ok');
+  assert.ok(await page.locator('[data-step=stream].ok #trace-seq').count(), 'stream sequence shown');
+  assert.match(await page.textContent('[data-step=row]'), /Live Checked/);
+
+  // the lake file appears once the archiver writes it
+  await until('the lake file in the trace', async () => {
+    await page.click('form.toolbar button[type=submit]');
+    await page.waitForSelector('#trace-result .trace');
+    return page.locator('[data-step=lake].ok #trace-lake').count();
+  }, 30000);
+  assert.match(await page.textContent('#trace-lake'), /\.parquet/);
+
+  await page.fill('#trace-id', rejectedId);
+  await page.press('#trace-id', 'Enter');
+  await page.waitForSelector('#trace-reject');
+  assert.match(await page.textContent('#trace-reject'), /timestamp/);
+});
+
+test('pipeline charts draw from real data after a load', async () => {
+  const { page } = sessions.boss;
+  await page.click('nav.top a[href="/ops/pipeline"]');
+  const pm = await chartDrawn(page, '#chart-per-minute');
+  assert.ok(pm.points > 0);
+  await chartDrawn(page, '#chart-rejects');
+  await page.waitForSelector('#stream table');
+});
+
+test('rollups page shows a failed rollup and the ones it blocked', async () => {
+  const dir = writeFiles(join(herd.dir, 'rollups'), {
+    // fails once herd.events has rows: a division by zero at refresh
+    'fragile_counts.sql': '-- refresh: 1m\ncreate materialized view fragile_counts as select count(*) / (case when exists (select from herd.events) then 0 else 1 end) as n from herd.events where false;\n',
+    'built_on_fragile.sql': '-- refresh: 1m\ncreate materialized view built_on_fragile as select n from rollups.fragile_counts;\n',
+    'steady_counts.sql': '-- refresh: 1m\ncreate materialized view steady_counts as select count(*) as n from herd.events;\n',
+  });
+  herdCmd(['rollups', 'apply', '--dir', dir, '--database-url', db.url]);
+  try {
+    herdCmd(['rollups', 'run', '--database-url', db.url]);
+  } catch {} // exits non-zero: a rollup failed
+  const { page } = sessions.boss;
+  await page.click('nav.top a[href="/ops/rollups"]');
+  await page.waitForSelector('#rollup-graph');
+  assert.equal(await page.getAttribute('#rollup-graph .node[data-name$="fragile_counts"]', 'data-state'), 'failed');
+  assert.equal(await page.getAttribute('#rollup-graph .node[data-name$="built_on_fragile"]', 'data-state'), 'blocked');
+  assert.match(await page.textContent('#rollups tr[data-name$="fragile_counts"] .blocks'), /built_on_fragile/);
+  assert.match(await page.textContent('#rollups tr[data-name$="fragile_counts"]'), /division by zero/);
+  assert.equal(await page.getAttribute('#rollup-graph .node[data-name$="steady_counts"]', 'data-state'), 'ok');
+});
+
+test('a state-changing request without the CSRF token is refused', async () => {
+  const { page } = sessions.bob;
+  const r = await page.evaluate(async () => {
+    const res = await fetch('/api/query', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ sql: 'select 1' }) });
+    return { status: res.status, body: await res.json() };
+  });
+  assert.equal(r.status, 403);
+  assert.equal(r.body.error, 'missing or wrong CSRF token');
+});
+
+test('sign-out returns to the sign-in page and the session is gone', async () => {
+  const { page } = sessions.bob;
+  await page.goto(herd.console + '/sql');
+  await page.click('nav.top .signout');
+  await page.waitForSelector('form.login');
+  assert.equal(new URL(page.url()).pathname, '/login');
+  const r = await page.evaluate(async () => (await fetch('/api/session')).status);
+  assert.equal(r, 401);
+  await page.goto(`${herd.console}/q/${SAVED}`);
+  await page.waitForSelector('form.login');
+  assert.equal(await page.locator('.snapshot').count(), 0);
+});
+
+test('repeated wrong passwords are rate-limited and the sign-in page says so', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(herd.console + '/login');
+  let text = '';
+  for (let i = 0; i < 30 && !/Too many/.test(text); i++) {
+    await page.fill('#login-user', `nobody_${tag}`);
+    await page.fill('#login-password', 'wrong' + i);
+    await page.click('form.login button[type=submit]');
+    await page.waitForSelector('form.login .error:not([hidden])');
+    text = await page.textContent('form.login .error');
+    await page.evaluate(() => (document.querySelector('form.login .error').hidden = true));
+  }
+  assert.match(text, /Too many sign-in attempts/);
+  await context.close();
+});
