@@ -300,7 +300,7 @@ export function usagePage() {
     const roles = (u.roles || []).slice().sort((a, b) => b.total_ms - a.total_ms);
     const maxB = Math.max(1, ...schemas.map((s) => s.bytes));
     const maxT = Math.max(1, ...roles.map((r) => r.total_ms));
-    clear(out, h('div', { class: 'two' },
+    clear(out, u.note ? h('p', { class: 'notice' }, u.note) : null, h('div', { class: 'two' },
       h('section', { class: 'panel' }, h('h2', {}, 'Size per schema'), schemas.length ? h('table', { class: 'list' },
         h('thead', {}, h('tr', {}, h('th', {}, 'Schema'), h('th', {}, 'Size'), h('th', {}))),
         h('tbody', {}, schemas.map((s) => h('tr', {}, h('td', {}, s.name), h('td', { class: 'num' }, fmtBytes(s.bytes)), h('td', { class: 'barcell' }, h('span', { class: 'bar', style: { width: (100 * s.bytes) / maxB + '%' } })))))) : empty('No schemas.')),
@@ -340,25 +340,32 @@ export function sourcesPage() {
   const created = h('div', { id: 'source-created' });
   const msg = h('div');
   const name = h('input', { id: 'source-name', required: true, placeholder: 'web, backend, mobile…', spellcheck: false });
-  const kind = h('select', { id: 'source-kind' }, ['browser', 'server', 'mobile'].map((k) => h('option', { value: k }, k)));
+  const kind = h('select', { id: 'source-kind', 'aria-label': 'Kind' },
+    h('option', { value: 'server' }, 'server (secret write key)'),
+    h('option', { value: 'browser' }, 'browser (public write key)'));
+  const origins = h('input', { id: 'source-origins', placeholder: 'allowed origins, comma-separated (browser)', spellcheck: false, size: 34 });
 
   function load() {
     get('/api/sources').then((r) => {
       const list = sourceList(r);
       if (!list.length) return clear(out, empty('No sources yet. Create one above; its write key is shown once.'));
-      const cols = [...new Set(list.flatMap((s) => Object.keys(s)))].filter((c) => !/key$/.test(c) || /prefix/.test(c));
       clear(out, h('table', { class: 'list', id: 'sources' },
-        h('thead', {}, h('tr', {}, cols.map((c) => h('th', {}, c.replace(/_/g, ' '))), h('th', {}, ''))),
+        h('thead', {}, h('tr', {}, ['Name', 'Kind', 'Allowed origins', 'Rate limit', 'Created', 'State', ''].map((t) => h('th', {}, t)))),
         h('tbody', {}, list.map((s) => h('tr', { dataset: { name: s.name } },
-          cols.map((c) => h('td', {}, s[c] == null ? '—' : typeof s[c] === 'object' ? JSON.stringify(s[c]) : String(s[c]))),
+          h('td', {}, s.name),
+          h('td', {}, s.kind || ''),
+          h('td', {}, (s.allowed_origins || []).join(', ') || (s.kind === 'browser' ? 'any' : '—')),
+          h('td', { class: 'num' }, s.rate_limit == null ? 'default' : s.rate_limit === 0 ? 'unlimited' : `${fmtNum(s.rate_limit)}/s`),
+          h('td', { title: fmtTime(s.created_at) }, fmtAgo(s.created_at)),
+          h('td', {}, s.revoked ? h('span', { class: 'bad' }, 'revoked') : h('span', { class: 'ok' }, 'active')),
           h('td', { class: 'actions' },
-            h('button', { type: 'button', onclick: () => limits(s) }, 'Limits…'),
-            s.revoked || s.revoked_at ? null : h('button', { type: 'button', class: 'danger', onclick: () => revoke(s.name) }, 'Revoke')))))));
+            s.revoked ? null : h('button', { type: 'button', onclick: () => limits(s) }, 'Rate limit…'),
+            s.revoked ? null : h('button', { type: 'button', class: 'danger', onclick: () => revoke(s.name) }, 'Revoke')))))));
     }).catch((err) => clear(out, errorBox(err)));
   }
 
   async function revoke(n) {
-    if (!confirm(`Revoke source ${n}? Its write key stops working at once.`)) return;
+    if (!confirm(`Revoke source ${n}? Its write key stops working within a second.`)) return;
     try {
       await post('/api/sources/' + encodeURIComponent(n) + '/revoke');
       load();
@@ -368,22 +375,23 @@ export function sourcesPage() {
   }
 
   function limits(s) {
-    const rate = h('input', { type: 'number', min: 0, step: 1, id: 'limit-rate', value: s.rate_per_second ?? s.rate ?? '' });
-    const burst = h('input', { type: 'number', min: 0, step: 1, id: 'limit-burst', value: s.burst ?? '' });
+    const rate = h('input', { type: 'number', min: 0, step: 'any', id: 'limit-rate', value: s.rate_limit ?? '', placeholder: 'empty: the collector default' });
     clear(msg, h('form', {
       class: 'panel',
       onsubmit: async (e) => {
         e.preventDefault();
         try {
-          await post('/api/sources/' + encodeURIComponent(s.name) + '/limits', { rate_per_second: +rate.value, burst: +burst.value });
-          clear(msg, h('p', { class: 'notice' }, `Limits of ${s.name} saved.`));
+          await post('/api/sources/' + encodeURIComponent(s.name) + '/limits', { rate_limit: rate.value === '' ? null : +rate.value });
+          clear(msg, h('p', { class: 'notice' }, `Rate limit of ${s.name} saved.`));
           load();
         } catch (err) {
           msg.append(errorBox(err));
         }
       },
-    }, h('h2', {}, `Limits of ${s.name}`), h('label', { for: 'limit-rate' }, 'Events per second (0: no limit)'), rate, h('label', { for: 'limit-burst' }, 'Burst'), burst,
-    h('div', { class: 'buttons' }, h('button', { type: 'submit', class: 'primary' }, 'Save limits'), h('button', { type: 'button', onclick: () => clear(msg) }, 'Close'))));
+    }, h('h2', {}, `Rate limit of ${s.name}`),
+    h('label', { for: 'limit-rate' }, 'Events per second (0: unlimited; empty: the collector\'s --rate-limit)'), rate,
+    h('div', { class: 'buttons' }, h('button', { type: 'submit', class: 'primary' }, 'Save'), h('button', { type: 'button', onclick: () => clear(msg) }, 'Close'))));
+    rate.focus();
   }
 
   const form = h('form', {
@@ -392,18 +400,19 @@ export function sourcesPage() {
       e.preventDefault();
       clear(msg);
       try {
-        const r = await post('/api/sources', { name: name.value.trim(), kind: kind.value });
-        const key = r.write_key || r.writeKey || r.key;
-        clear(created, h('div', { class: 'notice' }, h('p', {}, `Source ${r.name || name.value} created. Its write key is shown only now; copy it:`),
-          h('pre', { class: 'secret', id: 'write-key' }, key || JSON.stringify(r)),
-          h('button', { type: 'button', onclick: () => navigator.clipboard?.writeText(key || '') }, 'Copy')));
+        const allowed = origins.value.split(',').map((o) => o.trim()).filter(Boolean);
+        const r = await post('/api/sources', { name: name.value.trim(), kind: kind.value, allowed_origins: allowed });
+        clear(created, h('div', { class: 'notice' }, h('p', {}, `Source ${r.name} created. Its write key is shown only now; copy it:`),
+          h('pre', { class: 'secret', id: 'write-key' }, r.write_key),
+          h('button', { type: 'button', onclick: () => navigator.clipboard?.writeText(r.write_key) }, 'Copy')));
         name.value = '';
+        origins.value = '';
         load();
       } catch (err) {
         clear(msg, errorBox(err));
       }
     },
-  }, h('label', { for: 'source-name' }, 'New source'), name, kind, h('button', { type: 'submit', class: 'primary' }, 'Create'));
+  }, h('label', { for: 'source-name' }, 'New source'), name, kind, origins, h('button', { type: 'submit', class: 'primary' }, 'Create'));
   load();
   return page('Sources', 'Each source sends events with its own write key. Revoking a source stops its key at once.', form, created, msg, out);
 }
