@@ -107,7 +107,7 @@ export function chartView(columns, rows, { kind = 'auto', height = 260, onKind }
     return root;
   }
   if (kind === 'auto' || (kind !== 'none' && !s.kinds.includes(kind))) kind = s.kinds[0];
-  const select = h('select', { class: 'chart-kind', 'aria-label': 'Chart kind', onchange: () => draw(select.value) },
+  const select = h('select', { class: 'chart-kind', 'aria-label': 'Chart kind', onchange: () => (onKind?.(select.value), draw(select.value)) },
     [...s.kinds, 'none'].map((k) => h('option', { value: k, selected: k === kind }, k === 'none' ? 'No chart' : k[0].toUpperCase() + k.slice(1) + ' chart')));
   root.append(h('div', { class: 'chart-bar' }, h('label', {}, 'Chart ', select)), holder);
   let plot = null;
@@ -118,7 +118,6 @@ export function chartView(columns, rows, { kind = 'auto', height = 260, onKind }
     holder.replaceChildren();
     root.dataset.kind = k;
     root.dataset.points = 0;
-    onKind?.(k);
     if (k === 'none') return;
     const b = build(k, columns, rows, s);
     const width = Math.max(300, holder.clientWidth || root.clientWidth || 800);

@@ -4,7 +4,7 @@ import { EditorView, drawSelection, highlightActiveLine, highlightSpecialChars, 
 import { Compartment, EditorState, Prec } from '@codemirror/state';
 import { defaultKeymap, history, historyKeymap, indentWithTab } from '@codemirror/commands';
 import { bracketMatching, defaultHighlightStyle, indentOnInput, syntaxHighlighting } from '@codemirror/language';
-import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from '@codemirror/autocomplete';
+import { autocompletion, closeBrackets, closeBracketsKeymap, closeCompletion, completionKeymap } from '@codemirror/autocomplete';
 import { sql, PostgreSQL } from '@codemirror/lang-sql';
 
 // setup is CodeMirror's basic setup without search, lint and folding, which
@@ -38,7 +38,7 @@ export function completionSchema(schemas) {
 export function sqlEditor(parent, { doc = '', onRun, onSave, onChange, readOnly = false } = {}) {
   const lang = new Compartment();
   const keys = Prec.highest(keymap.of([
-    { key: 'Mod-Enter', run: () => (onRun?.(), true) },
+    { key: 'Mod-Enter', run: (v) => (closeCompletion(v), onRun?.(), true) },
     { key: 'Mod-s', run: () => (onSave?.(), true), preventDefault: true },
   ]));
   const view = new EditorView({

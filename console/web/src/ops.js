@@ -33,6 +33,7 @@ export function livePage() {
   const detail = h('div', { class: 'live-detail', id: 'live-detail' }, empty('Click an event to see its raw body beside its stored row, or its reject reason.'));
   const none = empty('Waiting for events… send one to the collector and it appears here as soon as it is accepted.');
   let es = null;
+  let retry = 0;
   let paused = false;
   let selected = null;
 
@@ -54,7 +55,15 @@ export function livePage() {
     };
     es.onerror = () => {
       state.dataset.state = 'retrying';
-      state.textContent = 'Disconnected; retrying…';
+      if (es.readyState !== EventSource.CLOSED) {
+        state.textContent = 'Disconnected; reconnecting…';
+        return;
+      }
+      // refused (503, 429, or the session ended): the browser gives up, so
+      // try again in a few seconds; a 401 shows the sign-in page
+      state.textContent = 'The live stream is unavailable; trying again in 5 s…';
+      clearTimeout(retry);
+      retry = setTimeout(() => get('/api/session').then(connect, () => {}), 5000);
     };
     es.addEventListener('accepted', (e) => add('accepted', JSON.parse(e.data)));
     es.addEventListener('rejected', (e) => add('rejected', JSON.parse(e.data)));
@@ -106,7 +115,7 @@ export function livePage() {
     }
   }
 
-  onLeave(() => es?.close());
+  onLeave(() => (clearTimeout(retry), es?.close()));
   connect();
   return page('Live events', 'Every event as the collector accepts or rejects it. Click one to compare its raw body with the row stored in herd.events.',
     h('div', { class: 'toolbar' }, h('label', {}, 'Source ', sources), pause, h('button', { type: 'button', onclick: () => { list.replaceChildren(); none.hidden = false; } }, 'Clear'), state),
