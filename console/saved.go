@@ -138,7 +138,7 @@ func (s *Server) saveQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	var n int
 	var exists bool
-	err := s.cfg.DB.QueryRow(r.Context(), `SELECT count(*) FILTER (WHERE saved_by = $1), bool_or(name = $2) FROM herd.saved_queries`, ss.user, req.Name).Scan(&n, &exists)
+	err := s.cfg.DB.QueryRow(r.Context(), `SELECT count(*) FILTER (WHERE saved_by = $1), coalesce(bool_or(name = $2), false) FROM herd.saved_queries`, ss.user, req.Name).Scan(&n, &exists)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -243,7 +243,14 @@ func (s *Server) routes() {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (see the console's README for the API)")
 	})
 	// The single-page app.
-	m.HandleFunc("GET /", s.static.serve)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path)
+			return
+		}
+		s.static.serve(w, r)
+	})
 }
 
 // apiError is a failure with its HTTP status and message.

@@ -219,7 +219,8 @@ func jsonValue(tm *pgtype.Map, oid uint32, v []byte) any {
 		return text
 	case pgtype.JSONOID, pgtype.JSONBOID:
 		if json.Valid(v) {
-			return json.RawMessage(v)
+			// v aliases the connection's read buffer: keep a copy.
+			return json.RawMessage(append([]byte(nil), v...))
 		}
 		return text
 	case pgtype.TimestamptzOID:
@@ -237,7 +238,7 @@ func jsonValue(tm *pgtype.Map, oid uint32, v []byte) any {
 	case pgtype.ByteaOID:
 		var b []byte
 		if err := tm.Scan(oid, pgtype.TextFormatCode, v, &b); err == nil {
-			return b // encoding/json writes base64
+			return append([]byte(nil), b...) // encoding/json writes base64
 		}
 		return text
 	}
