@@ -85,6 +85,7 @@ function frame(path) {
     h('ul', {}, NAV.map(item)),
     session.admin ? h('ul', { class: 'ops', 'aria-label': 'Operator pages' }, OPS.map(item)) : null,
     h('div', { class: 'who' },
+      h('button', { type: 'button', class: 'help', title: 'Keyboard shortcuts (?)', onclick: showShortcuts }, '?'),
       h('span', { class: 'user', title: 'Signed in as' }, session.user, session.admin ? h('span', { class: 'badge' }, 'admin') : null),
       h('button', { type: 'button', class: 'signout', onclick: signOut }, 'Sign out')));
   for (const a of nav.querySelectorAll('ul a')) {
@@ -124,11 +125,36 @@ whenSignedOut(() => {
 
 window.addEventListener('popstate', route);
 
+const MOD = /Mac|iPhone|iPad/.test(navigator.platform) ? '⌘' : 'Ctrl';
+const SHORTCUTS = [
+  [`${MOD}+Enter`, 'run the query (or the selected part)'],
+  ['Esc', 'cancel the running query'],
+  [`${MOD}+S`, 'save the query under a name'],
+  [`${MOD}+Space`, 'complete a schema, table or column name'],
+  ['g s', 'go to the SQL workspace'],
+  ['g q', 'go to saved queries'],
+  ['g l / g t / g p / g r', 'operators: live events, trace, pipeline, rollups'],
+  ['?', 'show this list'],
+];
+
+function showShortcuts() {
+  let d = document.getElementById('shortcuts');
+  if (!d) {
+    d = h('dialog', { id: 'shortcuts', 'aria-label': 'Keyboard shortcuts' },
+      h('h2', {}, 'Keyboard shortcuts'),
+      h('table', { class: 'kv' }, h('tbody', {}, SHORTCUTS.map(([k, what]) => h('tr', {}, h('th', {}, h('kbd', {}, k)), h('td', {}, what))))),
+      h('form', { method: 'dialog' }, h('button', { type: 'submit' }, 'Close')));
+    document.body.append(d);
+  }
+  d.showModal();
+}
+
 // g then a letter moves between the main pages; ? lists the shortcuts
 let pendingG = 0;
 document.addEventListener('keydown', (e) => {
   if (e.target.closest && e.target.closest('input, textarea, select, .cm-editor')) return;
   if (e.ctrlKey || e.metaKey || e.altKey) return;
+  if (e.key === '?' && session.user) return showShortcuts();
   if (e.key === 'g') {
     pendingG = Date.now();
     return;

@@ -27,7 +27,7 @@ export function workspacePage() {
   const status = h('span', { class: 'status', role: 'status', 'aria-live': 'polite' }, 'Ready.');
   const readOnly = h('input', { type: 'checkbox', id: 'read-only', checked: true });
   const runBtn = h('button', { type: 'button', class: 'primary', id: 'run', title: `Run (${MOD}+Enter); runs the selection when there is one`, onclick: () => run() }, 'Run ', h('kbd', {}, `${MOD}+Enter`));
-  const cancelBtn = h('button', { type: 'button', id: 'cancel', disabled: true, title: 'Cancel the running query', onclick: () => cancel() }, 'Cancel');
+  const cancelBtn = h('button', { type: 'button', id: 'cancel', disabled: true, title: 'Cancel the running query (Esc)', onclick: () => cancel() }, 'Cancel');
   const saveBtn = h('button', { type: 'button', id: 'save', title: `Save (${MOD}+S)`, onclick: () => openSave() }, 'Save…');
   const csvBtn = h('button', { type: 'button', id: 'download-csv', disabled: true, onclick: () => result && download('result.csv', 'text/csv', toCSV(result.columns, result.rows)) }, 'CSV');
   const jsonBtn = h('button', { type: 'button', id: 'download-json', disabled: true, onclick: () => result && download('result.json', 'application/json', toJSON(result.columns, result.rows)) }, 'JSON');
@@ -160,7 +160,14 @@ export function workspacePage() {
     renderSchema();
   }).catch((err) => clear(schemaTree, errorBox(err)));
 
-  onLeave(() => running?.controller.abort());
+  const onEsc = (e) => {
+    if (e.key === 'Escape' && running && !document.querySelector('.cm-tooltip-autocomplete')) cancel();
+  };
+  document.addEventListener('keydown', onEsc);
+  onLeave(() => {
+    document.removeEventListener('keydown', onEsc);
+    running?.controller.abort();
+  });
 
   const page = h('div', { class: 'workspace' },
     h('aside', { class: 'schema' }, h('h2', {}, 'Schemas'), filter, schemaTree),
