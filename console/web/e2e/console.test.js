@@ -106,6 +106,15 @@ test('analyst A runs a query over herd.events: rows, a line chart over time, a b
   assert.equal(bar.kind, 'bar');
   assert.match(await page.textContent('.status'), /2 rows in/);
 
+  // 10,000 rows: only the rows in view are in the page, and scrolling reaches the last
+  await runSQL(page, "select g, md5(g::text) as h from generate_series(1, 10000) g");
+  assert.equal(await rowsShown(page, '#results'), 10000);
+  assert.ok((await page.locator('#results tbody tr').count()) < 150, 'rows rendered');
+  await page.$eval('#results .grid-wrap', (el) => (el.scrollTop = el.scrollHeight));
+  await page.waitForSelector('#results tbody td.num >> text=/^10000$/');
+  assert.ok((await page.locator('#results tbody tr').count()) < 150, 'rows rendered after scrolling');
+
+  await runSQL(page, 'select event, count(*) as n from herd.events group by 1 order by 2 desc');
   // downloads are built from the result
   const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#download-csv')]);
   const csv = await (await dl.createReadStream()).toArray();
