@@ -15,8 +15,31 @@ const isNum = (c, rows, i) => /^(int|float|numeric|decimal|real|double|smallint|
 const isText = (c, rows, i) => /^(text|varchar|character|char|name|uuid|bool|citext)/i.test(c.type || '') ||
   (!c.type && rows.some((r) => typeof r[i] === 'string'));
 
+const NUMERIC = /^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
+const DATE = /^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d(:?\d\d)?)?)?$/;
+
+// refine gives text columns a type from their values: saved snapshots keep
+// every value as text, so "42" and "2026-01-01" are told apart here.
+export function refine(columns, rows) {
+  return columns.map((c, i) => {
+    if (c.type && c.type !== 'text' && c.type !== 'unknown') return c;
+    let n = 0, num = 0, date = 0;
+    for (let r = 0; r < rows.length && n < 500; r++) {
+      const v = rows[r][i];
+      if (v === null || v === undefined) continue;
+      n++;
+      if (typeof v === 'number' || (typeof v === 'string' && NUMERIC.test(v))) num++;
+      else if (typeof v === 'string' && DATE.test(v)) date++;
+    }
+    if (n && num === n) return { ...c, type: 'numeric' };
+    if (n && date === n) return { ...c, type: 'timestamptz' };
+    return c;
+  });
+}
+
 // shape says which chart kinds fit a result, the first being the default.
 export function shape(columns, rows) {
+  columns = refine(columns, rows);
   const time = columns.findIndex(isTime);
   const nums = columns.map((c, i) => (i !== time && isNum(c, rows, i) ? i : -1)).filter((i) => i >= 0);
   const text = columns.findIndex((c, i) => i !== time && !nums.includes(i) && isText(c, rows, i));

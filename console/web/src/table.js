@@ -2,6 +2,7 @@
 // 10,000 rows cost as much as forty: one fixed row height, spacer rows above
 // and below, and column widths measured once from a sample.
 import { h } from './dom.js';
+import { refine } from './chart.js';
 
 const ROW = 26; // px, must match .grid td height in app.css
 const OVERSCAN = 20;
@@ -16,14 +17,14 @@ const isNumericType = (t) => /^(int|float|numeric|decimal|real|double|smallint|b
 
 export function resultTable(columns, rows) {
   const widths = columns.map((c, i) => {
-    let n = c.name.length + 2;
+    let n = c.name.length + (c.type || '').length * 0.8 + 3;
     for (let r = 0; r < rows.length && r < 200; r++) {
       const t = cellText(rows[r][i]);
       n = Math.max(n, t === null ? 4 : Math.min(t.length, 60));
     }
     return Math.max(60, Math.min(420, n * 7.5 + 20));
   });
-  const numeric = columns.map((c, i) => isNumericType(c.type) || (rows.length > 0 && typeof rows[0][i] === 'number'));
+  const numeric = refine(columns, rows).map((c, i) => isNumericType(c.type) || (rows.length > 0 && typeof rows[0][i] === 'number'));
   const table = h('table', { class: 'grid' },
     h('colgroup', {}, widths.map((w) => h('col', { style: { width: w + 'px' } }))),
     h('thead', {}, h('tr', {}, columns.map((c) => h('th', { title: c.type || '' }, c.name, h('span', { class: 'type' }, c.type || ''))))));
