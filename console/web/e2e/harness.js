@@ -94,7 +94,12 @@ function dropRoles(pid) {
 // startHerd runs `herd up` with the console on its own port and resolves
 // once /readyz answers 200 and the console serves its page. The same
 // dir may be given again to restart on the same data.
+// lakeFileAgeFlag: whether herd up can close lake files after seconds (else
+// a lake file is written when herd up stops).
+export const lakeFileAgeFlag = /--lake-file-max-age/.test(execFileSync(BIN, ['up', '--help'], { encoding: 'utf8' }));
+
 export async function startHerd({ databaseUrl, writeKey, dir, extra = [] }) {
+  if (lakeFileAgeFlag) extra = ['--lake-file-max-age', '2s', ...extra];
   const [port, adminPort, consolePort] = [await freePort(), await freePort(), await freePort()];
   dir ||= mkdtempSync(join(tmpdir(), 'herd-console-e2e-'));
   mkdirSync(dir, { recursive: true });

@@ -8,6 +8,8 @@ export class ApiError extends Error {
     this.status = status;
     this.code = body && body.code;
     this.position = body && body.position;
+    this.detail = body && body.detail;
+    this.hint = body && body.hint;
     this.retryAfter = 0;
   }
 }

@@ -93,5 +93,8 @@ export function errorBox(err) {
   const extra = [];
   if (err.code) extra.push(`SQLSTATE ${err.code}`);
   if (err.position) extra.push(`at character ${err.position}`);
-  return h('div', { class: 'error', role: 'alert' }, h('pre', {}, err.message || String(err)), extra.length ? h('small', {}, extra.join(', ')) : null);
+  return h('div', { class: 'error', role: 'alert' }, h('pre', {}, err.message || String(err)),
+    err.detail ? h('p', { class: 'detail' }, 'DETAIL: ' + err.detail) : null,
+    err.hint ? h('p', { class: 'detail' }, 'HINT: ' + err.hint) : null,
+    extra.length ? h('small', {}, extra.join(', ')) : null);
 }

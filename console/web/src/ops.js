@@ -84,7 +84,7 @@ export function livePage() {
     h('td', {}, fmtTime(ev.received_at || ev.at || new Date().toISOString()).slice(11)),
     h('td', {}, ev.source || ''),
     h('td', {}, kind === 'accepted' ? h('span', { class: 'ok' }, 'accepted') : h('span', { class: 'bad' }, 'rejected')),
-    h('td', {}, kind === 'accepted' ? (ev.type || '') + (ev.body?.event ? ' · ' + ev.body.event : '') : ev.reason),
+    h('td', {}, kind === 'accepted' ? (ev.type || '') + (ev.event || ev.body?.event ? ' · ' + (ev.event || ev.body.event) : '') : ev.reason),
     h('td', { class: 'mono' }, ev.messageId || ''));
     list.prepend(tr);
     while (list.children.length > MAX_LIVE) list.lastChild.remove();
@@ -166,7 +166,7 @@ function traceView(t) {
   if (t.accepted || !t.rejected) {
     steps.push(step('Accepted into the stream', !!t.accepted, 'stream', t.accepted ? h('p', {}, `at ${fmtTime(t.accepted.at)}, stream sequence `, h('code', { id: 'trace-seq' }, String(t.accepted.stream_seq)), `, source ${t.accepted.source}`) : h('p', {}, 'not in the stream (it may have aged out)')));
     steps.push(step('Row in herd.events', !!t.row, 'row', t.row ? kv(t.row) : h('p', {}, 'not written yet')));
-    steps.push(step('In the lake', !!t.lake, 'lake', t.lake ? h('p', {}, 'file ', h('code', { id: 'trace-lake' }, t.lake.file), t.lake.partition ? ` (partition ${t.lake.partition})` : '') : h('p', {}, 'not archived yet (the archiver closes lake files periodically)')));
+    steps.push(step('In the lake', !!t.lake, 'lake', t.lake ? h('p', {}, 'file ', h('code', { id: 'trace-lake' }, t.lake.file), t.lake.partition ? ` (partition ${t.lake.partition})` : '') : h('p', { id: 'trace-lake-note' }, t.lake_note || 'not archived yet (the archiver closes lake files periodically)')));
   }
   return h('ol', { class: 'trace' }, steps);
 }
@@ -200,11 +200,12 @@ export function pipelinePage() {
       keep(perMinute, 'pm', [{ name: 'minute', type: 'timestamptz' }, { name: 'source', type: 'text' }, { name: 'events', type: 'bigint' }], pm, 'No events in the last 24 hours.');
       const rj = (p.rejects || []).map((r) => [r.reason, r.count]);
       keep(rejects, 'rj', [{ name: 'reason', type: 'text' }, { name: 'rejects', type: 'bigint' }], rj, 'No rejects in the last 24 hours.');
-      const s = p.stream || {};
+      const s = p.stream || { consumers: [] };
       const now = new Date().toISOString();
       for (const c of s.consumers || []) lagHistory.push([now, c.name, c.lag_seconds ?? 0]);
       while (lagHistory.length > 2000) lagHistory.shift();
       clear(stream,
+        p.stream ? null : h('p', { class: 'notice' }, p.stream_error || 'The stream is not reachable from this console (herd console runs without NATS).'),
         h('dl', { class: 'meta' }, h('dt', {}, 'Messages in the stream'), h('dd', { id: 'stream-messages' }, fmtNum(s.messages)), h('dt', {}, 'Bytes'), h('dd', {}, fmtBytes(s.bytes))),
         (s.consumers || []).length ? h('table', { class: 'list' }, h('thead', {}, h('tr', {}, ['Consumer', 'Pending', 'Awaiting ack', 'Lag'].map((t) => h('th', {}, t)))),
           h('tbody', {}, s.consumers.map((c) => h('tr', {}, h('td', {}, c.name), h('td', { class: 'num' }, fmtNum(c.pending)), h('td', { class: 'num' }, fmtNum(c.ack_pending)), h('td', { class: 'num' }, c.lag_seconds == null ? '—' : fmtMs(c.lag_seconds * 1000)))))) : empty('No consumers.'));

@@ -35,7 +35,11 @@ export function savedQueryPage(name) {
   const suffix = pinned ? '?run=' + encodeURIComponent(pinned) : '';
 
   function load() {
-    get(base + '.json' + suffix).then(show).catch((err) => clear(body, errorBox(err)));
+    get(base + '.json' + suffix).then(show).catch((err) => clear(body, errorBox(err),
+      err.status === 404 ? h('div', { class: 'toolbar' }, h('button', {
+        type: 'button', id: 'run-now',
+        onclick: () => post('/api/queries/' + encodeURIComponent(name) + '/run').then(load, (e) => body.append(errorBox(e))),
+      }, 'Run it now')) : null));
   }
 
   function show(q) {
@@ -82,6 +86,7 @@ export function savedQueryPage(name) {
       runs.length ? h('ol', { class: 'runs', id: 'snapshots' }, runs.map((r, i) => h('li', {},
         String(run?.id) === String(r.id) ? h('strong', {}, fmtTime(r.started_at)) : link(i === 0 ? base : `${base}?run=${encodeURIComponent(r.id)}`, fmtTime(r.started_at)),
         i === 0 ? ' (latest)' : '',
+        r.rows != null && !r.error ? h('span', { class: 'muted' }, ` — ${fmtNum(r.rows)} rows`) : '',
         r.error ? h('span', { class: 'error-cell' }, ' failed: ' + r.error) : ''))) : empty('No snapshots yet.'));
   }
   load();
