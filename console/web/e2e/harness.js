@@ -2,7 +2,7 @@
 // writer, archiver and console) on a fresh database of the machine's
 // Postgres, analysts made by `herd analysts add`, and Debian's Chromium
 // driven by playwright-core.
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { createServer as netServer } from 'node:net';
 import { mkdtempSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -96,7 +96,8 @@ function dropRoles(pid) {
 // dir may be given again to restart on the same data.
 // lakeFileAgeFlag: whether herd up can close lake files after seconds (else
 // a lake file is written when herd up stops).
-export const lakeFileAgeFlag = /--lake-file-max-age/.test(execFileSync(BIN, ['up', '--help'], { encoding: 'utf8' }));
+const upHelp = spawnSync(BIN, ['up', '--help'], { encoding: 'utf8' });
+export const lakeFileAgeFlag = /--lake-file-max-age/.test(upHelp.stdout + upHelp.stderr);
 
 export async function startHerd({ databaseUrl, writeKey, dir, extra = [] }) {
   if (lakeFileAgeFlag) extra = ['--lake-file-max-age', '2s', ...extra];
