@@ -39,6 +39,10 @@ before(async () => {
   assert.equal((await send(herd.url, KEY, batch)).status, 200);
   await until('the first events in herd.events', () => db.query('select 1 from herd.events').length >= 30, 20000);
   browser = await launchBrowser();
+  // each person signs in through the form, in a browser context of their own
+  sessions.ana = await signIn(browser, herd.console, ana);
+  sessions.bob = await signIn(browser, herd.console, bob);
+  sessions.boss = await signIn(browser, herd.console, boss);
 });
 
 after(async () => {
@@ -78,9 +82,6 @@ async function runSQL(page, sql) {
 }
 
 test('two analysts and an operator sign in; only the operator sees the operator pages', async () => {
-  sessions.ana = await signIn(browser, herd.console, ana);
-  sessions.bob = await signIn(browser, herd.console, bob);
-  sessions.boss = await signIn(browser, herd.console, boss);
   for (const [who, s] of Object.entries(sessions)) {
     assert.equal(await s.page.textContent('nav.top .user'), who === 'boss' ? boss.user + 'admin' : { ana, bob }[who].user);
     assert.equal(await s.page.locator('nav.top ul.ops a').count(), who === 'boss' ? 7 : 0, `${who}'s operator links`);

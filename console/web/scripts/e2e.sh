@@ -28,4 +28,4 @@ if [ -z "${HERD_BIN:-}" ]; then
 	export HERD_BIN=$tmp/herd
 fi
 
-node --test --test-concurrency=1 --test-timeout=120000 e2e/
+node --test --test-concurrency=1 --test-timeout=180000 e2e/
