@@ -80,6 +80,12 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		ss.state.Unlock()
 	}()
 	res, err := s.run(r.Context(), ss.conn, req.SQL, req.Write, limit, timeout)
+	if err != nil && ss.conn.IsClosed() {
+		// Postgres ended the connection (a restart, idle_session_timeout):
+		// the session cannot run anything more.
+		s.sessions.remove(ss)
+		err = errorf(http.StatusUnauthorized, "your session's database connection closed: sign in again")
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -89,6 +95,9 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 
 // pgError turns a Postgres error into the 400 the client shows.
 func pgError(err error) error {
+	if err == nil {
+		return nil
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		extra := map[string]any{"code": pe.Code}
