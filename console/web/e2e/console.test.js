@@ -242,7 +242,7 @@ test('trace finds an event in the stream, herd.events and the lake, and shows a 
   if (!lakeFileAgeFlag) {
     await herd.stop({ keep: true });
     herd = await startHerd({ databaseUrl: db.url, writeKey: KEY, dir: herd.dir });
-    for (const [k, who] of [['boss', boss], ['bob', bob]]) {
+    for (const [k, who] of [['boss', boss], ['bob', bob], ['ana', ana]]) {
       await sessions[k].context.close();
       sessions[k] = await signIn(browser, herd.console, who);
     }
@@ -302,8 +302,38 @@ test('a state-changing request without the CSRF token is refused', async () => {
   assert.equal(r.body.error, 'missing or wrong CSRF token');
 });
 
-test('sign-out returns to the sign-in page and the session is gone', async () => {
+test('a running query is cancelled with Cancel, and Postgres says so', async () => {
+  const { page } = sessions.ana;
+  await page.goto(herd.console + '/sql');
+  await page.click('.cm-content');
+  await page.keyboard.press('Control+a');
+  await page.keyboard.insertText('select pg_sleep(60)');
+  await page.click('#run');
+  await page.waitForSelector('#cancel:not([disabled])');
+  const started = Date.now();
+  await page.click('#cancel');
+  await page.waitForSelector('#results .error', { timeout: 10000 });
+  assert.match(await page.textContent('#results .error'), /canceling statement due to user request/);
+  assert.ok(Date.now() - started < 10000);
+});
+
+test('a page whose session ended elsewhere shows the sign-in page at its next request', async () => {
+  const { context } = sessions.bob;
+  const other = await context.newPage();
+  await other.goto(herd.console + '/queries');
+  await other.waitForSelector('#saved-queries');
+  const r = await other.evaluate(async () => (await fetch('/api/logout', { method: 'POST', headers: { 'X-CSRF-Token': (await (await fetch('/api/session')).json()).csrf } })).status);
+  assert.equal(r, 204);
   const { page } = sessions.bob;
+  await page.goto(herd.console + '/sql');
+  await page.waitForSelector('form.login');
+  await other.click('nav.top a[href="/sql"]');
+  await other.waitForSelector('form.login');
+  await other.close();
+});
+
+test('sign-out returns to the sign-in page and the session is gone', async () => {
+  const { page } = sessions.ana;
   await page.goto(herd.console + '/sql');
   await page.click('nav.top .signout');
   await page.waitForSelector('form.login');
