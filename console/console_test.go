@@ -13,6 +13,8 @@ import (
 	"github.com/herdhq/herd/console"
 	"github.com/herdhq/herd/queries"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestAnalystsShareQueries is the workspace end to end: two analysts and
@@ -233,10 +235,12 @@ func TestWrongPasswordRefusedOnTrustServer(t *testing.T) {
 // user name, answered 429 with Retry-After, and come back with time.
 func TestLoginRateLimit(t *testing.T) {
 	t.Parallel()
+	reg := prometheus.NewRegistry()
 	e := start(t, envOptions{adjust: func(c *console.Config) {
 		c.LoginBurst = 3
 		c.LoginRefill = time.Minute
 		c.TrustedProxies = nil
+		c.Registerer = reg
 	}})
 	c := e.client(t)
 	for i := 0; i < 3; i++ {
@@ -255,6 +259,16 @@ func TestLoginRateLimit(t *testing.T) {
 	e.Clock.Advance(time.Minute + time.Second)
 	if st, _ := c.login(e.A.Name, e.A.Password); st != 200 {
 		t.Fatalf("after a minute: %d, want 200", st)
+	}
+	const want = `
+# HELP herd_console_sign_ins_total Console sign-in attempts by result: ok, refused (wrong user or password), limited (429), unavailable.
+# TYPE herd_console_sign_ins_total counter
+herd_console_sign_ins_total{result="limited"} 2
+herd_console_sign_ins_total{result="ok"} 1
+herd_console_sign_ins_total{result="refused"} 3
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "herd_console_sign_ins_total"); err != nil {
+		t.Fatal(err)
 	}
 }
 

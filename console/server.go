@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // AdminRole is the Postgres role whose members see the operator pages.
@@ -45,7 +46,8 @@ type Config struct {
 	Stream stream.Config
 	Locate LocateFunc // trace's lake file
 
-	Log *slog.Logger
+	Log        *slog.Logger
+	Registerer prometheus.Registerer // the console's metrics; nil: none
 
 	// SecureCookies marks the session cookie Secure even on plain HTTP
 	// requests (a TLS-terminating proxy that sets no X-Forwarded-Proto).
@@ -122,6 +124,7 @@ type Server struct {
 	live     *hub
 	static   *static
 	mux      *http.ServeMux
+	m        *metrics
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -151,6 +154,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.sessions = newSessions(cfg)
 	s.live = newHub(cfg.NATS, cfg.Stream, cfg.DB, cfg.Log)
+	s.m = newMetrics(cfg.Registerer, s)
 	s.routes()
 	go s.janitor()
 	return s, nil

@@ -158,6 +158,12 @@ func (s *sessions) get(tok string) (*session, bool) {
 	return ss, false
 }
 
+func (s *sessions) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
 func (s *sessions) remove(ss *session) {
 	s.mu.Lock()
 	delete(s.m, ss.key)
@@ -282,6 +288,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	ok, wait := s.limiter.take("ip:"+s.clientIP(r).String(), "user:"+req.User)
 	if !ok {
+		s.m.signIns.WithLabelValues("limited").Inc()
 		secs := int(math.Ceil(wait.Seconds()))
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many sign-in attempts: try again in %d seconds", secs))
@@ -290,15 +297,19 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	ss, err := s.signIn(r.Context(), req.User, req.Password)
 	if err != nil {
 		var ae *apiError
+		result := "unavailable"
 		if !errors.As(err, &ae) || ae.status == http.StatusUnauthorized {
+			result = "refused"
 			s.log.Info("console sign-in refused", "user", req.User, "ip", s.clientIP(r).String(), "reason", err)
 			err = errWrongLogin
 		}
+		s.m.signIns.WithLabelValues(result).Inc()
 		s.fail(w, r, err)
 		return
 	}
 	tok, err := s.sessions.add(ss)
 	if err != nil {
+		s.m.signIns.WithLabelValues("unavailable").Inc()
 		ss.close()
 		s.fail(w, r, err)
 		return
@@ -307,6 +318,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		Name: cookieName, Value: tok, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
 		Secure: s.cfg.SecureCookies || s.https(r), MaxAge: int(s.cfg.SessionTTL.Seconds()),
 	})
+	s.m.signIns.WithLabelValues("ok").Inc()
 	s.log.Info("console sign-in", "user", ss.user, "admin", ss.admin, "ip", s.clientIP(r).String())
 	writeJSON(w, http.StatusOK, map[string]any{"user": ss.user, "admin": ss.admin, "csrf": ss.csrf})
 }

@@ -87,9 +87,11 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		err = errorf(http.StatusUnauthorized, "your session's database connection closed: sign in again")
 	}
 	if err != nil {
+		s.m.queries.WithLabelValues("error").Inc()
 		s.fail(w, r, err)
 		return
 	}
+	s.m.queries.WithLabelValues("ok").Inc()
 	writeJSON(w, http.StatusOK, res)
 }
 

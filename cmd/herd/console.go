@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // consoleFlags are the console's settings; herd up names them
@@ -69,7 +70,7 @@ func lakeLocate(lake archive.Lake) console.LocateFunc {
 
 // startConsole serves the console in g; it returns its URL, or "" when
 // disabled.
-func startConsole(e *env, g *group, cf *consoleFlags, db *pgxpool.Pool, dbURL string, nc *nats.Conn, js jetstream.JetStream, sc stream.Config, lake archive.Lake) (string, error) {
+func startConsole(e *env, g *group, reg prometheus.Registerer, cf *consoleFlags, db *pgxpool.Pool, dbURL string, nc *nats.Conn, js jetstream.JetStream, sc stream.Config, lake archive.Lake) (string, error) {
 	if cf.listen == "" {
 		return "", nil
 	}
@@ -78,7 +79,7 @@ func startConsole(e *env, g *group, cf *consoleFlags, db *pgxpool.Pool, dbURL st
 		return "", err
 	}
 	cfg.DB, cfg.DatabaseURL, cfg.NATS, cfg.JS, cfg.Stream = db, dbURL, nc, js, sc
-	cfg.Log = e.log.With("component", "console")
+	cfg.Log, cfg.Registerer = e.log.With("component", "console"), reg
 	if lake != nil {
 		cfg.Locate = lakeLocate(lake)
 	}
@@ -165,7 +166,7 @@ func runConsole(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	g := newGroup(ctx, e.log)
-	url, err := startConsole(e, g, &f.console, db, f.url, nc, js, sc, lake)
+	url, err := startConsole(e, g, nil, &f.console, db, f.url, nc, js, sc, lake)
 	if err != nil {
 		g.cancel()
 		g.Wait() //nolint:errcheck

@@ -429,7 +429,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		g.Wait() //nolint:errcheck
 		return err
 	}
-	consoleURL, err := startConsole(e, g, &f.console, db, dbURL, nc, js, sc, archive.NewDir(filepath.Join(f.dataDir, "lake")))
+	consoleURL, err := startConsole(e, g, a.reg, &f.console, db, dbURL, nc, js, sc, archive.NewDir(filepath.Join(f.dataDir, "lake")))
 	if err != nil {
 		g.cancel()
 		g.Wait() //nolint:errcheck
