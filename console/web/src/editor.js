@@ -66,10 +66,17 @@ export function sqlEditor(parent, { doc = '', onRun, onSave, onChange, readOnly 
     set value(s) {
       view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: s } });
     },
-    // selection returns the selected text, or '' when nothing is selected
+    // selection returns the selected text and where it starts, or the
+    // whole document when nothing is selected
     selection() {
       const r = view.state.selection.main;
-      return r.empty ? '' : view.state.sliceDoc(r.from, r.to);
+      return r.empty ? { text: view.state.doc.toString(), from: 0 } : { text: view.state.sliceDoc(r.from, r.to), from: r.from };
+    },
+    // mark puts the cursor on the word at offset (Postgres's error position)
+    mark(offset) {
+      const pos = Math.max(0, Math.min(offset, view.state.doc.length));
+      const word = view.state.wordAt(pos);
+      view.dispatch({ selection: word ? { anchor: word.from, head: word.to } : { anchor: pos }, scrollIntoView: true });
     },
     insert(text) {
       const r = view.state.selection.main;

@@ -49,7 +49,7 @@ export function workspacePage() {
 
   async function run() {
     if (running) return;
-    const text = editor.selection() || editor.value;
+    const { text, from } = editor.selection();
     if (!text.trim()) return;
     const id = crypto.randomUUID();
     const controller = new AbortController();
@@ -71,6 +71,8 @@ export function workspacePage() {
         result = null;
         status.textContent = 'Failed.';
         clear(out, errorBox(err));
+        // Postgres counts characters from 1 in the text it was sent
+        if (err.position > 0) editor.mark(from + [...text].slice(0, err.position - 1).join('').length);
       }
     } finally {
       clearInterval(tick);
