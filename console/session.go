@@ -220,38 +220,46 @@ func newLimiter(burst int, refill time.Duration, now func() time.Time) *limiter 
 }
 
 // take spends one attempt of every key, or none when one of them is out:
-// then it returns how long until it has one.
+// then it returns how long until it has one. A refused attempt adds no
+// key, so a client that is out of attempts cannot grow the table; past
+// maxLimiterKeys keys (after forgetting full buckets) every attempt with a
+// new key is refused until some refill.
 func (l *limiter) take(keys ...string) (bool, time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.m) > maxLimiterKeys {
-		for k, b := range l.m {
-			if b.level(now, l) >= l.burst {
-				delete(l.m, k)
-			}
-		}
-	}
 	var wait time.Duration
-	bs := make([]*bucket, len(keys))
-	for i, k := range keys {
+	fresh := 0
+	for _, k := range keys {
 		b := l.m[k]
 		if b == nil {
-			b = &bucket{tokens: l.burst, at: now}
-			l.m[k] = b
+			fresh++
+			continue
 		}
-		b.tokens, b.at = b.level(now, l), now
-		bs[i] = b
-		if b.tokens < 1 {
-			w := time.Duration((1 - b.tokens) * float64(l.refill))
-			wait = max(wait, w)
+		if lvl := b.level(now, l); lvl < 1 {
+			wait = max(wait, time.Duration((1-lvl)*float64(l.refill)))
 		}
 	}
 	if wait > 0 {
 		return false, wait
 	}
-	for _, b := range bs {
-		b.tokens--
+	if fresh > 0 && len(l.m)+fresh > maxLimiterKeys {
+		for k, b := range l.m {
+			if b.level(now, l) >= l.burst {
+				delete(l.m, k)
+			}
+		}
+		if len(l.m)+fresh > maxLimiterKeys {
+			return false, l.refill
+		}
+	}
+	for _, k := range keys {
+		b := l.m[k]
+		if b == nil {
+			b = &bucket{tokens: l.burst, at: now}
+			l.m[k] = b
+		}
+		b.tokens, b.at = b.level(now, l)-1, now
 	}
 	return true, 0
 }
@@ -389,6 +397,9 @@ func (s *Server) checkVerifier(ctx context.Context, user, password string) (bool
 		return false, nil // not a superuser: only the server's own check is left
 	}
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !login) {
+		// As long as a real check, so the answer's time does not tell
+		// which names exist.
+		verifyPassword(dummyVerifier, user, password)
 		return false, errWrongLogin
 	}
 	if err != nil {
@@ -406,6 +417,9 @@ func (s *Server) checkVerifier(ctx context.Context, user, password string) (bool
 	}
 	return true, nil
 }
+
+// dummyVerifier is checked against when the role does not exist.
+const dummyVerifier = "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
 // verifyPassword checks password against a pg_authid.rolpassword value:
 // SCRAM-SHA-256$iter:salt$StoredKey:ServerKey, or md5 of password+user.
