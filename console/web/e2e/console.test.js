@@ -231,8 +231,8 @@ test('trace finds an event in the stream, herd.events and the lake, and shows a 
   await page.click('nav.top a[href="/ops/trace"]');
   await page.fill('#trace-id', acceptedId);
   await page.press('#trace-id', 'Enter');
-  await page.waitForSelector('[data-step=row].ok');
-  assert.ok(await page.locator('[data-step=stream].ok #trace-seq').count(), 'stream sequence shown');
+  await page.waitForSelector('[data-step=row].done');
+  assert.ok(await page.locator('[data-step=stream].done #trace-seq').count(), 'stream sequence shown');
   assert.match(await page.textContent('[data-step=row]'), /Live Checked/);
 
   // the lake file appears once the archiver writes it: within seconds when
@@ -257,7 +257,7 @@ async function lakeShown(page) {
   await until('the lake file in the trace', async () => {
     await page.click('form.toolbar button[type=submit]');
     await page.waitForSelector('#trace-result .trace');
-    return page.locator('[data-step=lake].ok #trace-lake').count();
+    return page.locator('[data-step=lake].done #trace-lake').count();
   }, 30000);
   assert.match(await page.textContent('#trace-lake'), /\.parquet/);
 }

@@ -110,11 +110,13 @@ function options(kind, b, width, height) {
   const o = { width, height, series, legend: { show: b.names.length > 1 || !bars }, cursor: { drag: { x: true, y: false } }, scales: {}, axes: [{}, { size: 60 }] };
   if (kind === 'area' && b.names.length > 1) o.bands = [];
   if (b.labels) {
+    const len = b.labels.length <= 4 ? 48 : b.labels.length <= 8 ? 24 : 16;
     o.scales.x = { time: false, range: [-0.5, b.labels.length - 0.5] };
-    o.axes[0] = { values: (u, splits) => splits.map((i) => (Number.isInteger(i) ? (b.labels[i] || '').slice(0, 18) : '')), splits: () => b.labels.map((_, i) => i), rotate: 0, gap: 4 };
+    o.axes[0] = { values: (u, splits) => splits.map((i) => (Number.isInteger(i) ? (b.labels[i] || '').slice(0, len) : '')), splits: () => b.labels.map((_, i) => i), rotate: 0, gap: 4 };
     if (b.labels.length > 12) o.axes[0].values = (u, splits) => splits.map((i) => (Number.isInteger(i) && i % Math.ceil(b.labels.length / 12) === 0 ? (b.labels[i] || '').slice(0, 14) : ''));
-  } else if (bars) {
-    o.scales.x = { time: true };
+  } else {
+    // one point in time: show the hour around it, not uPlot's years
+    o.scales.x = { time: true, range: (u, min, max) => (min === max ? [min - 1800, max + 1800] : [min, max]) };
   }
   return o;
 }

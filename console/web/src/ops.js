@@ -17,10 +17,19 @@ function json(v) {
   return h('pre', { class: 'json' }, v === undefined ? '' : JSON.stringify(v, null, 2));
 }
 
-// kv shows an object's fields as a two-column table.
+const FIRST = ['message_id', 'type', 'event', 'name', 'user_id', 'anonymous_id', 'timestamp', 'received_at', 'loaded_at', 'source_id', 'properties', 'traits', 'context'];
+const rank = (k) => (FIRST.includes(k) ? FIRST.indexOf(k) : FIRST.length);
+
+// kv shows a row's columns as a two-column table: the usual ones first,
+// then the rest by name, the empty (NULL) ones folded away at the end.
 function kv(obj) {
-  return h('table', { class: 'kv' }, h('tbody', {}, Object.entries(obj || {}).map(([k, v]) => h('tr', {},
-    h('th', {}, k), h('td', { class: v === null ? 'null' : null }, v === null ? 'NULL' : typeof v === 'object' ? JSON.stringify(v) : String(v))))));
+  const entries = Object.entries(obj || {}).sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b));
+  const row = ([k, v]) => h('tr', {}, h('th', {}, k), h('td', { class: v === null ? 'null' : null }, v === null ? 'NULL' : typeof v === 'object' ? JSON.stringify(v) : String(v)));
+  const nulls = entries.filter(([, v]) => v === null);
+  return h('div', {},
+    h('table', { class: 'kv' }, h('tbody', {}, entries.filter(([, v]) => v !== null).map(row))),
+    nulls.length ? h('details', { class: 'nulls' }, h('summary', {}, `${nulls.length} empty columns: ${nulls.map(([k]) => k).join(', ')}`),
+      h('table', { class: 'kv' }, h('tbody', {}, nulls.map(row)))) : null);
 }
 
 // ---- Live events
@@ -133,7 +142,7 @@ function sourceList(r) {
 // ---- Trace
 
 export function tracePage() {
-  const input = h('input', { id: 'trace-id', type: 'search', placeholder: 'messageId, e.g. 0b6f3c1e-…', spellcheck: false, value: new URLSearchParams(location.search).get('id') || '' });
+  const input = h('input', { id: 'trace-id', type: 'search', size: 44, placeholder: 'messageId, e.g. 0b6f3c1e-…', spellcheck: false, value: new URLSearchParams(location.search).get('id') || '' });
   const out = h('div', { id: 'trace-result' });
   async function trace() {
     const id = input.value.trim();
@@ -154,7 +163,7 @@ export function tracePage() {
 }
 
 function step(name, ok, what, body) {
-  return h('li', { class: 'step ' + (ok ? 'ok' : 'missing'), dataset: { step: what } },
+  return h('li', { class: 'step ' + (ok ? 'done' : 'missing'), dataset: { step: what } },
     h('span', { class: 'mark', 'aria-hidden': 'true' }, ok ? '✓' : '–'),
     h('div', {}, h('h3', {}, name), body));
 }
@@ -196,7 +205,7 @@ export function pipelinePage() {
   async function refresh() {
     try {
       const p = await get('/api/pipeline');
-      const pm = (p.per_minute || []).map((r) => [r.minute, r.source, r.events]);
+      const pm = fillMinutes(p.per_minute || []);
       keep(perMinute, 'pm', [{ name: 'minute', type: 'timestamptz' }, { name: 'source', type: 'text' }, { name: 'events', type: 'bigint' }], pm, 'No events in the last 24 hours.');
       const rj = (p.rejects || []).map((r) => [r.reason, r.count]);
       keep(rejects, 'rj', [{ name: 'reason', type: 'text' }, { name: 'rejects', type: 'bigint' }], rj, 'No rejects in the last 24 hours.');
@@ -224,6 +233,30 @@ export function pipelinePage() {
       h('section', { class: 'panel' }, h('h2', {}, 'Stream and consumers'), stream),
       h('section', { class: 'panel' }, h('h2', {}, 'Rejects by reason (last 24 h)'), rejects)),
     h('section', { class: 'panel' }, h('h2', {}, 'Writer and archiver lag (seconds, since this page opened)'), lagChart));
+}
+
+// fillMinutes lists every minute from the first with events to now for
+// each source, with 0 where none arrived, so lines fall to zero in quiet
+// minutes instead of bridging them.
+function fillMinutes(perMinute) {
+  if (!perMinute.length) return [];
+  const have = new Map();
+  const sources = new Set();
+  let first = Infinity;
+  for (const r of perMinute) {
+    const t = Math.floor(Date.parse(r.minute) / 60000);
+    first = Math.min(first, t);
+    sources.add(r.source);
+    have.set(t + '|' + r.source, r.events);
+  }
+  const now = Math.floor(Date.now() / 60000);
+  first = Math.max(Math.min(first, now - 59), now - 1440); // at least the last hour
+  const rows = [];
+  for (let t = first; t <= now; t++) {
+    const minute = new Date(t * 60000).toISOString();
+    for (const s of sources) rows.push([minute, s, have.get(t + '|' + s) || 0]);
+  }
+  return rows;
 }
 
 // ---- Rollups
