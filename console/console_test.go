@@ -541,3 +541,25 @@ func TestQueryLimitsAndCancel(t *testing.T) {
 		t.Fatalf("herd tables for A: %v", herdTables)
 	}
 }
+
+// TestSessionCaps: sessions are bounded in total and per user (each
+// holds a Postgres connection); a user's oldest session gives way.
+func TestSessionCaps(t *testing.T) {
+	t.Parallel()
+	e := start(t, envOptions{adjust: func(c *console.Config) {
+		c.MaxSessions = 2
+		c.MaxUserSession = 1
+	}})
+	a1 := e.signIn(t, e.A)
+	a2 := e.signIn(t, e.A)
+	if st, _, _ := a1.do("GET", "/api/session", nil, nil); st != http.StatusUnauthorized {
+		t.Fatalf("A's first session after a second one: %d, want 401", st)
+	}
+	a2.json("GET", "/api/session", nil, 200, nil)
+	e.signIn(t, e.B)
+	c := e.client(t)
+	st, body, _ := c.do("POST", "/api/login", map[string]string{"user": e.Admin.Name, "password": e.Admin.Password}, nil)
+	if st != http.StatusServiceUnavailable {
+		t.Fatalf("a third user past 2 sessions: %d %s, want 503", st, body)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herdhq/herd/console"
 	"github.com/herdhq/herd/rollups"
 )
 
@@ -267,5 +268,60 @@ func TestPipelineAndRollups(t *testing.T) {
 		if got[k] != v {
 			t.Fatalf("rollups: %v, want %v", got, want)
 		}
+	}
+}
+
+// TestLiveEventsBounded: past LiveRate events a second a stream reports
+// how many it dropped instead of sending them.
+func TestLiveEventsBounded(t *testing.T) {
+	t.Parallel()
+	e := start(t, envOptions{adjust: func(c *console.Config) { c.LiveRate = 3; c.MaxLive = 1 }})
+	adm := e.signIn(t, e.Admin)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.URL+"/api/live", nil)
+	resp, err := adm.hc.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("live: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	if st, body, _ := adm.do("GET", "/api/live", nil, nil); st != http.StatusTooManyRequests {
+		t.Fatalf("a second stream past MaxLive 1: %d %s, want 429", st, body)
+	}
+	var batch strings.Builder
+	batch.WriteString(`{"batch":[`)
+	for i := 0; i < 20; i++ {
+		if i > 0 {
+			batch.WriteString(",")
+		}
+		batch.WriteString(`{"type":"track","userId":"u","event":"E"}`)
+	}
+	batch.WriteString(`]}`)
+	r, _ := http.NewRequest("POST", e.P.URL+"/v1/batch", strings.NewReader(batch.String()))
+	r.SetBasicAuth(e.P.Server.WriteKey, "")
+	r.Header.Set("Content-Type", "application/json")
+	br, err := http.DefaultClient.Do(r)
+	if err != nil || br.StatusCode != 200 {
+		t.Fatalf("batch: %v %v", br, err)
+	}
+	br.Body.Close()
+	ev := &sse{r: bufio.NewReader(resp.Body)}
+	accepted, dropped := 0, 0
+	for accepted+dropped < 20 {
+		name, data, err := ev.next()
+		if err != nil {
+			t.Fatalf("after %d accepted, %d dropped: %v", accepted, dropped, err)
+		}
+		switch name {
+		case "accepted":
+			accepted++
+		case "dropped":
+			var d struct{ Count int }
+			_ = json.Unmarshal([]byte(data), &d)
+			dropped += d.Count
+		}
+	}
+	if accepted > 3*2 || dropped == 0 {
+		t.Fatalf("%d accepted, %d dropped: want at most 3 a second and the rest counted", accepted, dropped)
 	}
 }
