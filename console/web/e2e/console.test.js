@@ -292,6 +292,32 @@ test('rollups page shows a failed rollup and the ones it blocked', async () => {
   assert.equal(await page.getAttribute('#rollup-graph .node[data-name$="steady_counts"]', 'data-state'), 'ok');
 });
 
+test('sources: the operator creates one, its key is shown once and works, a rate limit is set, and revoking stops it', async () => {
+  const { page } = sessions.boss;
+  page.on('dialog', (d) => d.accept());
+  await page.click('nav.top a[href="/ops/sources"]');
+  const name = `backend_${tag}`;
+  await page.fill('#source-name', name);
+  await page.selectOption('#source-kind', 'server');
+  await page.click('form.toolbar button[type=submit]');
+  const key = (await page.textContent('#write-key', { timeout: 10000 })).trim();
+  assert.ok(key.length >= 16, key);
+  await page.waitForSelector(`#sources tr[data-name="${name}"]`);
+  const ev = () => send(herd.url, key, [{ type: 'track', event: 'From Backend', userId: 'b1', messageId: randomUUID() }]);
+  await until('the new key to work', async () => (await ev()).status === 200);
+
+  await page.click(`#sources tr[data-name="${name}"] button:has-text("Rate limit")`);
+  await page.fill('#limit-rate', '25');
+  await page.click('form.panel button[type=submit]');
+  await page.waitForSelector(`#sources tr[data-name="${name}"] td:has-text("25/s")`);
+
+  await page.click(`#sources tr[data-name="${name}"] button.danger`);
+  await page.waitForSelector(`#sources tr[data-name="${name}"] td:has-text("revoked")`);
+  await until('the revoked key to be refused', async () => (await ev()).status === 401, 10000);
+  await page.reload();
+  assert.equal(await page.locator('#write-key').count(), 0, 'the key is not shown again');
+});
+
 test('a state-changing request without the CSRF token is refused', async () => {
   const { page } = sessions.bob;
   const r = await page.evaluate(async () => {
