@@ -20,8 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// consoleFlags are the console's settings; herd up names them
-// --console-*, herd console without the prefix.
+// consoleFlags are the console's settings, --console-* in herd up and
+// herd console alike (so that HERD_CONSOLE_LISTEN never meets herd up's
+// HERD_LISTEN).
 type consoleFlags struct {
 	listen         string
 	secureCookies  bool
@@ -29,9 +30,10 @@ type consoleFlags struct {
 	maxSessions    int
 }
 
-func (c *consoleFlags) bind(fs *flag.FlagSet, prefix string) {
+func (c *consoleFlags) bind(fs *flag.FlagSet, empty bool) {
+	const prefix = "console-"
 	listenUsage := "serve the console (the web workspace) on this host:port"
-	if prefix != "" {
+	if empty {
 		listenUsage += " (empty: no console)"
 	}
 	fs.StringVar(&c.listen, prefix+"listen", "127.0.0.1:8082", listenUsage)
@@ -73,6 +75,9 @@ func lakeLocate(lake archive.Lake) console.LocateFunc {
 func startConsole(e *env, g *group, reg prometheus.Registerer, cf *consoleFlags, db *pgxpool.Pool, dbURL string, nc *nats.Conn, js jetstream.JetStream, sc stream.Config, lake archive.Lake) (string, error) {
 	if cf.listen == "" {
 		return "", nil
+	}
+	if cf.maxSessions <= 0 {
+		return "", usagef("--console-max-sessions must be at least 1")
 	}
 	cfg, err := cf.config()
 	if err != nil {
@@ -121,7 +126,7 @@ connect as a superuser; otherwise sign-in is refused with what to change.`,
 			var f consoleCmdFlags
 			f.dbFlags.bind(fs)
 			f.streamFlags.bind(fs)
-			f.console.bind(fs, "")
+			f.console.bind(fs, false)
 			f.nats.bind(fs, "", "NATS server URL(s) for live events, trace and stream depth")
 			f.lake.bind(fs)
 			return &f
@@ -135,6 +140,9 @@ func runConsole(ctx context.Context, e *env, args []string) error {
 		return usagef("herd console takes no arguments")
 	}
 	f := config[*consoleCmdFlags]("console")
+	if f.console.listen == "" {
+		return usagef("--console-listen is empty: give the host:port to serve the console on")
+	}
 	db, err := f.open(ctx)
 	if err != nil {
 		return err

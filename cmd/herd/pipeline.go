@@ -92,7 +92,7 @@ func (f *upFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.natsListen, "nats-listen", "127.0.0.1:0", "also accept NATS clients on this host:port (port 0: a free one), with the token in DATA-DIR/"+natsTokenName+"; herd status and the other commands find it through DATA-DIR/"+instance.FileName+" (empty: in-process clients only)")
 	f.stripe.bindUp(fs)
 	f.lake.bind(fs)
-	f.console.bind(fs, "console-")
+	f.console.bind(fs, true)
 }
 
 type collectFlags struct {
