@@ -5,7 +5,7 @@ import { h } from './dom.js';
 import { refine } from './chart.js';
 
 const ROW = 26; // px, must match .grid td height in app.css
-const OVERSCAN = 20;
+const OVERSCAN = 10;
 
 export function cellText(v) {
   if (v === null || v === undefined) return null;
@@ -30,27 +30,48 @@ export function resultTable(columns, rows) {
     h('thead', {}, h('tr', {}, columns.map((c) => h('th', { title: c.type || '' }, c.name, h('span', { class: 'type' }, c.type || ''))))));
   table.style.width = widths.reduce((a, b) => a + b, 0) + 'px';
   const body = h('tbody');
+  const top = h('tr', { class: 'spacer' });
+  const bottom = h('tr', { class: 'spacer' });
+  body.append(top, bottom);
   table.append(body);
   const wrap = h('div', { class: 'grid-wrap', tabIndex: 0, dataset: { rows: rows.length } }, table);
+  // rows in view are kept in a pool and refilled on scroll, so scrolling
+  // creates no elements: it only changes text
+  const pool = [];
   let first = -1, last = -1;
 
-  function render() {
-    const top = Math.max(0, Math.floor(wrap.scrollTop / ROW) - OVERSCAN);
-    const bottom = Math.min(rows.length, Math.ceil((wrap.scrollTop + (wrap.clientHeight || 600)) / ROW) + OVERSCAN);
-    if (top === first && bottom === last) return;
-    first = top;
-    last = bottom;
-    const trs = [h('tr', { class: 'spacer', style: { height: top * ROW + 'px' } })];
-    for (let r = top; r < bottom; r++) {
-      const row = rows[r];
-      trs.push(h('tr', {}, columns.map((_, i) => {
-        const t = cellText(row[i]);
-        if (t === null) return h('td', { class: 'null' }, 'NULL');
-        return h('td', { class: numeric[i] ? 'num' : null, title: t.length > 40 ? t.slice(0, 2000) : null }, t.length > 300 ? t.slice(0, 300) + '…' : t);
-      })));
+  function fill(tr, row) {
+    for (let i = 0; i < columns.length; i++) {
+      const td = tr.children[i];
+      const t = cellText(row[i]);
+      if (t === null) {
+        td.className = 'null';
+        td.textContent = 'NULL';
+        td.removeAttribute('title');
+        continue;
+      }
+      td.className = numeric[i] ? 'num' : '';
+      td.textContent = t.length > 300 ? t.slice(0, 300) + '…' : t;
+      if (t.length > 40) td.title = t.slice(0, 2000);
+      else td.removeAttribute('title');
     }
-    trs.push(h('tr', { class: 'spacer', style: { height: (rows.length - bottom) * ROW + 'px' } }));
-    body.replaceChildren(...trs);
+  }
+
+  function render() {
+    const from = Math.max(0, Math.floor(wrap.scrollTop / ROW) - OVERSCAN);
+    const to = Math.min(rows.length, Math.ceil((wrap.scrollTop + (wrap.clientHeight || 600)) / ROW) + OVERSCAN);
+    if (from === first && to === last) return;
+    first = from;
+    last = to;
+    const n = to - from;
+    while (pool.length < n) pool.push(h('tr', {}, columns.map(() => h('td'))));
+    for (let k = 0; k < n; k++) {
+      fill(pool[k], rows[from + k]);
+      if (pool[k].parentNode !== body) body.insertBefore(pool[k], bottom);
+    }
+    for (let k = n; k < pool.length && pool[k].parentNode === body; k++) pool[k].remove();
+    top.style.height = from * ROW + 'px';
+    bottom.style.height = (rows.length - to) * ROW + 'px';
   }
   let pending = false;
   wrap.addEventListener('scroll', () => {
