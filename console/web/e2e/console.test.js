@@ -387,3 +387,7 @@ test('repeated wrong passwords are rate-limited and the sign-in page says so', a
   assert.match(text, /Too many sign-in attempts/);
   await context.close();
 });
+
+test('no page threw or broke the content security policy', async () => {
+  for (const [who, s] of Object.entries(sessions)) assert.deepEqual(s.errors, [], `${who}'s pages`);
+});
