@@ -445,9 +445,21 @@ export function sourcesPage() {
       try {
         const allowed = origins.value.split(',').map((o) => o.trim()).filter(Boolean);
         const r = await post('/api/sources', { name: name.value.trim(), kind: kind.value, allowed_origins: allowed });
-        clear(created, h('div', { class: 'notice' }, h('p', {}, `Source ${r.name} created. Its write key is shown only now; copy it:`),
-          h('pre', { class: 'secret', id: 'write-key' }, r.write_key),
-          h('button', { type: 'button', onclick: () => navigator.clipboard?.writeText(r.write_key) }, 'Copy')));
+        const keyEl = h('pre', { class: 'secret', id: 'write-key' }, r.write_key);
+        const copy = h('button', {
+          type: 'button',
+          onclick: async () => {
+            try {
+              await navigator.clipboard.writeText(r.write_key);
+              copy.textContent = 'Copied';
+            } catch {
+              // no clipboard API outside https/localhost: select it for Ctrl+C
+              getSelection().selectAllChildren(keyEl);
+              copy.textContent = 'Selected: press Ctrl+C';
+            }
+          },
+        }, 'Copy');
+        clear(created, h('div', { class: 'notice' }, h('p', {}, `Source ${r.name} created. Its write key is shown only now; copy it:`), keyEl, copy));
         name.value = '';
         origins.value = '';
         load();

@@ -11,6 +11,17 @@ const DRAFT = 'herd.console.draft';
 const isMac = /Mac|iPhone|iPad/.test(navigator.platform);
 export const MOD = isMac ? '⌘' : 'Ctrl';
 
+// uuid makes a query id; crypto.randomUUID exists only in secure contexts
+// (https or localhost), and the console may be served over plain http on a
+// LAN address.
+function uuid() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const x = [...b].map((v) => v.toString(16).padStart(2, '0')).join('');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
 // handoff lets another page open a query in the workspace.
 let handoff = null;
 export function openInWorkspace(sql) {
@@ -51,7 +62,7 @@ export function workspacePage() {
     if (running) return;
     const { text, from } = editor.selection();
     if (!text.trim()) return;
-    const id = crypto.randomUUID();
+    const id = uuid();
     const controller = new AbortController();
     running = { id, controller };
     runBtn.disabled = true;
