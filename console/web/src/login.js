@@ -3,7 +3,7 @@
 import { post } from './api.js';
 import { h } from './dom.js';
 
-export function loginPage(onSignedIn) {
+export function loginPage(onSignedIn, next = '') {
   const user = h('input', { id: 'login-user', name: 'user', autocomplete: 'username', required: true, autofocus: true, spellcheck: false });
   const pass = h('input', { id: 'login-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
   const msg = h('p', { class: 'error', role: 'alert', hidden: true });
@@ -27,6 +27,7 @@ export function loginPage(onSignedIn) {
     },
   },
   h('h1', {}, 'herd console'),
+  next.startsWith('/q/') ? h('p', { class: 'notice' }, 'Sign in to open the saved query ', h('strong', {}, decodeURIComponent(next.slice(3).split('?')[0])), '.') : null,
   h('p', { class: 'hint' }, 'Sign in with the database login you were given (', h('code', {}, 'herd analysts add NAME'), ' prints it). Everything you run uses your own role.'),
   h('label', { for: 'login-user' }, 'User'), user,
   h('label', { for: 'login-password' }, 'Password'), pass,

@@ -113,7 +113,7 @@ function showLogin(next) {
   clear(app, loginPage(async (s) => {
     Object.assign(session, s);
     navigate(safeNext(next), { replace: true });
-  }));
+  }, next));
 }
 
 whenSignedOut(() => {
