@@ -205,6 +205,12 @@ test('live events shows an accepted event within 2 s of its 200, with its raw bo
   const { page } = sessions.boss;
   await page.click('nav.top a[href="/ops/live"]');
   await page.waitForSelector('#live-state[data-state=open]');
+  // follow the default source only: the stream reconnects with ?source=
+  await page.waitForSelector('#live-source option[value="default"]', { state: 'attached' });
+  const reconnected = page.waitForRequest((r) => r.url().endsWith('/api/live?source=default'));
+  await page.selectOption('#live-source', 'default');
+  await reconnected;
+  await page.waitForSelector('#live-state[data-state=open]');
   acceptedId = randomUUID();
   rejectedId = randomUUID();
   const r = await send(herd.url, KEY, [
