@@ -122,6 +122,12 @@ test('analyst A runs a query over herd.events: rows, a line chart over time, a b
   await page.$eval('#results .grid-wrap', (el) => (el.scrollTop = el.scrollHeight));
   await page.waitForSelector('#results tbody td.num >> text=/^10000$/');
   assert.ok((await page.locator('#results tbody tr').count()) < 150, 'rows rendered after scrolling');
+  // a click on a column header sorts, a second one sorts descending
+  await page.$eval('#results .grid-wrap', (el) => (el.scrollTop = 0));
+  await page.click('#results th:nth-child(1)');
+  await page.click('#results th:nth-child(1)');
+  assert.equal(await page.getAttribute('#results th:nth-child(1)', 'aria-sort'), 'descending');
+  await page.waitForSelector('#results tbody tr:nth-child(2) td.num >> text=/^10000$/');
 
   await runSQL(page, 'select event, count(*) as n from herd.events group by 1 order by 2 desc');
   // downloads are built from the result

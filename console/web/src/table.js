@@ -27,7 +27,7 @@ export function resultTable(columns, rows) {
   const numeric = refine(columns, rows).map((c, i) => isNumericType(c.type) || (rows.length > 0 && typeof rows[0][i] === 'number'));
   const table = h('table', { class: 'grid' },
     h('colgroup', {}, widths.map((w) => h('col', { style: { width: w + 'px' } }))),
-    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { title: c.type || '' }, c.name, h('span', { class: 'type' }, c.type || ''))))));
+    h('thead', {}, h('tr', {}, columns.map((c, i) => h('th', { title: `${c.type || ''} — click to sort`, onclick: () => sortBy(i) }, c.name, h('span', { class: 'type' }, c.type || ''))))));
   table.style.width = widths.reduce((a, b) => a + b, 0) + 'px';
   const body = h('tbody');
   const top = h('tr', { class: 'spacer' });
@@ -39,6 +39,26 @@ export function resultTable(columns, rows) {
   // creates no elements: it only changes text
   const pool = [];
   let first = -1, last = -1;
+  // view is rows in the order shown: as the query returned them, or sorted
+  // by a column the reader clicked (again: descending, a third time: as returned)
+  let view = rows;
+  let sorted = { col: -1, dir: 0 };
+
+  function sortBy(i) {
+    const dir = sorted.col === i ? (sorted.dir === 1 ? -1 : sorted.dir === -1 ? 0 : 1) : 1;
+    sorted = { col: i, dir };
+    const ths = table.querySelectorAll('th');
+    ths.forEach((th, k) => (k === i && dir ? th.setAttribute('aria-sort', dir > 0 ? 'ascending' : 'descending') : th.removeAttribute('aria-sort')));
+    if (!dir) view = rows;
+    else {
+      const key = numeric[i] ? (v) => (v === null || v === undefined ? null : Number(v)) : (v) => cellText(v);
+      const keyed = rows.map((r, n) => [key(r[i]), n]);
+      keyed.sort((a, b) => (a[0] === null ? (b[0] === null ? a[1] - b[1] : 1) : b[0] === null ? -1 : (a[0] < b[0] ? -dir : a[0] > b[0] ? dir : a[1] - b[1])));
+      view = keyed.map(([, n]) => rows[n]);
+    }
+    first = last = -1;
+    render();
+  }
 
   function fill(tr, row) {
     for (let i = 0; i < columns.length; i++) {
@@ -66,7 +86,7 @@ export function resultTable(columns, rows) {
     const n = to - from;
     while (pool.length < n) pool.push(h('tr', {}, columns.map(() => h('td'))));
     for (let k = 0; k < n; k++) {
-      fill(pool[k], rows[from + k]);
+      fill(pool[k], view[from + k]);
       if (pool[k].parentNode !== body) body.insertBefore(pool[k], bottom);
     }
     for (let k = n; k < pool.length && pool[k].parentNode === body; k++) pool[k].remove();
