@@ -134,6 +134,14 @@ test('analyst A runs a query over herd.events: rows, a line chart over time, a b
   const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#download-csv')]);
   const csv = await (await dl.createReadStream()).toArray();
   assert.match(Buffer.concat(csv).toString(), /^event,n\r\nPage Opened,20\r\nSigned Up,10\r\n$/);
+  // quoting: commas, quotes and line breaks are quoted, NULL is empty; JSON keeps types
+  await runSQL(page, `select 'a,b' as x, 'say "hi"' as y, E'two\\nlines' as z, null::int as n, 42 as k, '{"p":1}'::jsonb as j`);
+  const [dl2] = await Promise.all([page.waitForEvent('download'), page.click('#download-csv')]);
+  assert.equal(Buffer.concat(await (await dl2.createReadStream()).toArray()).toString(),
+    'x,y,z,n,k,j\r\n"a,b","say ""hi""","two\nlines",,42,"{""p"":1}"\r\n');
+  const [dl3] = await Promise.all([page.waitForEvent('download'), page.click('#download-json')]);
+  assert.deepEqual(JSON.parse(Buffer.concat(await (await dl3.createReadStream()).toArray()).toString()),
+    [{ x: 'a,b', y: 'say "hi"', z: 'two\nlines', n: null, k: 42, j: { p: 1 } }]);
   assert.deepEqual(errors, []);
 });
 
