@@ -60,6 +60,10 @@ export function createDatabase() {
     psql(PG, `drop database if exists ${old} with (force)`);
     dropRoles(pid);
   }
+  for (const r of psql(PG, "select rolname from pg_roles where rolname like 'herd\\_analysts\\_herd\\_console\\_e2e\\_%'").split('\n').filter(Boolean)) {
+    const pid = +r.split('_')[5];
+    if (!alive(pid)) dropRoles(pid);
+  }
   const name = `herd_console_e2e_${process.pid}_${Date.now()}`;
   psql(PG, `create database ${name}`);
   const url = PG.replace(/\/[^/?]*(\?|$)/, `/${name}$1`);
@@ -83,8 +87,11 @@ function alive(pid) {
   }
 }
 
+// dropRoles drops the analysts of run pid and the group role `herd
+// analysts add` made for each of its databases (herd_analysts_<database>).
 function dropRoles(pid) {
-  for (const r of psql(PG, `select rolname from pg_roles where rolname ~ '^[a-z]+_c${pid}$'`).split('\n').filter(Boolean)) {
+  const roles = `select rolname from pg_roles where rolname ~ '^[a-z]+_c${pid}$' or rolname like 'herd\\_analysts\\_herd\\_console\\_e2e\\_${pid}\\_%'`;
+  for (const r of psql(PG, roles).split('\n').filter(Boolean)) {
     try {
       psql(PG, `drop role if exists ${r}`);
     } catch {}
