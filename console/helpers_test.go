@@ -71,7 +71,17 @@ func start(t *testing.T, o envOptions) *env {
 	e.A = addAnalyst(t, p.DB, "ca")
 	e.B = addAnalyst(t, p.DB, "cb")
 	e.Admin = addAnalyst(t, p.DB, "cadm")
-	exec(t, p.DB, "GRANT "+console.AdminRole+" TO "+pgx.Identifier{e.Admin.Name}.Sanitize())
+	grant := "GRANT " + console.AdminRole + " TO " + pgx.Identifier{e.Admin.Name}.Sanitize()
+	for i := 0; ; i++ {
+		_, err := p.DB.Exec(context.Background(), grant)
+		if err == nil {
+			break
+		}
+		if i == 10 {
+			t.Fatalf("%s: %v", grant, err)
+		}
+		time.Sleep(100 * time.Millisecond) // tuple concurrently updated, as in dropRole
+	}
 	cfg := console.Config{
 		DB: p.DB, DatabaseURL: p.DBURL, NATS: natstest.Connect(t, p.NATS), JS: p.JS, Stream: p.Stream,
 		Log: p.Log, Now: e.Clock.Now,
@@ -150,9 +160,16 @@ func dropRole(t *testing.T, db *pgxpool.Pool, name string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	role := pgx.Identifier{name}.Sanitize()
-	if _, err := db.Exec(ctx, "DROP OWNED BY "+role+" CASCADE; DROP ROLE "+role); err != nil {
-		t.Errorf("drop test role %s: %v", name, err)
+	// Tests in parallel change the members of herd_admin at once, which
+	// Postgres may refuse with "tuple concurrently updated": try again.
+	var err error
+	for i := 0; i < 10; i++ {
+		if _, err = db.Exec(ctx, "DROP OWNED BY "+role+" CASCADE; DROP ROLE "+role); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
+	t.Errorf("drop test role %s: %v", name, err)
 }
 
 // client is one browser: its cookies and CSRF token.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -297,8 +298,10 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			sent++
-			e.data["source"] = s.live.sourceName(ctx, e.sourceID)
-			b, err := json.Marshal(e.data)
+			// e.data is shared by every viewer of the event.
+			d := maps.Clone(e.data)
+			d["source"] = s.live.sourceName(ctx, e.sourceID)
+			b, err := json.Marshal(d)
 			if err != nil {
 				continue
 			}

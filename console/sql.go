@@ -66,8 +66,8 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "X-Query-Id is longer than 100 characters")
 		return
 	}
-	if !ss.mu.TryLock() {
-		writeError(w, http.StatusConflict, "another query of this session is running: wait for it or cancel it (POST /api/query/cancel)")
+	if err := lockConn(r.Context(), ss, 10*time.Second); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	defer ss.mu.Unlock()
@@ -285,18 +285,30 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// withConn runs fn on the session's connection, one request at a time.
-func (s *Server) withConn(r *http.Request, fn func(conn *pgx.Conn) error) error {
-	ss := sessionOf(r)
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+// lockConn takes the session's connection, waiting at most wait for the
+// request before (another tab's query, the schema browser).
+func lockConn(ctx context.Context, ss *session, wait time.Duration) error {
+	if ss.mu.TryLock() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	locked := make(chan struct{})
 	go func() { ss.mu.Lock(); close(locked) }()
 	select {
 	case <-locked:
+		return nil
 	case <-ctx.Done():
 		go func() { <-locked; ss.mu.Unlock() }()
-		return errorf(http.StatusConflict, "a query of this session is still running: wait for it or cancel it")
+		return errorf(http.StatusConflict, "another query of this session is still running: wait for it or cancel it (POST /api/query/cancel)")
+	}
+}
+
+// withConn runs fn on the session's connection, one request at a time.
+func (s *Server) withConn(r *http.Request, fn func(conn *pgx.Conn) error) error {
+	ss := sessionOf(r)
+	if err := lockConn(r.Context(), ss, 30*time.Second); err != nil {
+		return err
 	}
 	defer ss.mu.Unlock()
 	if ss.conn.IsClosed() {
