@@ -382,11 +382,28 @@ test('a page whose session ended elsewhere shows the sign-in page at its next re
 test('sign-out returns to the sign-in page and the session is gone', async () => {
   const { page } = sessions.ana;
   await page.goto(herd.console + '/sql');
+  await runSQL(page, "select 'ana-private-result' as note");
+  await page.click('nav.top a[href="/queries"]');
+  await page.click('nav.top a[href="/sql"]');
+  await page.waitForSelector('#results .grid-wrap >> text=ana-private-result'); // kept while signed in
   await page.click('nav.top .signout');
   await page.waitForSelector('form.login');
   assert.equal(new URL(page.url()).pathname, '/login');
   const r = await page.evaluate(async () => (await fetch('/api/session')).status);
   assert.equal(r, 401);
+
+  // the next person at this browser (same page, no reload) sees nothing of
+  // the last one's work
+  await page.fill('#login-user', boss.user);
+  await page.fill('#login-password', boss.password);
+  await page.click('form.login button[type=submit]');
+  await page.waitForSelector('nav.top .user');
+  await page.click('nav.top a[href="/sql"]');
+  await page.waitForSelector('.cm-content');
+  assert.doesNotMatch(await page.textContent('main'), /ana-private-result/);
+
+  await page.click('nav.top .signout');
+  await page.waitForSelector('form.login');
   await page.goto(`${herd.console}/q/${SAVED}`);
   await page.waitForSelector('form.login');
   assert.equal(await page.locator('.snapshot').count(), 0);

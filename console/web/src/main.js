@@ -5,7 +5,7 @@ import './app.css';
 import { api, post, session, whenSignedOut } from './api.js';
 import { clear, h } from './dom.js';
 import { loginPage } from './login.js';
-import { workspacePage } from './workspace.js';
+import { forget, workspacePage } from './workspace.js';
 import { queriesPage, savedQueryPage } from './queries.js';
 import { livePage, tracePage, pipelinePage, rollupsPage, usagePage, loadersPage, sourcesPage } from './ops.js';
 
@@ -104,6 +104,7 @@ async function signOut() {
   session.user = '';
   session.admin = false;
   session.csrf = '';
+  forget();
   navigate('/login');
 }
 
@@ -120,6 +121,7 @@ whenSignedOut(() => {
   if (!session.user) return;
   session.user = '';
   session.csrf = '';
+  forget();
   route();
 });
 

@@ -1,13 +1,12 @@
 // The SQL workspace: schema browser, editor, run/cancel, results table and
 // chart, downloads, and saving a query under a name.
-import { get, post } from './api.js';
+import { get, post, session } from './api.js';
 import { clear, download, errorBox, fmtMs, fmtNum, h } from './dom.js';
 import { sqlEditor } from './editor.js';
 import { resultTable, toCSV, toJSON } from './table.js';
 import { chartView } from './chart.js';
 import { navigate, onLeave } from './main.js';
 
-const DRAFT = 'herd.console.draft';
 const isMac = /Mac|iPhone|iPad/.test(navigator.platform);
 export const MOD = isMac ? '⌘' : 'Ctrl';
 
@@ -24,6 +23,18 @@ function uuid() {
 
 // handoff lets another page open a query in the workspace.
 let handoff = null;
+// kept is the last result and its status line, shown again when the reader
+// comes back to the workspace from another page.
+let kept = null;
+
+// forget drops what the workspace keeps of the signed-in person, when the
+// session ends: the next person at this browser must not see it.
+export function forget() {
+  kept = null;
+  handoff = null;
+}
+
+const draftKey = () => 'herd.console.draft.' + session.user;
 export function openInWorkspace(sql) {
   handoff = sql;
   navigate('/sql');
@@ -51,11 +62,12 @@ export function workspacePage() {
   let schemas = [];
 
   const editor = sqlEditor(editorHost, {
-    doc: handoff ?? localStorage.getItem(DRAFT) ?? 'select type, count(*)\nfrom herd.events\ngroup by type\norder by 2 desc',
+    doc: handoff ?? localStorage.getItem(draftKey()) ?? 'select type, count(*)\nfrom herd.events\ngroup by type\norder by 2 desc',
     onRun: () => run(),
     onSave: () => openSave(),
-    onChange: (v) => localStorage.setItem(DRAFT, v),
+    onChange: (v) => localStorage.setItem(draftKey(), v),
   });
+  const handoffUsed = handoff !== null;
   handoff = null;
 
   async function run() {
@@ -73,7 +85,9 @@ export function workspacePage() {
     try {
       const r = await post('/api/query', { sql: text, write: !readOnly.checked }, { headers: { 'X-Query-Id': id }, signal: controller.signal });
       result = r;
+      kept = { result: r, status: '' };
       status.textContent = `${fmtNum(r.row_count ?? r.rows.length)} row${(r.row_count ?? r.rows.length) === 1 ? '' : 's'} in ${fmtMs(r.duration_ms)}${r.truncated ? ` — truncated to the first ${fmtNum(r.rows.length)}` : ''}`;
+      kept.status = status.textContent;
       showResult(r);
     } catch (err) {
       if (err.name === 'AbortError') {
@@ -177,6 +191,12 @@ export function workspacePage() {
     if (e.key === 'Escape' && running && !document.querySelector('.cm-tooltip-autocomplete')) cancel();
   };
   document.addEventListener('keydown', onEsc);
+  if (kept && !handoffUsed) {
+    result = kept.result;
+    status.textContent = kept.status;
+    csvBtn.disabled = jsonBtn.disabled = false;
+    showResult(result);
+  }
   onLeave(() => {
     document.removeEventListener('keydown', onEsc);
     running?.controller.abort();
