@@ -84,6 +84,8 @@ export function workspacePage() {
     const tick = setInterval(() => (status.textContent = `Running… ${fmtMs(performance.now() - started)}`), 250);
     try {
       const r = await post('/api/query', { sql: text, write: !readOnly.checked }, { headers: { 'X-Query-Id': id }, signal: controller.signal });
+      r.columns ||= [];
+      r.rows ||= [];
       result = r;
       kept = { result: r, status: '' };
       status.textContent = `${fmtNum(r.row_count ?? r.rows.length)} row${(r.row_count ?? r.rows.length) === 1 ? '' : 's'} in ${fmtMs(r.duration_ms)}${r.truncated ? ` — truncated to the first ${fmtNum(r.rows.length)}` : ''}`;
@@ -93,7 +95,7 @@ export function workspacePage() {
       if (err.name === 'AbortError') {
         status.textContent = 'Cancelled.';
       } else {
-        result = null;
+        result = kept = null;
         status.textContent = 'Failed.';
         clear(out, errorBox(err));
         // Postgres counts characters from 1 in the text it was sent
