@@ -152,6 +152,15 @@ test("analyst A cannot read B's schema: Postgres's error is shown", async () => 
   assert.match(err, new RegExp(`permission denied for (schema|table) ${bob.user}`));
   assert.match(err, /SQLSTATE 42501/);
   assert.doesNotMatch(await page.textContent('#results'), /123456/);
+  // read-only by default: a write is refused by Postgres; unticked, it runs as ana
+  await runSQL(page, `create table ${ana.user}.notes as select 1 as a`);
+  assert.match(await page.textContent('#results .error'), /read-only transaction/);
+  await page.uncheck('#read-only');
+  await runSQL(page, `create table ${ana.user}.notes as select 1 as a`);
+  assert.equal(await page.locator('#results .error').count(), 0, await page.textContent('#results'));
+  await page.check('#read-only');
+  await runSQL(page, `select * from ${ana.user}.notes`);
+  assert.equal(await rowsShown(page, '#results'), 1);
   // bob reads his own
   await runSQL(sessions.bob.page, `select * from ${bob.user}.salaries`);
   assert.equal(await rowsShown(sessions.bob.page, '#results'), 1);
