@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/herd
 
-.PHONY: run build test vet gotest sdk sdk-test e2e bench chaos fuzz clean services
+.PHONY: run build test vet gotest sdk sdk-test e2e console console-e2e bench chaos fuzz clean services
 
 build:
 	$(GO) build -o $(BIN) ./cmd/herd
@@ -42,6 +42,15 @@ sdk-test:
 
 e2e:
 	bash sdk-js/scripts/e2e.sh
+	bash console/web/scripts/e2e.sh
+
+## console: rebuild console/web/dist (the console's web app; committed; embedded in the binary)
+console:
+	cd console/web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && node build.mjs
+
+## console-e2e: the console's browser tests alone
+console-e2e:
+	bash console/web/scripts/e2e.sh
 
 ## bench: end-to-end figures against raw COPY and a naive baseline (about 3 min; BENCH_QUICK=1: about 2 min; PROFILE=1: CPU profiles in bench/profiles)
 bench:

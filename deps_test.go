@@ -50,6 +50,9 @@ func TestImportDirections(t *testing.T) {
 		{mod + "/collector", []string{"github.com/jackc/pgx", mod + "/writer", mod + "/warehouse", mod + "/schemas"}},
 		{mod + "/writer", []string{"github.com/valyala/fasthttp", mod + "/collector"}},
 		{mod + "/stream", []string{"github.com/jackc/pgx", "github.com/valyala/fasthttp", mod + "/collector", mod + "/writer"}},
+		// The console reads the stream's wire format and the lake through
+		// what cmd hands it; it runs no part of the event path.
+		{mod + "/console", []string{"github.com/valyala/fasthttp", mod + "/collector", mod + "/writer", mod + "/archive"}},
 	}
 	pkgs := listPackages(t)
 	for _, p := range pkgs {

@@ -110,12 +110,12 @@ func (h *handler) snapshot(w http.ResponseWriter, r *http.Request) {
 			"rows": nonNil(run.Rows), "row_count": run.RowCount, "truncated": run.Truncated,
 		})
 	default:
-		hist, err := history(r.Context(), h.db, name, 20)
+		hist, err := History(r.Context(), h.db, name, 20)
 		if err != nil {
 			h.fail(w, r, err)
 			return
 		}
-		var failing *runSummary
+		var failing *RunSummary
 		if len(hist) > 0 && hist[0].Error != "" && id == 0 {
 			failing = &hist[0]
 		}

@@ -93,6 +93,23 @@ func (s *Store) Save(ctx context.Context, name, sql string, every time.Duration)
 // role is the role herd connects as. The SQL is parsed with role's names
 // and search path.
 func (s *Store) SaveAs(ctx context.Context, name, sql string, every time.Duration, role string) error {
+	return s.save(ctx, name, sql, every, role, false)
+}
+
+// ErrTaken means a query of that name was saved by another role.
+var ErrTaken = errors.New("saved by another role")
+
+// SaveShared is SaveAs for a query every analyst may read (the console's):
+// its snapshots, computed as role, are visible to every role that reads
+// herd.saved_queries. It refuses to replace a query another role saved.
+func (s *Store) SaveShared(ctx context.Context, name, sql string, every time.Duration, role string) error {
+	if role == "" {
+		return fmt.Errorf("save query %s: a shared query needs the role it runs as", name)
+	}
+	return s.save(ctx, name, sql, every, role, true)
+}
+
+func (s *Store) save(ctx context.Context, name, sql string, every time.Duration, role string, shared bool) error {
 	if err := ValidName(name); err != nil {
 		return err
 	}
@@ -102,6 +119,16 @@ func (s *Store) SaveAs(ctx context.Context, name, sql string, every time.Duratio
 		return fmt.Errorf("save query %s: the SQL is empty", name)
 	}
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if shared {
+			var owner string
+			err := tx.QueryRow(ctx, "SELECT saved_by FROM herd.saved_queries WHERE name = $1 FOR UPDATE", name).Scan(&owner)
+			if err == nil && owner != role {
+				return fmt.Errorf("%w (%s): choose another name", ErrTaken, owner)
+			}
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+		}
 		if role != "" {
 			var exists bool
 			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
@@ -130,9 +157,9 @@ func (s *Store) SaveAs(ctx context.Context, name, sql string, every time.Duratio
 		if role != "" {
 			saver = role
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO herd.saved_queries (name, sql, run_every, saved_by) VALUES ($1, $2, $3, coalesce($4, current_user))
-			ON CONFLICT (name) DO UPDATE SET sql = EXCLUDED.sql, run_every = EXCLUDED.run_every, saved_by = EXCLUDED.saved_by, updated_at = now()`,
-			name, sql, iv, saver)
+		_, err := tx.Exec(ctx, `INSERT INTO herd.saved_queries (name, sql, run_every, saved_by, shared) VALUES ($1, $2, $3, coalesce($4, current_user), $5)
+			ON CONFLICT (name) DO UPDATE SET sql = EXCLUDED.sql, run_every = EXCLUDED.run_every, saved_by = EXCLUDED.saved_by, shared = EXCLUDED.shared, updated_at = now()`,
+			name, sql, iv, saver, shared)
 		return err
 	})
 	if err != nil {
@@ -279,10 +306,17 @@ func (s *Store) List(ctx context.Context) ([]Saved, error) {
 	return out, nil
 }
 
+// Querier is what reading snapshots needs: herd's pool, or a connection of
+// the role reading them, so that row level security decides what it sees.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
 // Snapshot returns run id of query name, or its latest successful run when
 // id is 0.
-func Snapshot(ctx context.Context, db *pgxpool.Pool, name string, id int64) (Run, error) {
-	q := `SELECT id, query_name, started_at, duration_ms, sql, columns, rows, row_count, truncated, coalesce(error, '')
+func Snapshot(ctx context.Context, db Querier, name string, id int64) (Run, error) {
+	q := `SELECT id, query_name, started_at, duration_ms, sql, columns, rows, row_count, truncated, coalesce(error, ''), coalesce(run_as, '')
 		FROM herd.query_runs WHERE query_name = $1 AND `
 	args := []any{name}
 	if id > 0 {
@@ -294,7 +328,7 @@ func Snapshot(ctx context.Context, db *pgxpool.Pool, name string, id int64) (Run
 	var r Run
 	var ms float64
 	var cols, rows []byte
-	err := db.QueryRow(ctx, q, args...).Scan(&r.ID, &r.Query, &r.Started, &ms, &r.SQL, &cols, &rows, &r.RowCount, &r.Truncated, &r.Error)
+	err := db.QueryRow(ctx, q, args...).Scan(&r.ID, &r.Query, &r.Started, &ms, &r.SQL, &cols, &rows, &r.RowCount, &r.Truncated, &r.Error, &r.RunAs)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, fmt.Errorf("snapshot of query %s: %w", name, ErrNotFound)
 	}
@@ -311,19 +345,20 @@ func Snapshot(ctx context.Context, db *pgxpool.Pool, name string, id int64) (Run
 	return r, nil
 }
 
-// runSummary is a line in a query's run history.
-type runSummary struct {
+// RunSummary is a line in a query's run history.
+type RunSummary struct {
 	ID       int64
 	Started  time.Time
 	RowCount int64
 	Error    string
 }
 
-func history(ctx context.Context, db *pgxpool.Pool, name string, limit int) ([]runSummary, error) {
+// History returns the latest limit runs of query name, newest first.
+func History(ctx context.Context, db Querier, name string, limit int) ([]RunSummary, error) {
 	rows, _ := db.Query(ctx, `SELECT id, started_at, row_count, coalesce(error, '') FROM herd.query_runs
 		WHERE query_name = $1 ORDER BY id DESC LIMIT $2`, name, limit)
-	var out []runSummary
-	var r runSummary
+	var out []RunSummary
+	var r RunSummary
 	_, err := pgx.ForEachRow(rows, []any{&r.ID, &r.Started, &r.RowCount, &r.Error}, func() error {
 		out = append(out, r)
 		return nil

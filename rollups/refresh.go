@@ -45,22 +45,9 @@ func loadRegistry(ctx context.Context, q pgx.Tx) ([]registered, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read herd.rollups: %w", err)
 	}
-	deps := map[string][]string{}
-	rows, _ = q.Query(ctx, `WITH r AS (
-			SELECT name, to_regclass(format('%I.%I', schema_name, rel_name)) AS oid FROM herd.rollups)
-		SELECT DISTINCT src.name, dst.name
-		FROM r src
-		JOIN pg_rewrite rw ON rw.ev_class = src.oid
-		JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
-			AND d.refclassid = 'pg_class'::regclass
-		JOIN r dst ON dst.oid = d.refobjid
-		WHERE src.name <> dst.name`)
-	var src, dst string
-	if _, err := pgx.ForEachRow(rows, []any{&src, &dst}, func() error {
-		deps[src] = append(deps[src], dst)
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("read rollup dependencies from pg_depend: %w", err)
+	deps, err := dependencies(ctx, q)
+	if err != nil {
+		return nil, err
 	}
 	for i := range regs {
 		regs[i].deps = deps[regs[i].name]
@@ -272,4 +259,36 @@ func Statuses(ctx context.Context, db *pgxpool.Pool) ([]Status, error) {
 		return nil, fmt.Errorf("read rollup status: %w", err)
 	}
 	return out, nil
+}
+
+// Dependencies maps each registered rollup to the registered rollups it
+// reads, as Postgres records them (pg_depend of the view's rewrite rule).
+func Dependencies(ctx context.Context, db *pgxpool.Pool) (map[string][]string, error) {
+	return dependencies(ctx, db)
+}
+
+func dependencies(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}) (map[string][]string, error) {
+	deps := map[string][]string{}
+	rows, _ := q.Query(ctx, `WITH r AS (
+			SELECT name, to_regclass(format('%I.%I', schema_name, rel_name)) AS oid FROM herd.rollups)
+		SELECT DISTINCT src.name, dst.name
+		FROM r src
+		JOIN pg_rewrite rw ON rw.ev_class = src.oid
+		JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+			AND d.refclassid = 'pg_class'::regclass
+		JOIN r dst ON dst.oid = d.refobjid
+		WHERE src.name <> dst.name`)
+	var src, dst string
+	if _, err := pgx.ForEachRow(rows, []any{&src, &dst}, func() error {
+		deps[src] = append(deps[src], dst)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read rollup dependencies from pg_depend: %w", err)
+	}
+	for k := range deps {
+		sort.Strings(deps[k])
+	}
+	return deps, nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/herdhq/herd"
+	"github.com/herdhq/herd/archive"
 	"github.com/herdhq/herd/collector"
 	"github.com/herdhq/herd/collector/enrich"
 	"github.com/herdhq/herd/doctor"
@@ -75,6 +76,7 @@ type upFlags struct {
 	natsListen string
 	connectors map[string]connectorFlags // by connector name
 	lake       upLakeFlags
+	console    consoleFlags
 }
 
 // bind defines herd up's flags (herd doctor takes the same, to check the
@@ -90,6 +92,7 @@ func (f *upFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.natsListen, "nats-listen", "127.0.0.1:0", "also accept NATS clients on this host:port (port 0: a free one), with the token in DATA-DIR/"+natsTokenName+"; herd status and the other commands find it through DATA-DIR/"+instance.FileName+" (empty: in-process clients only)")
 	f.connectors = upConnectorFlags(fs)
 	f.lake.bind(fs)
+	f.console.bind(fs, true)
 }
 
 type collectFlags struct {
@@ -426,6 +429,12 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		g.Wait() //nolint:errcheck
 		return err
 	}
+	consoleURL, err := startConsole(e, g, a.reg, &f.console, db, dbURL, nc, js, sc, archive.NewDir(filepath.Join(f.dataDir, "lake")))
+	if err != nil {
+		g.cancel()
+		g.Wait() //nolint:errcheck
+		return err
+	}
 	adm.serve(g)
 
 	host := f.collectorFlags.listen
@@ -442,7 +451,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 			e.log.Warn("remove the connection file", "file", instance.Path(f.dataDir), "err", err)
 		}
 	}()
-	printUp(e, f, src.WriteKey, host, dbURL, cluster != nil, ns, adm)
+	printUp(e, f, src.WriteKey, host, dbURL, cluster != nil, ns, adm, consoleURL)
 	<-g.ctx.Done()
 	e.log.Info("stopping")
 	return g.Wait()
@@ -509,7 +518,7 @@ func defaultSource(ctx context.Context, db *pgxpool.Pool, key string) (herd.Sour
 // printUp prints what a newcomer needs once herd up runs. Nothing in it is
 // a password: the private cluster's URL names its password file, and a
 // URL given by the operator is shown with its password masked.
-func printUp(e *env, f *upFlags, writeKey, host, dbURL string, private bool, ns *stream.Embedded, adm *adminListener) {
+func printUp(e *env, f *upFlags, writeKey, host, dbURL string, private bool, ns *stream.Embedded, adm *adminListener, consoleURL string) {
 	psql := fmt.Sprintf("psql %q", redact(dbURL))
 	where := ""
 	switch {
@@ -536,6 +545,9 @@ func printUp(e *env, f *upFlags, writeKey, host, dbURL string, private bool, ns 
 	metricsNote := ""
 	if adm.token != "" {
 		metricsNote = " (Authorization: Bearer TOKEN, " + adm.token + ")"
+	}
+	if consoleURL != "" {
+		natsLine += fmt.Sprintf("  console     %s (sign in with a login from herd analysts add)\n", consoleURL)
 	}
 	fmt.Fprintf(e.stdout, `
 herd is running.

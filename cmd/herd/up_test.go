@@ -39,8 +39,11 @@ func TestPrintUpHidesPasswords(t *testing.T) {
 			f := &upFlags{dataDir: t.TempDir()}
 			f.collectorFlags.listen = "127.0.0.1:8080"
 			f.admin.listen = "127.0.0.1:9090"
-			printUp(e, f, "wk", "127.0.0.1:8080", c.url, false, nil, &adminListener{})
+			printUp(e, f, "wk", "127.0.0.1:8080", c.url, false, nil, &adminListener{}, "http://127.0.0.1:8082")
 			text := out.String()
+			if !strings.Contains(text, "console     http://127.0.0.1:8082") {
+				t.Errorf("herd up does not print the console's URL:\n%s", text)
+			}
 			for _, s := range c.secrets {
 				if strings.Contains(text, s) {
 					t.Errorf("herd up printed %q of %s:\n%s", s, c.url, text)

@@ -1,0 +1,384 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+type queryRequest struct {
+	SQL       string `json:"sql"`
+	Write     bool   `json:"write"`
+	Limit     int    `json:"limit"`
+	TimeoutMS int64  `json:"timeout_ms"`
+}
+
+// Column is a result column: its name and Postgres type.
+type Column struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+// Result is what /api/query returns.
+type Result struct {
+	Columns    []Column `json:"columns"`
+	Rows       [][]any  `json:"rows"`
+	DurationMS float64  `json:"duration_ms"`
+	Truncated  bool     `json:"truncated"`
+	RowCount   int64    `json:"row_count"`
+}
+
+const maxQueryTimeout = 5 * time.Minute
+
+// query runs one statement as the signed-in role on their own connection,
+// in a read-only transaction unless write is set, with a statement timeout.
+func (s *Server) query(w http.ResponseWriter, r *http.Request) {
+	ss := sessionOf(r)
+	var req queryRequest
+	if err := readJSON(w, r, 1<<20, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if strings.TrimSpace(req.SQL) == "" {
+		writeError(w, http.StatusBadRequest, `send {"sql": "SELECT ..."}`)
+		return
+	}
+	limit := s.cfg.MaxRows
+	if req.Limit > 0 && req.Limit < limit {
+		limit = req.Limit
+	}
+	timeout := s.cfg.QueryTimeout
+	if req.TimeoutMS > 0 {
+		timeout = min(time.Duration(req.TimeoutMS)*time.Millisecond, maxQueryTimeout)
+	}
+	id := r.Header.Get("X-Query-Id")
+	if len(id) > 100 {
+		writeError(w, http.StatusBadRequest, "X-Query-Id is longer than 100 characters")
+		return
+	}
+	if err := lockConn(r.Context(), ss, 10*time.Second); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer ss.mu.Unlock()
+	ss.state.Lock()
+	ss.running = id
+	ss.state.Unlock()
+	defer func() {
+		ss.state.Lock()
+		ss.running = ""
+		ss.state.Unlock()
+	}()
+	res, err := s.run(r.Context(), ss.conn, req.SQL, req.Write, limit, timeout)
+	if err != nil && ss.conn.IsClosed() {
+		// Postgres ended the connection (a restart, idle_session_timeout):
+		// the session cannot run anything more.
+		s.sessions.remove(ss)
+		err = errorf(http.StatusUnauthorized, "your session's database connection closed: sign in again")
+	}
+	if err != nil {
+		s.m.queries.WithLabelValues("error").Inc()
+		s.fail(w, r, err)
+		return
+	}
+	s.m.queries.WithLabelValues("ok").Inc()
+	writeJSON(w, http.StatusOK, res)
+}
+
+// pgError turns a Postgres error into the 400 the client shows.
+func pgError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		extra := map[string]any{"code": pe.Code}
+		if pe.Position > 0 {
+			extra["position"] = pe.Position
+		}
+		if pe.Detail != "" {
+			extra["detail"] = pe.Detail
+		}
+		if pe.Hint != "" {
+			extra["hint"] = pe.Hint
+		}
+		return &apiError{status: http.StatusBadRequest, msg: pe.Message, extra: extra}
+	}
+	return err
+}
+
+func (s *Server) run(ctx context.Context, conn *pgx.Conn, sql string, write bool, limit int, timeout time.Duration) (*Result, error) {
+	if conn.IsClosed() {
+		return nil, errorf(http.StatusUnauthorized, "your session's database connection closed: sign in again")
+	}
+	mode := pgx.ReadOnly
+	if write {
+		mode = pgx.ReadWrite
+	}
+	start := time.Now()
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: mode})
+	if err != nil {
+		return nil, pgError(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", timeout.Milliseconds())); err != nil {
+		return nil, pgError(err)
+	}
+	// The extended protocol runs one statement: "SELECT 1; COMMIT; ..."
+	// cannot leave the read-only transaction. Text results, converted by
+	// type below, keep every type readable.
+	rr := conn.PgConn().ExecParams(ctx, sql, nil, nil, nil, nil)
+	fields := rr.FieldDescriptions()
+	res := &Result{Columns: make([]Column, len(fields)), Rows: [][]any{}}
+	tm := conn.TypeMap()
+	for i, f := range fields {
+		res.Columns[i] = Column{Name: f.Name, Type: typeName(tm, f.DataTypeOID)}
+	}
+	size := 0
+	for rr.NextRow() {
+		res.RowCount++
+		if len(res.Rows) >= limit || size >= s.cfg.MaxResultBytes {
+			res.Truncated = true
+			continue
+		}
+		vals := rr.Values()
+		row := make([]any, len(vals))
+		for i, v := range vals {
+			size += len(v) + 4
+			row[i] = jsonValue(tm, fields[i].DataTypeOID, v)
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, pgError(err)
+	}
+	if write {
+		if err := tx.Commit(ctx); err != nil {
+			return nil, pgError(err)
+		}
+	}
+	res.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+	// Names of types pgx does not know (domains, enums, extensions').
+	var unknown []uint32
+	for i, c := range res.Columns {
+		if c.Type == "" {
+			unknown = append(unknown, fields[i].DataTypeOID)
+		}
+	}
+	if len(unknown) > 0 {
+		names := map[uint32]string{}
+		rows, _ := conn.Query(ctx, "SELECT oid::int8, format_type(oid, NULL) FROM pg_type WHERE oid = ANY($1::oid[])", unknown)
+		var oid int64
+		var name string
+		_, _ = pgx.ForEachRow(rows, []any{&oid, &name}, func() error { names[uint32(oid)] = name; return nil })
+		for i := range res.Columns {
+			if res.Columns[i].Type == "" {
+				res.Columns[i].Type = names[fields[i].DataTypeOID]
+			}
+		}
+	}
+	return res, nil
+}
+
+func typeName(tm *pgtype.Map, oid uint32) string {
+	if t, ok := tm.TypeForOID(oid); ok {
+		return t.Name
+	}
+	return ""
+}
+
+const maxSafeInt = 1 << 53
+
+// jsonValue converts Postgres's text form of a value to JSON: numbers as
+// numbers where a JavaScript number holds them exactly, booleans, json as
+// JSON, timestamps as RFC 3339, bytea as base64, anything else as its text.
+func jsonValue(tm *pgtype.Map, oid uint32, v []byte) any {
+	if v == nil {
+		return nil
+	}
+	text := string(v)
+	switch oid {
+	case pgtype.BoolOID:
+		return text == "t"
+	case pgtype.Int2OID, pgtype.Int4OID, pgtype.OIDOID:
+		return json.Number(text)
+	case pgtype.Int8OID:
+		if n, err := strconv.ParseInt(text, 10, 64); err == nil && n <= maxSafeInt && n >= -maxSafeInt {
+			return json.Number(text)
+		}
+		return text
+	case pgtype.Float4OID, pgtype.Float8OID:
+		if f, err := strconv.ParseFloat(text, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+			return json.Number(text)
+		}
+		return text
+	case pgtype.NumericOID:
+		digits := strings.TrimLeft(strings.ReplaceAll(strings.TrimPrefix(text, "-"), ".", ""), "0")
+		if _, err := strconv.ParseFloat(text, 64); err == nil && len(digits) <= 15 && !strings.ContainsAny(text, "aAiI") {
+			return json.Number(text)
+		}
+		return text
+	case pgtype.JSONOID, pgtype.JSONBOID:
+		if json.Valid(v) {
+			// v aliases the connection's read buffer: keep a copy.
+			return json.RawMessage(append([]byte(nil), v...))
+		}
+		return text
+	case pgtype.TimestamptzOID:
+		var t time.Time
+		if err := tm.Scan(oid, pgtype.TextFormatCode, v, &t); err == nil {
+			return t.UTC().Format(time.RFC3339Nano)
+		}
+		return text
+	case pgtype.TimestampOID:
+		var t time.Time
+		if err := tm.Scan(oid, pgtype.TextFormatCode, v, &t); err == nil {
+			return t.Format("2006-01-02T15:04:05.999999999")
+		}
+		return text
+	case pgtype.ByteaOID:
+		var b []byte
+		if err := tm.Scan(oid, pgtype.TextFormatCode, v, &b); err == nil {
+			return append([]byte(nil), b...) // encoding/json writes base64
+		}
+		return text
+	}
+	return text
+}
+
+type cancelRequest struct {
+	ID string `json:"id"`
+}
+
+// cancel asks Postgres to cancel the session's query with that id.
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
+	ss := sessionOf(r)
+	var req cancelRequest
+	if err := readJSON(w, r, 1<<10, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ss.state.Lock()
+	running := ss.running
+	ss.state.Unlock()
+	if req.ID == "" || running != req.ID {
+		writeError(w, http.StatusNotFound, "no query with that id is running in this session")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := ss.conn.PgConn().CancelRequest(ctx); err != nil {
+		s.fail(w, r, fmt.Errorf("cancel query: %w", err))
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// lockConn takes the session's connection, waiting at most wait for the
+// request before (another tab's query, the schema browser).
+func lockConn(ctx context.Context, ss *session, wait time.Duration) error {
+	if ss.mu.TryLock() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	locked := make(chan struct{})
+	go func() { ss.mu.Lock(); close(locked) }()
+	select {
+	case <-locked:
+		return nil
+	case <-ctx.Done():
+		go func() { <-locked; ss.mu.Unlock() }()
+		return errorf(http.StatusConflict, "another query of this session is still running: wait for it or cancel it (POST /api/query/cancel)")
+	}
+}
+
+// withConn runs fn on the session's connection, one request at a time.
+func (s *Server) withConn(r *http.Request, fn func(conn *pgx.Conn) error) error {
+	ss := sessionOf(r)
+	if err := lockConn(r.Context(), ss, 30*time.Second); err != nil {
+		return err
+	}
+	defer ss.mu.Unlock()
+	if ss.conn.IsClosed() {
+		return errorf(http.StatusUnauthorized, "your session's database connection closed: sign in again")
+	}
+	return fn(ss.conn)
+}
+
+// SchemaInfo is a schema the signed-in role may use, with its readable
+// tables and their columns.
+type SchemaInfo struct {
+	Name    string      `json:"name"`
+	Comment string      `json:"comment"`
+	Tables  []TableInfo `json:"tables"`
+}
+
+// TableInfo is a table, view or materialized view.
+type TableInfo struct {
+	Name    string       `json:"name"`
+	Kind    string       `json:"kind"`
+	Comment string       `json:"comment"`
+	Columns []ColumnInfo `json:"columns"`
+}
+
+// ColumnInfo is a column with its type and comment.
+type ColumnInfo struct {
+	Name    string `json:"name"`
+	Type    string `json:"type"`
+	Comment string `json:"comment"`
+}
+
+// schema lists what the signed-in role can read, as Postgres decides.
+func (s *Server) schema(w http.ResponseWriter, r *http.Request) {
+	var out []SchemaInfo
+	err := s.withConn(r, func(conn *pgx.Conn) error {
+		rows, _ := conn.Query(r.Context(), `SELECT n.nspname, coalesce(obj_description(n.oid, 'pg_namespace'), ''),
+				c.relname, CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+					WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' END,
+				coalesce(obj_description(c.oid, 'pg_class'), ''),
+				a.attname, format_type(a.atttypid, a.atttypmod), coalesce(col_description(c.oid, a.attnum), '')
+			FROM pg_namespace n
+			JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
+			JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+			WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%'
+			  AND n.nspname NOT LIKE 'pg_toast_temp%'
+			  AND has_schema_privilege(n.oid, 'USAGE')
+			  AND has_column_privilege(c.oid, a.attnum, 'SELECT')
+			ORDER BY n.nspname, c.relname, a.attnum
+			LIMIT 50000`)
+		var sch, schc, rel, kind, relc, col, typ, colc string
+		_, err := pgx.ForEachRow(rows, []any{&sch, &schc, &rel, &kind, &relc, &col, &typ, &colc}, func() error {
+			if len(out) == 0 || out[len(out)-1].Name != sch {
+				out = append(out, SchemaInfo{Name: sch, Comment: schc, Tables: []TableInfo{}})
+			}
+			sc := &out[len(out)-1]
+			if len(sc.Tables) == 0 || sc.Tables[len(sc.Tables)-1].Name != rel {
+				sc.Tables = append(sc.Tables, TableInfo{Name: rel, Kind: kind, Comment: relc, Columns: []ColumnInfo{}})
+			}
+			t := &sc.Tables[len(sc.Tables)-1]
+			t.Columns = append(t.Columns, ColumnInfo{Name: col, Type: typ, Comment: colc})
+			return nil
+		})
+		return pgError(err)
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if out == nil {
+		out = []SchemaInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"schemas": out})
+}
