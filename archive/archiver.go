@@ -235,11 +235,11 @@ func (a *Archiver) Run(ctx context.Context) error {
 		return err
 	}
 	// Messages are single events or frames of up to stream.MaxFrameBytes.
-	it, err := cons.Messages(jetstream.PullMaxBytes(a.cfg.PullMaxBytes), jetstream.PullHeartbeat(5*time.Second))
+	it, err := cons.Messages(stream.PullLimit(a.cfg.PullMaxBytes), jetstream.PullHeartbeat(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("pull from consumer %s: %w", a.cfg.Consumer, err)
 	}
-	msgs := make(chan jetstream.Msg, 1000)
+	msgs := make(chan jetstream.Msg, 64) // the pull buffers already
 	go func() {
 		defer close(msgs)
 		for {
