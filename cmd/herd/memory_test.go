@@ -37,7 +37,7 @@ func TestUpHoldsMemoryBudget(t *testing.T) {
 		t.Skip("builds and loads a herd up process")
 	}
 	const (
-		limit   = 128 << 20
+		limit = 128 << 20
 		// 48 connections of 40-event batches of ~2 KB events (~85 KB a
 		// request) in a closed loop: the collector accepts them faster
 		// than Postgres and the lake take them, so backlogs build behind
