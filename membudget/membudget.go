@@ -21,7 +21,7 @@ const DefaultLimit = 200 << 20
 // MinLimit is the smallest budget herd runs in: below it the fixed part
 // (the binary's resident text, the runtime, the goroutines of an idle
 // pipeline) leaves no room for buffers.
-const MinLimit = 64 << 20
+const MinLimit = 96 << 20
 
 // Parts says which components share the budget in this process.
 type Parts struct {
@@ -46,9 +46,9 @@ type Sizes struct {
 	// collector works harder as the heap nears it.
 	GoLimit int64
 	// HeapHigh is the live heap (as of the last collection) past which
-	// the collector answers 503: three quarters of GoLimit, leaving the
-	// collector room to finish what it holds without the runtime
-	// collecting continuously.
+	// the collector answers 503: 85 % of GoLimit, leaving the collector
+	// room to finish what it holds without the runtime collecting
+	// continuously.
 	HeapHigh int64
 
 	// Collector: bytes of request bodies being decompressed and decoded at
@@ -88,12 +88,14 @@ func Derive(limit int64, parts Parts) (Sizes, error) {
 		return Sizes{}, fmt.Errorf("memory limit %s is below the %s herd needs for its fixed part; give at least %s", Format(limit), Format(MinLimit), Format(MinLimit))
 	}
 	s := Sizes{Limit: limit}
-	// The fixed part: about 24 MiB of the binary's text and data resident
-	// once warm, plus a tenth for what the runtime keeps beyond its count
-	// (fragmentation, freed pages not yet returned).
-	s.Reserve = 24<<20 + limit/10
+	// The fixed part: what herd up holds beyond the runtime's count, about
+	// 32 MiB measured (VmRSS less the runtime's total: the binary's text
+	// and data once warm, thread stacks, the kernel's share), plus a tenth
+	// for what the runtime keeps beyond its count (fragmentation, freed
+	// pages not yet returned).
+	s.Reserve = 32<<20 + limit/10
 	s.GoLimit = limit - s.Reserve
-	s.HeapHigh = s.GoLimit * 3 / 4
+	s.HeapHigh = s.GoLimit * 17 / 20
 	g := s.GoLimit
 	if parts.Collector {
 		s.CollectorDecode = clamp(g/32, 1<<20, 16<<20)
@@ -111,9 +113,12 @@ func Derive(limit int64, parts Parts) (Sizes, error) {
 	}
 	if parts.Archiver {
 		// Open files hold their events until written; encoding a file
-		// takes about as much again.
+		// holds about five times its event bytes at its height (the
+		// profile of a flush: the Parquet columns, the compressor's
+		// window and the file's bytes), so files roll at a quarter of
+		// the buffer.
 		s.ArchiverBuffer = int(clamp(g/8, 4<<20, 256<<20))
-		s.ArchiverFile = s.ArchiverBuffer / 2
+		s.ArchiverFile = s.ArchiverBuffer / 4
 		s.ArchiverPull = int(clamp(g/48, 512<<10, 16<<20))
 	}
 	if parts.NATS {

@@ -47,7 +47,7 @@ func TestUpHoldsMemoryBudget(t *testing.T) {
 		conns   = 48
 		perReq  = 40
 		propLen = 2000
-		offer   = 20 * time.Second
+		offer   = 15 * time.Second
 	)
 	budget := int64(limit)
 	if v := os.Getenv("HERD_MEMTEST_LIMIT"); v != "" {
@@ -60,10 +60,10 @@ func TestUpHoldsMemoryBudget(t *testing.T) {
 	// The margin: the budget bounds what herd sizes; beyond it the kernel
 	// counts what the garbage collector has not yet found free (it runs
 	// continuously only near GOMEMLIMIT), embedded NATS's block caches
-	// (8 MiB a block being read) and the bodies being read. A quarter of
-	// the budget covers them here; main without a budget peaked near 1 GB
-	// under this load.
-	margin := budget / 4
+	// (8 MiB a block being read) and the bodies being read. 30 % of the
+	// budget covers them here (seen: 146–154 MiB at 128 MiB); main without
+	// a budget peaked near 1 GB under this load.
+	margin := budget * 3 / 10
 	bin := os.Getenv("HERD_MEMTEST_BIN")
 	if bin == "" {
 		bin = filepath.Join(t.TempDir(), "herd")
