@@ -336,7 +336,9 @@ var cpuTargets = map[string]*target{"single": atMost(35), "batch": atMost(15)}
 func (r *Report) memoryFigures(ph map[string]*Phase) {
 	peak, where := 0.0, ""
 	for name, p := range ph {
-		if strings.HasPrefix(name, "naive") || strings.HasPrefix(name, "split") || strings.HasSuffix(name, "_writer_nats") {
+		// herd up's phases only: not naive's, herd collect's, or raw_copy
+		// (herdbench's own process).
+		if strings.HasPrefix(name, "naive") || strings.HasPrefix(name, "split") || name == "raw_copy" || strings.HasSuffix(name, "_writer_nats") {
 			continue
 		}
 		if p.PeakRSSMB > peak {
