@@ -80,7 +80,9 @@ func TestUpHoldsMemoryBudget(t *testing.T) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	const key = "memtest-write-key-0123456789"
 	args := []string{"up", "--data-dir", dataDir, "--database-url", dbURL, "--listen", addr, "--admin-listen", "127.0.0.1:0",
-		"--nats-listen", "", "--write-key", key, "--memory-limit", strconv.FormatInt(budget, 10)}
+		// The default source is a browser source: its byte rate would
+		// answer 429 before the memory budget is reached.
+		"--nats-listen", "", "--write-key", key, "--browser-byte-rate", "0", "--memory-limit", strconv.FormatInt(budget, 10)}
 	if os.Getenv("HERD_MEMTEST_NO_LIMIT_FLAG") != "" {
 		args = args[:len(args)-2]
 	}
