@@ -70,6 +70,11 @@ type Sizes struct {
 	ArchiverFile   int
 	ArchiverBuffer int
 	ArchiverPull   int
+	// ArchiverFileRows is the events a lake file rolls at, and
+	// ArchiverPending the consumer's MaxAckPending: every event in an
+	// open file is unacknowledged, and the server keeps an entry for each.
+	ArchiverFileRows int
+	ArchiverPending  int
 
 	// Embedded NATS: JetStream's memory storage, the bytes a stream queues
 	// between its clients and its store, and the bytes queued for one
@@ -120,6 +125,9 @@ func Derive(limit int64, parts Parts) (Sizes, error) {
 		s.ArchiverBuffer = int(clamp(g/8, 4<<20, 256<<20))
 		s.ArchiverFile = s.ArchiverBuffer / 4
 		s.ArchiverPull = int(clamp(g/48, 512<<10, 16<<20))
+		// Rows: a small event is about 128 bytes of JSON.
+		s.ArchiverFileRows = int(clamp(int64(s.ArchiverFile)/128, 1000, 100_000))
+		s.ArchiverPending = 2 * s.ArchiverFileRows
 	}
 	if parts.NATS {
 		// herd keeps its stream and buckets in files; memory storage only
@@ -153,6 +161,9 @@ func (s Sizes) Attrs() []any {
 	add("archiver_file", int64(s.ArchiverFile))
 	add("archiver_buffer", int64(s.ArchiverBuffer))
 	add("archiver_pull", int64(s.ArchiverPull))
+	if s.ArchiverFileRows > 0 {
+		a = append(a, "archiver_file_rows", s.ArchiverFileRows, "archiver_pending", s.ArchiverPending)
+	}
 	add("nats_memory", s.NATSMemory)
 	add("nats_stream_queue", s.NATSStreamQueue)
 	add("nats_client_pending", s.NATSClientPending)

@@ -117,4 +117,6 @@ func (m *memory) archiver(cfg *archive.Config) {
 	cfg.FileMaxBytes = m.sizes.ArchiverFile
 	cfg.BufferMaxBytes = m.sizes.ArchiverBuffer
 	cfg.PullMaxBytes = m.sizes.ArchiverPull
+	cfg.FileMaxRows = m.sizes.ArchiverFileRows
+	cfg.MaxPending = m.sizes.ArchiverPending
 }
