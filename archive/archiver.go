@@ -38,6 +38,9 @@ type Config struct {
 	// delivery until FileMaxAge.
 	MaxPending     int // default 200,000
 	BufferMaxBytes int // default 256 MiB
+	// PullMaxBytes bounds the stream bytes fetched and not yet taken into
+	// open files; default 16 MiB.
+	PullMaxBytes int
 
 	// AckWait is how long JetStream waits before redelivering a message
 	// the archiver holds; held messages are marked in progress well before.
@@ -114,6 +117,9 @@ func (c *Config) defaults() {
 	}
 	if c.BufferMaxBytes == 0 {
 		c.BufferMaxBytes = 256 << 20
+	}
+	if c.PullMaxBytes == 0 {
+		c.PullMaxBytes = 16 << 20
 	}
 	if c.AckWait == 0 {
 		c.AckWait = 2 * time.Minute
@@ -229,11 +235,11 @@ func (a *Archiver) Run(ctx context.Context) error {
 		return err
 	}
 	// Messages are single events or frames of up to stream.MaxFrameBytes.
-	it, err := cons.Messages(jetstream.PullMaxBytes(16<<20), jetstream.PullHeartbeat(5*time.Second))
+	it, err := cons.Messages(stream.PullLimit(a.cfg.PullMaxBytes), jetstream.PullHeartbeat(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("pull from consumer %s: %w", a.cfg.Consumer, err)
 	}
-	msgs := make(chan jetstream.Msg, 1000)
+	msgs := make(chan jetstream.Msg, 64) // the pull buffers already
 	go func() {
 		defer close(msgs)
 		for {

@@ -94,6 +94,14 @@ type Config struct {
 	// DefaultDecodeWait.
 	DecodeBytes int64
 	DecodeWait  time.Duration
+	// Memory, when set, is asked before each event request is decoded;
+	// while it says the process is over its memory budget, requests are
+	// answered 503 with Retry-After (memory.go).
+	Memory MemoryGuard
+	// InFlightBytes bounds the bytes of event request bodies admitted and
+	// not yet answered (they wait for JetStream holding their body); past
+	// it requests are answered 503 with Retry-After. 0 is unbounded.
+	InFlightBytes int64
 }
 
 // Static is a file served by the collector.
@@ -171,6 +179,7 @@ type Collector struct {
 	work     *workPool
 	rejects  *rejectBudget
 	packers  sync.Map // event subject → *packer
+	inFlight inFlight // memory.go
 	ready    atomic.Bool
 	// lastLimitWarn is when the per-client limit was last logged (unix ns).
 	lastLimitWarn atomic.Int64
@@ -189,6 +198,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	c.limits = newLimiters(cfg.RateLimit, cfg.IPRateLimit, cfg.BrowserByteRate)
 	c.rejects = newRejectBudget(cfg.RejectRate)
 	c.work = newWorkPool(cfg.DecodeBytes, cfg.DecodeWait)
+	c.inFlight.register(cfg.InFlightBytes, reg)
 	c.static = make(map[string]Static, len(cfg.Static))
 	for path, st := range cfg.Static {
 		if st.Render == nil {

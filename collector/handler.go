@@ -257,6 +257,11 @@ func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string)
 			return
 		}
 	}
+	admitted := c.admit(ctx, int64(len(ctx.PostBody())))
+	if admitted == nil {
+		return
+	}
+	defer admitted()
 	limit := MaxEventBytes
 	if batch {
 		limit = MaxBatchBytes

@@ -240,7 +240,9 @@ type ipBucket struct {
 func newIPLimiter(r float64, shardCap int) *ipLimiter {
 	l := &ipLimiter{rate: r, burst: math.Max(1, math.Ceil(r)), shardCap: shardCap, seed: maphash.MakeSeed()}
 	for i := range l.shards {
-		l.shards[i].cur = make(map[netKey]ipBucket, shardCap)
+		// Maps grow as networks arrive: allocated whole, the buckets
+		// of a few clients would cost every process 11 MB.
+		l.shards[i].cur = make(map[netKey]ipBucket)
 	}
 	return l
 }
@@ -271,7 +273,7 @@ func (l *ipLimiter) take(a netip.Addr, now time.Time) (bool, time.Duration) {
 			b = ipBucket{tokens: l.burst, last: t}
 		}
 		if len(s.cur) >= l.shardCap {
-			s.prev, s.cur = s.cur, make(map[netKey]ipBucket, l.shardCap)
+			s.prev, s.cur = s.cur, make(map[netKey]ipBucket, len(s.cur)/2)
 		}
 	}
 	if d := t - b.last; d > 0 {

@@ -29,6 +29,28 @@ type Embedded struct {
 // could read every write key from the sources bucket, publish events for
 // any source or purge the stream.
 func StartEmbedded(dir, listen, tokenFile string) (*Embedded, error) {
+	return StartEmbeddedLimited(dir, listen, tokenFile, Limits{})
+}
+
+// Limits bound the embedded server's memory; a zero field keeps
+// nats-server's default.
+type Limits struct {
+	// MaxMemory is JetStream's memory storage (herd's own stream and
+	// buckets use files).
+	MaxMemory int64
+	// StreamQueue is the bytes a stream queues between publishers and its
+	// store (nats-server's default is 128 MiB): past it publishes fail, and
+	// the collector answers 503.
+	StreamQueue int64
+	// ClientPending is the bytes queued for one client before the server
+	// cuts it off as slow (default 64 MiB); it must exceed what the
+	// client's pulls may have outstanding.
+	ClientPending int64
+}
+
+// StartEmbeddedLimited is StartEmbedded with the server's buffers bounded
+// by l.
+func StartEmbeddedLimited(dir, listen, tokenFile string, l Limits) (*Embedded, error) {
 	opts := &server.Options{
 		ServerName: "herd",
 		JetStream:  true,
@@ -36,6 +58,10 @@ func StartEmbedded(dir, listen, tokenFile string) (*Embedded, error) {
 		NoSigs:     true,
 		NoLog:      true,
 		DontListen: listen == "",
+
+		JetStreamMaxMemory:    l.MaxMemory,
+		StreamMaxBufferedSize: l.StreamQueue,
+		MaxPending:            l.ClientPending,
 	}
 	if listen != "" {
 		host, port, err := splitHostPort(listen)

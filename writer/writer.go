@@ -185,9 +185,10 @@ func (w *Writer) Run(ctx context.Context) error {
 		return fmt.Errorf("create consumer %s on %s: %w", w.cfg.Consumer, w.cfg.Stream.Name, err)
 	}
 	// Messages are single events or frames of up to stream.MaxFrameBytes:
-	// the pull is bounded in bytes, two batches' worth.
+	// each pull request is bounded in bytes, two batches' worth, and the
+	// messages buffered in the client in number (stream.PullMessages).
 	pull := func() (jetstream.MessagesContext, error) {
-		return cons.Messages(jetstream.PullMaxBytes(2*w.cfg.Batch.MaxBytes), jetstream.PullHeartbeat(2*time.Second))
+		return cons.Messages(stream.PullLimit(2*w.cfg.Batch.MaxBytes), jetstream.PullHeartbeat(2*time.Second))
 	}
 	first, err := pull()
 	if err != nil {
@@ -198,7 +199,9 @@ func (w *Writer) Run(ctx context.Context) error {
 		it      = first
 		stopped bool
 	)
-	msgs := make(chan jetstream.Msg, w.cfg.Batch.MaxEvents)
+	// The pull buffers already: this hand-off holds little, so that a slow
+	// Postgres does not let thousands of frames pile up here.
+	msgs := make(chan jetstream.Msg, 64)
 	go func() {
 		defer close(msgs)
 		failures := 0

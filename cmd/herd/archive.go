@@ -286,6 +286,7 @@ func startArchiver(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.Je
 		window = 100 * 365 * 24 * time.Hour
 	}
 	cfg := archive.Config{Stream: sc, Yield: writerBehind(js, sc.Name, writerConsumer), Window: window, DB: db, CloseAfter: closeAfter}
+	a.mem.archiver(&cfg)
 	ar := archive.New(cfg, lake, js, e.log.With("component", "archiver"), a.reg)
 	g.Go("archiver", ar.Run)
 }

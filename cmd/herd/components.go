@@ -114,6 +114,7 @@ type admin struct {
 	refused prometheus.Counter
 	mu      sync.Mutex
 	checks  map[string]func(context.Context) error
+	mem     *memory // the process's memory budget (memory.go); nil: none
 }
 
 func newAdmin() *admin {

@@ -21,6 +21,7 @@ import (
 	"github.com/herdhq/herd/instance"
 	"github.com/herdhq/herd/internal/pgcluster"
 	"github.com/herdhq/herd/internal/secrets"
+	"github.com/herdhq/herd/membudget"
 	"github.com/herdhq/herd/schemas"
 	"github.com/herdhq/herd/stream"
 	"github.com/herdhq/herd/warehouse"
@@ -77,6 +78,7 @@ type upFlags struct {
 	connectors map[string]connectorFlags // by connector name
 	lake       upLakeFlags
 	console    consoleFlags
+	memory     memoryFlags
 }
 
 // bind defines herd up's flags (herd doctor takes the same, to check the
@@ -93,21 +95,24 @@ func (f *upFlags) bind(fs *flag.FlagSet) {
 	f.connectors = upConnectorFlags(fs)
 	f.lake.bind(fs)
 	f.console.bind(fs, true)
+	f.memory.bind(fs, membudget.Format(membudget.DefaultLimit))
 }
 
 type collectFlags struct {
 	streamFlags
 	collectorFlags
-	nats  natsFlags
-	admin adminFlags
+	nats   natsFlags
+	admin  adminFlags
+	memory memoryFlags
 }
 
 type writeFlags struct {
 	dbFlags
 	streamFlags
 	writerFlags
-	nats  natsFlags
-	admin adminFlags
+	nats   natsFlags
+	admin  adminFlags
+	memory memoryFlags
 }
 
 func init() {
@@ -138,6 +143,8 @@ the printed psql line reads it through passfile=, and a data directory made by
 an older herd with trust authentication is switched over at its next start).
 Nothing herd prints or logs holds a password.
 
+` + memoryHelp + `
+
 ` + adminHelp(true),
 		flags: func(fs *flag.FlagSet) any {
 			var f upFlags
@@ -149,13 +156,14 @@ Nothing herd prints or logs holds a password.
 	register(&command{
 		name:    "collect",
 		summary: "run the collector alone against an external NATS",
-		help:    natsHelp + "\n\n" + adminHelp(false),
+		help:    natsHelp + "\n\n" + memoryHelp + "\n\n" + adminHelp(false),
 		flags: func(fs *flag.FlagSet) any {
 			var f collectFlags
 			f.streamFlags.bind(fs)
 			f.collectorFlags.bind(fs)
 			f.nats.bind(fs, nats.DefaultURL, "NATS server URL(s), comma-separated")
 			f.admin.bind(fs, "127.0.0.1:8081")
+			f.memory.bind(fs, "")
 			return &f
 		},
 		run: runCollect,
@@ -163,7 +171,7 @@ Nothing herd prints or logs holds a password.
 	register(&command{
 		name:    "write",
 		summary: "run the writer alone: external NATS into Postgres",
-		help:    natsHelp + "\n\n" + adminHelp(false),
+		help:    natsHelp + "\n\n" + memoryHelp + "\n\n" + adminHelp(false),
 		flags: func(fs *flag.FlagSet) any {
 			var f writeFlags
 			f.dbFlags.bind(fs)
@@ -171,6 +179,7 @@ Nothing herd prints or logs holds a password.
 			f.writerFlags.bind(fs)
 			f.nats.bind(fs, nats.DefaultURL, "NATS server URL(s), comma-separated")
 			f.admin.bind(fs, "127.0.0.1:8082")
+			f.memory.bind(fs, "")
 			return &f
 		},
 		run: runWrite,
@@ -185,6 +194,7 @@ func startCollector(ctx context.Context, e *env, g *group, a *admin, nc *nats.Co
 	}
 	addStatic(&cfg, demoKey)
 	addWebhooks(&cfg)
+	a.mem.collector(&cfg)
 	if cf.enrich {
 		en, err := enrich.New(enrich.Config{GeoIPDB: cf.geoIPDB, ASNDB: cf.asnDB}, e.log.With("component", "enrich"), a.reg)
 		if err != nil {
@@ -231,7 +241,9 @@ func startWriter(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetS
 	if err := warehouse.SyncSources(g.ctx, db, kv); err != nil {
 		return err
 	}
-	w := writer.New(wf.config(sc), db, js, e.log.With("component", "writer"), a.reg)
+	wcfg := wf.config(sc)
+	a.mem.writer(&wcfg)
+	w := writer.New(wcfg, db, js, e.log.With("component", "writer"), a.reg)
 	a.reg.MustRegister(stream.NewCollector(js, sc, e.log.With("component", "stream")))
 	a.check("postgres", func(ctx context.Context) error { return db.Ping(ctx) })
 	g.Go("writer", w.Run)
@@ -263,7 +275,12 @@ func runCollect(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer adm.Close()
+	mem, err := f.memory.setup(e, a, membudget.Parts{Collector: true})
+	if err != nil {
+		return err
+	}
 	g := newGroup(ctx, e.log)
+	mem.run(g)
 	if err := startCollector(ctx, e, g, a, nc, &f.collectorFlags, sc, ""); err != nil {
 		g.cancel()
 		g.Wait() //nolint:errcheck
@@ -295,6 +312,9 @@ func runWrite(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer adm.Close()
+	if _, err := f.memory.setup(e, a, membudget.Parts{Writer: true}); err != nil {
+		return err
+	}
 	g := newGroup(ctx, e.log)
 	if err := startWriter(e, g, a, db, js, &f.writerFlags, sc); err != nil {
 		g.cancel()
@@ -365,6 +385,10 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer adm.Close()
+	mem, err := f.memory.setup(e, a, membudget.All)
+	if err != nil {
+		return err
+	}
 	dbURL := f.url
 	var cluster *pgcluster.Cluster
 	if dbURL == "" {
@@ -394,7 +418,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 
-	ns, err := stream.StartEmbedded(filepath.Join(f.dataDir, "nats"), f.natsListen, filepath.Join(f.dataDir, natsTokenName))
+	ns, err := stream.StartEmbeddedLimited(filepath.Join(f.dataDir, "nats"), f.natsListen, filepath.Join(f.dataDir, natsTokenName), mem.nats())
 	if err != nil {
 		return err
 	}
@@ -414,6 +438,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	}
 
 	g := newGroup(ctx, e.log)
+	mem.run(g)
 	if err := startWriter(e, g, a, db, js, &f.writerFlags, sc); err != nil {
 		g.cancel()
 		g.Wait() //nolint:errcheck

@@ -147,6 +147,11 @@ type bench struct {
 	// herd up's (herd collect, and herd up processes stopped since), and
 	// priorRows the rows written by herd up processes stopped since.
 	accepted, priorRows float64
+	// wrap is a command the next start runs the program under
+	// (systemd-run), and afterStart what is done with its pid at once (put
+	// in a cgroup): both for the cgroup phase (memory.go).
+	wrap       []string
+	afterStart func(pid int) error
 
 	rep *Report
 }
@@ -333,11 +338,22 @@ func (b *bench) start(ctx context.Context, name, bin string, args ...string) (*c
 		return nil, err
 	}
 	cmd := exec.Command(filepath.Join(b.bin, bin), args...)
+	if len(b.wrap) > 0 {
+		cmd = exec.Command(b.wrap[0], append(append(b.wrap[1:], "--", filepath.Join(b.bin, bin)), args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	if b.afterStart != nil {
+		if err := b.afterStart(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			logf.Close()
+			return nil, fmt.Errorf("start %s: %w", name, err)
+		}
 	}
 	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
 	go func() {

@@ -400,6 +400,7 @@ func (b *bench) herdPhases(ctx context.Context) error {
 	if err := b.restartHerd(ctx, true); err != nil {
 		return err
 	}
+	b.idleRSS(ctx)
 	for i, rate := range b.o.Rates {
 		name := "open" + strconv.Itoa(int(rate))
 		args := append(b.common(b.collector, name, b.o.OpenConns, b.o.Phase), "--mode", "open", "--batch", "1",
@@ -410,6 +411,9 @@ func (b *bench) herdPhases(ctx context.Context) error {
 			return err
 		}
 		b.settle(ctx, 60*time.Second)
+	}
+	if err := b.cgroupPhase(ctx); err != nil {
+		return err
 	}
 	return b.splitPhase(ctx)
 }
