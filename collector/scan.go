@@ -221,7 +221,7 @@ func plain8(x uint64) bool {
 	bslash := x ^ (ones * '\\')
 	// A byte is zero in v exactly when (v - 1) borrows into its high bit
 	// while its own high bit is clear; the same test finds bytes < 0x20.
-	special := (quote - ones) & ^quote | (bslash - ones) & ^bslash | (x - ones*0x20) & ^x
+	special := (quote-ones) & ^quote | (bslash-ones) & ^bslash | (x-ones*0x20) & ^x
 	return (special|x)&highs == 0
 }
 
