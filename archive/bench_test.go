@@ -16,7 +16,7 @@ func BenchmarkEncodeFile(b *testing.B) {
 	}
 	var size int
 	for b.Loop() {
-		data, err := encodeFile(recs)
+		data, err := encodeFile(context.Background(), recs)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -48,7 +48,7 @@ func BenchmarkCompact(b *testing.B) {
 			for i := f; i < f+10_000; i++ {
 				recs = append(recs, toRecord(&evs[i], uint64(i+1), ProvArchiver))
 			}
-			data, err := encodeFile(recs)
+			data, err := encodeFile(context.Background(), recs)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -174,8 +174,9 @@ func (r *record) event() herd.Event {
 	}
 }
 
-// encodeFile writes records as one zstd-compressed Parquet file.
-func encodeFile(recs []record) ([]byte, error) {
+// encodeFile writes records as one zstd-compressed Parquet file, paced by
+// ctx's pacer (see pace.go), if any.
+func encodeFile(ctx context.Context, recs []record) ([]byte, error) {
 	lo, hi := recs[0].StreamSeq, recs[0].StreamSeq
 	for i := range recs {
 		lo, hi = min(lo, recs[i].StreamSeq), max(hi, recs[i].StreamSeq)
@@ -187,14 +188,24 @@ func encodeFile(recs []record) ([]byte, error) {
 		parquet.KeyValueMetadata("herd.first_seq", strconv.FormatInt(lo, 10)),
 		parquet.KeyValueMetadata("herd.last_seq", strconv.FormatInt(hi, 10)),
 	)
-	if _, err := w.Write(recs); err != nil {
-		return nil, fmt.Errorf("encode %d rows as parquet: %w", len(recs), err)
+	// Rows go in a few hundred at a time: the pages that fill meanwhile
+	// are encoded and compressed within the same call, so no call is long.
+	pace := pacerOf(ctx)
+	for i := 0; i < len(recs); i += encodeChunk {
+		pace.step()
+		if _, err := w.Write(recs[i:min(i+encodeChunk, len(recs))]); err != nil {
+			return nil, fmt.Errorf("encode %d rows as parquet: %w", len(recs), err)
+		}
 	}
+	pace.step()
 	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("finish parquet file of %d rows: %w", len(recs), err)
 	}
 	return buf.Bytes(), nil
 }
+
+// encodeChunk is how many rows encodeFile writes between pacing steps.
+const encodeChunk = 256
 
 func decodeFile(data []byte) ([]record, error) {
 	return parquet.Read[record](bytes.NewReader(data), int64(len(data)))
