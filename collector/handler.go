@@ -98,8 +98,8 @@ func (c *Collector) Handle(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Set("Allow", "POST, OPTIONS")
 		replyError(ctx, fasthttp.StatusMethodNotAllowed, "method "+string(ctx.Method())+" not allowed here")
 	}
-	c.m.requests.WithLabelValues(label, strconv.Itoa(ctx.Response.StatusCode())).Inc()
-	c.m.duration.WithLabelValues(label).Observe(time.Since(start).Seconds())
+	c.m.routes.request(label, ctx.Response.StatusCode()).Inc()
+	c.m.routes.duration(label).Observe(time.Since(start).Seconds())
 }
 
 // cors allows every origin with credentials: analytics.js sends an
