@@ -154,7 +154,15 @@ func (c *Collector) enrich(ev *herd.Event, info *reqInfo) {
 		e.IP = ctx.IP
 	}
 	anonymize := info.source.AnonymizeIP || c.cfg.AnonymizeIP
-	e.IP = c.cleanIP(e.IP, anonymize)
+	if e.IP == info.ip {
+		// The request's own address: cleaned once for all its events.
+		if !info.ipCleaned {
+			info.ipClean, info.ipCleaned = c.cleanIP(info.ip, anonymize), true
+		}
+		e.IP = info.ipClean
+	} else {
+		e.IP = c.cleanIP(e.IP, anonymize)
+	}
 	if anonymize && ctx.IP != "" {
 		// context.ip is stored with the rest of context: anonymise it
 		// there too, or the full address would reach the warehouse.

@@ -16,6 +16,10 @@ type reqInfo struct {
 	pathType   string // type implied by the path, "" for batch
 	ip         string // client IP chosen from the socket and trusted proxies
 	userAgent  string
+	// ipClean is ip as stored (anonymised when the source asks), once
+	// ipCleaned: enrich computes it for the request's first event.
+	ipClean   string
+	ipCleaned bool
 }
 
 // buildEvent validates one item and turns it into an Event. Errors are the
