@@ -167,6 +167,10 @@ func (s *scanner) string() bool {
 		for len(s.b)-s.i >= 8 && plain8(binary.LittleEndian.Uint64(s.b[s.i:])) {
 			s.i += 8
 		}
+		// Then byte by byte through the plain ones.
+		for s.i < len(s.b) && plainByte[s.b[s.i]] {
+			s.i++
+		}
 		if s.i >= len(s.b) {
 			break
 		}
@@ -212,6 +216,15 @@ func (s *scanner) string() bool {
 	}
 	return false
 }
+
+// plainByte marks the bytes a string may hold as they are: ASCII, not a
+// control character, quote or backslash.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // plain8 reports whether none of the eight bytes in x is a quote, a
 // backslash, a control character or outside ASCII.
