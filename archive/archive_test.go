@@ -47,7 +47,7 @@ func TestRecordRoundTrip(t *testing.T) {
 			ReferrerHost: "rh", ReferrerClass: "search", GCLID: "g", FBCLID: "f", OSVersion: "14", BotReason: "crawler", ASN: 64500, ASOrg: "org"},
 	}
 	bare := herd.Event{MessageID: "m2", SourceID: 7, Type: "page", Timestamp: ts, ReceivedAt: ts, Context: json.RawMessage("null")}
-	data, err := encodeFile([]record{toRecord(&full, 5, ProvArchiver), toRecord(&bare, 9, ProvArchiver)})
+	data, err := encodeFile(context.Background(), []record{toRecord(&full, 5, ProvArchiver), toRecord(&bare, 9, ProvArchiver)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -913,7 +913,7 @@ func TestNullsAsDuckDBSeesThem(t *testing.T) {
 		if len(recs) == 0 {
 			continue
 		}
-		data, err := encodeFile(recs)
+		data, err := encodeFile(context.Background(), recs)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -84,6 +84,14 @@ type Config struct {
 	// up); without it, gaps are recorded in the lake for `herd archive
 	// repair`.
 	DB *pgxpool.Pool
+
+	// EncodeShare is the share of one core that writing lake files
+	// (decoding, Parquet, zstd; compactions and repairs too) may take over
+	// time: the work runs in slices of a millisecond with pauses between
+	// them, so that it never takes the cores the collector's requests
+	// need beside it (see pace.go). Default DefaultEncodeShare; 1 or more:
+	// no pauses, only yields between slices.
+	EncodeShare float64
 }
 
 func (c *Config) defaults() {
@@ -138,6 +146,9 @@ func (c *Config) defaults() {
 	}
 	if c.Window <= 0 {
 		c.Window = DefaultWindow
+	}
+	if c.EncodeShare <= 0 {
+		c.EncodeShare = DefaultEncodeShare
 	}
 }
 
@@ -227,6 +238,8 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg Config, log
 // Run archives until ctx ends, then writes the open files (within
 // DrainTimeout) and returns.
 func (a *Archiver) Run(ctx context.Context) error {
+	// Everything this loop encodes is paced; the pacer is the loop's own.
+	ctx = withPacer(ctx, newPacer(a.cfg.EncodeShare))
 	cons, err := EnsureConsumer(ctx, a.js, a.cfg, a.log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -286,7 +299,8 @@ func (a *Archiver) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			stop()
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.DrainTimeout)
+			// The last files are written flat out: DrainTimeout bounds it.
+			dctx, cancel := context.WithTimeout(withPacer(context.WithoutCancel(ctx), nil), a.cfg.DrainTimeout)
 			defer cancel()
 			return a.flushAll(dctx)
 		case req := <-erases:
@@ -579,7 +593,11 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	start := time.Now()
 	sort.SliceStable(f.entries, func(i, j int) bool { return f.entries[i].seq < f.entries[j].seq })
 	recs := make([]record, 0, len(f.entries))
-	for _, e := range f.entries {
+	pace := pacerOf(ctx)
+	for i, e := range f.entries {
+		if i%encodeChunk == 0 {
+			pace.step()
+		}
 		var ev herd.Event
 		if err := stream.DecodeEvent(e.data, &ev); err != nil {
 			// Its head was readable (handle placed it), the rest is not.
@@ -613,7 +631,7 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	first, last := uint64(recs[0].StreamSeq), uint64(recs[len(recs)-1].StreamSeq)
 	name := fileName(first, last)
 	key := st.p.prefix() + name
-	data, err := encodeFile(recs)
+	data, err := encodeFile(ctx, recs)
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", key, err)
 	}

@@ -63,7 +63,7 @@ func seedPartition(t *testing.T, lake Lake, p partition) {
 			seq++
 		}
 		name := fileName(uint64(recs[0].StreamSeq), uint64(recs[len(recs)-1].StreamSeq))
-		data, err := encodeFile(recs)
+		data, err := encodeFile(context.Background(), recs)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -138,22 +138,86 @@ func utcPtr(t *time.Time) *time.Time {
 	return &u
 }
 
+// toRecord makes an event a row. The values the nullable columns point to
+// share one allocation (the archiver makes a record of every event, and a
+// pointer each was two dozen allocations an event).
 func toRecord(e *herd.Event, seq uint64, prov string) record {
-	return record{
-		Provenance: opt(prov),
-		MessageID:  e.MessageID, SourceID: e.SourceID, Type: e.Type, Event: opt(e.Event),
-		AnonymousID: opt(e.AnonymousID), UserID: opt(e.UserID), GroupID: opt(e.GroupID), PreviousID: opt(e.PreviousID),
-		Timestamp: e.Timestamp.UTC(), OriginalTimestamp: utcPtr(e.OriginalTimestamp), SentAt: utcPtr(e.SentAt), ReceivedAt: e.ReceivedAt.UTC(),
-		Context: jsonText(e.Context), Properties: jsonText(e.Properties), Traits: jsonText(e.Traits),
-		URL: opt(e.URL), Path: opt(e.Path), Referrer: opt(e.Referrer), Title: opt(e.Title), Search: opt(e.Search),
-		UTMSource: opt(e.UTMSource), UTMMedium: opt(e.UTMMedium), UTMCampaign: opt(e.UTMCampaign), UTMTerm: opt(e.UTMTerm), UTMContent: opt(e.UTMContent),
-		IP: opt(e.IP), Country: opt(e.Country), Region: opt(e.Region), City: opt(e.City), UserAgent: opt(e.UserAgent),
-		Browser: opt(e.Browser), BrowserVersion: opt(e.BrowserVersion), OS: opt(e.OS), DeviceType: opt(e.DeviceType), IsBot: e.IsBot,
-		SessionID: opt(e.SessionID), LibraryName: opt(e.LibraryName), LibraryVersion: opt(e.LibraryVersion),
-		StreamSeq:    int64(seq),
-		ReferrerHost: opt(e.ReferrerHost), ReferrerClass: opt(e.ReferrerClass), GCLID: opt(e.GCLID), FBCLID: opt(e.FBCLID),
-		OSVersion: opt(e.OSVersion), BotReason: opt(e.BotReason), ASN: optInt(e.ASN), ASOrg: opt(e.ASOrg),
+	// The nullable string columns, in the order of the record's fields below.
+	src := [...]string{
+		prov, e.Event, e.AnonymousID, e.UserID, e.GroupID, e.PreviousID,
+		jsonString(e.Context), jsonString(e.Properties), jsonString(e.Traits),
+		e.URL, e.Path, e.Referrer, e.Title, e.Search,
+		e.UTMSource, e.UTMMedium, e.UTMCampaign, e.UTMTerm, e.UTMContent,
+		e.IP, e.Country, e.Region, e.City, e.UserAgent,
+		e.Browser, e.BrowserVersion, e.OS, e.DeviceType,
+		e.SessionID, e.LibraryName, e.LibraryVersion,
+		e.ReferrerHost, e.ReferrerClass, e.GCLID, e.FBCLID,
+		e.OSVersion, e.BotReason, e.ASOrg,
 	}
+	n := 0
+	for _, v := range src {
+		if v != "" {
+			n++
+		}
+	}
+	// Appends within the capacity never move the slab: the pointers hold.
+	slab := make([]string, 0, n)
+	i := 0
+	o := func() *string {
+		v := src[i]
+		i++
+		if v == "" {
+			return nil
+		}
+		slab = append(slab, v)
+		return &slab[len(slab)-1]
+	}
+	var extra *recordExtra
+	if e.OriginalTimestamp != nil || e.SentAt != nil || e.ASN != 0 {
+		extra = new(recordExtra)
+	}
+	r := record{
+		Provenance: o(),
+		MessageID:  e.MessageID, SourceID: e.SourceID, Type: e.Type, Event: o(),
+		AnonymousID: o(), UserID: o(), GroupID: o(), PreviousID: o(),
+		Timestamp: e.Timestamp.UTC(), ReceivedAt: e.ReceivedAt.UTC(),
+		Context: o(), Properties: o(), Traits: o(),
+		URL: o(), Path: o(), Referrer: o(), Title: o(), Search: o(),
+		UTMSource: o(), UTMMedium: o(), UTMCampaign: o(), UTMTerm: o(), UTMContent: o(),
+		IP: o(), Country: o(), Region: o(), City: o(), UserAgent: o(),
+		Browser: o(), BrowserVersion: o(), OS: o(), DeviceType: o(), IsBot: e.IsBot,
+		SessionID: o(), LibraryName: o(), LibraryVersion: o(),
+		StreamSeq:    int64(seq),
+		ReferrerHost: o(), ReferrerClass: o(), GCLID: o(), FBCLID: o(),
+		OSVersion: o(), BotReason: o(), ASOrg: o(),
+	}
+	if e.OriginalTimestamp != nil {
+		extra.original = e.OriginalTimestamp.UTC()
+		r.OriginalTimestamp = &extra.original
+	}
+	if e.SentAt != nil {
+		extra.sent = e.SentAt.UTC()
+		r.SentAt = &extra.sent
+	}
+	if e.ASN != 0 {
+		extra.asn = e.ASN
+		r.ASN = &extra.asn
+	}
+	return r
+}
+
+// recordExtra holds a record's nullable times and number.
+type recordExtra struct {
+	original, sent time.Time
+	asn            int64
+}
+
+// jsonString is a JSON column's text: "" (NULL) for none or null.
+func jsonString(b json.RawMessage) string {
+	if len(b) == 0 || string(b) == "null" {
+		return ""
+	}
+	return string(b)
 }
 
 func (r *record) event() herd.Event {
@@ -174,8 +238,9 @@ func (r *record) event() herd.Event {
 	}
 }
 
-// encodeFile writes records as one zstd-compressed Parquet file.
-func encodeFile(recs []record) ([]byte, error) {
+// encodeFile writes records as one zstd-compressed Parquet file, paced by
+// ctx's pacer (see pace.go), if any.
+func encodeFile(ctx context.Context, recs []record) ([]byte, error) {
 	lo, hi := recs[0].StreamSeq, recs[0].StreamSeq
 	for i := range recs {
 		lo, hi = min(lo, recs[i].StreamSeq), max(hi, recs[i].StreamSeq)
@@ -187,14 +252,24 @@ func encodeFile(recs []record) ([]byte, error) {
 		parquet.KeyValueMetadata("herd.first_seq", strconv.FormatInt(lo, 10)),
 		parquet.KeyValueMetadata("herd.last_seq", strconv.FormatInt(hi, 10)),
 	)
-	if _, err := w.Write(recs); err != nil {
-		return nil, fmt.Errorf("encode %d rows as parquet: %w", len(recs), err)
+	// Rows go in a few hundred at a time: the pages that fill meanwhile
+	// are encoded and compressed within the same call, so no call is long.
+	pace := pacerOf(ctx)
+	for i := 0; i < len(recs); i += encodeChunk {
+		pace.step()
+		if _, err := w.Write(recs[i:min(i+encodeChunk, len(recs))]); err != nil {
+			return nil, fmt.Errorf("encode %d rows as parquet: %w", len(recs), err)
+		}
 	}
+	pace.step()
 	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("finish parquet file of %d rows: %w", len(recs), err)
 	}
 	return buf.Bytes(), nil
 }
+
+// encodeChunk is how many rows encodeFile writes between pacing steps.
+const encodeChunk = 256
 
 func decodeFile(data []byte) ([]record, error) {
 	return parquet.Read[record](bytes.NewReader(data), int64(len(data)))

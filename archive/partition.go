@@ -198,7 +198,7 @@ func putFile(ctx context.Context, lake Lake, p partition, recs []record, streamN
 		first, last = min(first, uint64(recs[i].StreamSeq)), max(last, uint64(recs[i].StreamSeq))
 	}
 	name := taggedName(first, last, tag, gen)
-	data, err := encodeFile(recs)
+	data, err := encodeFile(ctx, recs)
 	if err != nil {
 		return FileEntry{}, fmt.Errorf("%s%s: %w", p.prefix(), name, err)
 	}

@@ -82,7 +82,8 @@ func BenchmarkDecode(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				c.buildAll(r, info, p, storeBudget(r), func(_ int, _ *herd.Event, _ int, err error) {
+				inf := *info // per request, as in accept
+				c.buildAll(r, &inf, p, storeBudget(r), func(_ int, _ *herd.Event, _ int, err error) {
 					if err != nil && !tc.batch {
 						b.Fatal(err)
 					}

@@ -23,8 +23,9 @@ const (
 	MaxDepth        = 64
 )
 
-// wireEvent is an event as clients send it (Segment's spec). Identifiers are
-// raw because some clients send numbers.
+// wireEvent is an event as clients send it (Segment's spec), read by
+// decodeEvent. Identifiers are raw because some clients send numbers. The
+// raw fields are slices of the request's body.
 type wireEvent struct {
 	Type              string          `json:"type"`
 	Event             json.RawMessage `json:"event"`
@@ -43,12 +44,13 @@ type wireEvent struct {
 	WriteKey          string          `json:"writeKey"`
 }
 
-// wireBatch is the body of /v1/batch and /v1/import.
+// wireBatch is the body of /v1/batch and /v1/import, read by decodeBatch.
 type wireBatch struct {
 	Batch    []json.RawMessage `json:"batch"`
 	Context  json.RawMessage   `json:"context"`
 	SentAt   json.RawMessage   `json:"sentAt"`
 	WriteKey string            `json:"writeKey"`
+	count    int               // items in the body; Batch holds the first MaxBatchEvents
 }
 
 // request is a decoded body: the raw items, with the batch-level fields to
@@ -64,6 +66,14 @@ type request struct {
 	parsed   *wireEvent    // the single event, already decoded
 	// scanned, when set, holds for every item: checkRaw need not scan them.
 	scanned *scanInfo
+}
+
+// single is a one-event request with what it points to, in one allocation.
+type single struct {
+	r    request
+	w    wireEvent
+	info scanInfo
+	item [1]json.RawMessage
 }
 
 // decodeBody splits a body into items. Errors are request-level: the whole
@@ -86,21 +96,24 @@ func decodeBody(body []byte, batch bool) (*request, error) {
 	}
 	if !batch {
 		// One parse: the event itself, which also carries the write key.
-		w := new(wireEvent)
-		if err := json.Unmarshal(body, w); err != nil {
-			return nil, herd.Errorf(herd.ErrInvalid, "body is not valid JSON: %s", jsonErr(err))
+		r := &single{}
+		if err := decodeEvent(body, &r.w); err != nil {
+			return nil, herd.Errorf(herd.ErrInvalid, "body is not a valid event: %v", err)
 		}
-		return &request{items: []json.RawMessage{body}, parsed: w, scanned: &info, writeKey: w.WriteKey, bodyLen: len(body)}, nil
+		r.info = info
+		r.item[0] = body
+		r.r = request{items: r.item[:], parsed: &r.w, scanned: &r.info, writeKey: r.w.WriteKey, bodyLen: len(body)}
+		return &r.r, nil
 	}
 	var b wireBatch
-	if err := json.Unmarshal(body, &b); err != nil {
-		return nil, herd.Errorf(herd.ErrInvalid, "body is not valid JSON: %s", jsonErr(err))
+	if err := decodeBatch(body, &b, MaxBatchEvents); err != nil {
+		return nil, herd.Errorf(herd.ErrInvalid, "body is not a valid batch: %v", err)
 	}
-	if len(b.Batch) == 0 {
+	if b.count == 0 {
 		return nil, herd.Errorf(herd.ErrInvalid, "batch is empty: send {\"batch\": [event, ...]}")
 	}
-	if len(b.Batch) > MaxBatchEvents {
-		return nil, herd.Errorf(herd.ErrTooLarge, "batch holds %d events; the limit is %d", len(b.Batch), MaxBatchEvents)
+	if b.count > MaxBatchEvents {
+		return nil, herd.Errorf(herd.ErrTooLarge, "batch holds %d events; the limit is %d", b.count, MaxBatchEvents)
 	}
 	r := &request{items: b.Batch, context: b.Context, sentAt: b.SentAt, writeKey: b.WriteKey, batch: true, bodyLen: len(body)}
 	clean := !info.nul && !info.badUTF8
@@ -151,15 +164,6 @@ func checkBatchContext(ctx json.RawMessage, clean bool) error {
 	return nil
 }
 
-func jsonErr(err error) string {
-	var te *json.UnmarshalTypeError
-	if e, ok := err.(*json.UnmarshalTypeError); ok {
-		te = e
-		return fmt.Sprintf("field %q must be %s, not %s", te.Field, te.Type, te.Value)
-	}
-	return err.Error()
-}
-
 // checkRaw refuses an item Postgres could not store or that is unreasonable:
 // over the size limit, invalid UTF-8, a NUL character, nesting too deep. info
 // is the item's scan when the body's scan was the item's own; nil scans it.
@@ -194,8 +198,9 @@ func idString(raw json.RawMessage, field string) (string, error) {
 	var s string
 	switch raw[0] {
 	case '"':
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", fmt.Errorf("%s: %v", field, err)
+		var ok bool
+		if s, ok = jsonString(raw); !ok {
+			return "", fmt.Errorf("%s is not a valid JSON string", field)
 		}
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		s = string(raw)
@@ -213,8 +218,8 @@ func nameString(raw json.RawMessage, field string) (string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return "", nil
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	s, ok := jsonString(raw)
+	if !ok {
 		return "", fmt.Errorf("%s must be a string", field)
 	}
 	if len(s) > MaxEventNameLen {
@@ -232,29 +237,38 @@ const maxFuture = 24 * time.Hour
 // parseTime reads an ISO 8601 timestamp (as every Segment library sends), or
 // a number of milliseconds since the epoch.
 func parseTime(raw json.RawMessage, field string) (*time.Time, error) {
+	t, ok, err := parseTimeValue(raw, field)
+	if !ok || err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// parseTimeValue is parseTime without the allocation: ok is false when
+// there is no time.
+func parseTimeValue(raw json.RawMessage, field string) (time.Time, bool, error) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
+		return time.Time{}, false, nil
 	}
 	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, fmt.Errorf("%s: %v", field, err)
+		s, ok := jsonString(raw)
+		if !ok {
+			return time.Time{}, false, fmt.Errorf("%s is not a valid JSON string", field)
 		}
 		if s == "" {
-			return nil, nil
+			return time.Time{}, false, nil
 		}
 		t, err := ParseTimestamp(s)
 		if err != nil {
-			return nil, fmt.Errorf("%s %q is not an ISO 8601 timestamp", field, truncate(s, 64))
+			return time.Time{}, false, fmt.Errorf("%s %q is not an ISO 8601 timestamp", field, truncate(s, 64))
 		}
-		return &t, nil
+		return t, true, nil
 	}
 	ms, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil || ms < 0 || ms > 1e15 {
-		return nil, fmt.Errorf("%s must be an ISO 8601 string or epoch milliseconds", field)
+		return time.Time{}, false, fmt.Errorf("%s must be an ISO 8601 string or epoch milliseconds", field)
 	}
-	t := time.UnixMilli(int64(ms)).UTC()
-	return &t, nil
+	return time.UnixMilli(int64(ms)).UTC(), true, nil
 }
 
 var timeLayouts = []string{

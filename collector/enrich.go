@@ -10,36 +10,88 @@ import (
 
 // eventContext is the part of context and properties the enrichment reads.
 type eventContext struct {
-	Page struct {
-		URL      string `json:"url"`
-		Path     string `json:"path"`
-		Referrer string `json:"referrer"`
-		Title    string `json:"title"`
-		Search   string `json:"search"`
-	} `json:"page"`
+	Page     pageProps
 	Campaign struct {
-		Source  string `json:"source"`
-		Medium  string `json:"medium"`
-		Name    string `json:"name"`
-		Term    string `json:"term"`
-		Content string `json:"content"`
-	} `json:"campaign"`
+		Source, Medium, Name, Term, Content string
+	}
 	Library struct {
-		Name    string `json:"name"`
-		Version string `json:"version"`
-	} `json:"library"`
-	UserAgent  string          `json:"userAgent"`
-	IP         string          `json:"ip"`
-	SessionID  json.RawMessage `json:"sessionId"`
-	SessionID2 json.RawMessage `json:"session_id"`
+		Name, Version string
+	}
+	UserAgent  string
+	IP         string
+	SessionID  json.RawMessage // sessionId
+	SessionID2 json.RawMessage // session_id
 }
 
+// pageProps is context.page, or a page call's properties.
 type pageProps struct {
-	URL      string `json:"url"`
-	Path     string `json:"path"`
-	Referrer string `json:"referrer"`
-	Title    string `json:"title"`
-	Search   string `json:"search"`
+	URL, Path, Referrer, Title, Search string
+}
+
+// readContext reads what enrichment needs from a context object. A member
+// of the wrong type is skipped; the others are still read.
+func readContext(raw []byte, ctx *eventContext) {
+	it, ok := newObjIter(raw)
+	if !ok {
+		return
+	}
+	for {
+		m, ok := it.next()
+		if !ok {
+			return
+		}
+		switch {
+		case m.is("page"):
+			readPage(m.val, &ctx.Page)
+		case m.is("campaign"):
+			c := &ctx.Campaign
+			readStrings(m.val, campaignNames[:], &c.Source, &c.Medium, &c.Name, &c.Term, &c.Content)
+		case m.is("library"):
+			readStrings(m.val, libraryNames[:], &ctx.Library.Name, &ctx.Library.Version)
+		case m.is("useragent"):
+			_ = stringField(&ctx.UserAgent, "", m.val)
+		case m.is("ip"):
+			_ = stringField(&ctx.IP, "", m.val)
+		case m.is("sessionid"):
+			ctx.SessionID = m.val
+		case m.is("session_id"):
+			ctx.SessionID2 = m.val
+		}
+	}
+}
+
+// The members readStrings looks for, lower case, in the order of its
+// destinations.
+var (
+	pageNames     = [...]string{"url", "path", "referrer", "title", "search"}
+	campaignNames = [...]string{"source", "medium", "name", "term", "content"}
+	libraryNames  = [...]string{"name", "version"}
+)
+
+// readPage reads context.page or a page call's properties.
+func readPage(raw []byte, p *pageProps) {
+	readStrings(raw, pageNames[:], &p.URL, &p.Path, &p.Referrer, &p.Title, &p.Search)
+}
+
+// readStrings sets dst[i] from the string member of the object raw named
+// names[i]; members of other types are skipped.
+func readStrings(raw []byte, names []string, dst ...*string) {
+	it, ok := newObjIter(raw)
+	if !ok {
+		return
+	}
+	for {
+		m, ok := it.next()
+		if !ok {
+			return
+		}
+		for i, name := range names {
+			if m.is(name) {
+				_ = stringField(dst[i], "", m.val)
+				break
+			}
+		}
+	}
 }
 
 // enrich fills the derived columns. Malformed optional fields are ignored:
@@ -47,13 +99,13 @@ type pageProps struct {
 func (c *Collector) enrich(ev *herd.Event, info *reqInfo) {
 	var ctx eventContext
 	if len(ev.Context) > 0 {
-		_ = json.Unmarshal(ev.Context, &ctx)
+		readContext(ev.Context, &ctx)
 	}
 	e := &ev.Enrichment
 	e.URL, e.Path, e.Referrer, e.Title, e.Search = ctx.Page.URL, ctx.Page.Path, ctx.Page.Referrer, ctx.Page.Title, ctx.Page.Search
 	if ev.Type == herd.TypePage && len(ev.Properties) > 0 {
 		var p pageProps
-		_ = json.Unmarshal(ev.Properties, &p)
+		readPage(ev.Properties, &p)
 		e.URL = first(p.URL, e.URL)
 		e.Path = first(p.Path, e.Path)
 		e.Referrer = first(p.Referrer, e.Referrer)
@@ -102,7 +154,15 @@ func (c *Collector) enrich(ev *herd.Event, info *reqInfo) {
 		e.IP = ctx.IP
 	}
 	anonymize := info.source.AnonymizeIP || c.cfg.AnonymizeIP
-	e.IP = c.cleanIP(e.IP, anonymize)
+	if e.IP == info.ip {
+		// The request's own address: cleaned once for all its events.
+		if !info.ipCleaned {
+			info.ipClean, info.ipCleaned = c.cleanIP(info.ip, anonymize), true
+		}
+		e.IP = info.ipClean
+	} else {
+		e.IP = c.cleanIP(e.IP, anonymize)
+	}
 	if anonymize && ctx.IP != "" {
 		// context.ip is stored with the rest of context: anonymise it
 		// there too, or the full address would reach the warehouse.

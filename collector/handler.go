@@ -98,8 +98,8 @@ func (c *Collector) Handle(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Set("Allow", "POST, OPTIONS")
 		replyError(ctx, fasthttp.StatusMethodNotAllowed, "method "+string(ctx.Method())+" not allowed here")
 	}
-	c.m.requests.WithLabelValues(label, strconv.Itoa(ctx.Response.StatusCode())).Inc()
-	c.m.duration.WithLabelValues(label).Observe(time.Since(start).Seconds())
+	c.m.routes.request(label, ctx.Response.StatusCode()).Inc()
+	c.m.routes.duration(label).Observe(time.Since(start).Seconds())
 }
 
 // cors allows every origin with credentials: analytics.js sends an
@@ -462,34 +462,38 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 }
 
 // buildAll validates, enriches and encodes r's items within budget bytes,
-// calling each for every item in order: with the event and its encoded size
+// calling each for every item in order: with the event (valid only during
+// the call) and its encoded size
 // (the entry sits in p's scratch buffer until the next item), or with the
 // reason it is refused. Once the budget is spent, the remaining items are
 // refused without being built: what a request costs in CPU and memory is
 // bounded by its budget, not by how many events it names.
 func (c *Collector) buildAll(r *request, info *reqInfo, p *publishing, budget int, each func(i int, ev *herd.Event, n int, err error)) {
 	var spent error
+	// One Event for all the items: each is encoded (copied) before the next
+	// is built, and each must not keep it.
+	ev := new(herd.Event)
 	for i, item := range r.items {
 		if spent != nil {
-			each(i, &herd.Event{}, 0, spent)
+			*ev = herd.Event{}
+			each(i, ev, 0, spent)
 			continue
 		}
-		ev, err := c.buildEvent(item, r, info)
-		if err != nil {
-			each(i, &ev, 0, err)
+		if err := c.fillEvent(ev, item, r, info); err != nil {
+			each(i, ev, 0, err)
 			continue
 		}
 		// What one request stores is bounded by its size, whatever the
 		// batch context or the headers copied into each event.
-		n := p.encode(&ev)
+		n := p.encode(ev)
 		if n > budget {
 			spent = herd.Errorf(herd.ErrTooLarge, "event refused: the request would store more than %d bytes (twice its %d-byte body, plus %d bytes an event and %d); the batch context is stored in every event: send fewer events per batch", storeBudget(r), r.bodyLen, budgetPerEvent, budgetSlack)
 			c.m.overBudget.Add(float64(len(r.items) - i))
-			each(i, &ev, 0, spent)
+			each(i, ev, 0, spent)
 			continue
 		}
 		budget -= n
-		each(i, &ev, n, nil)
+		each(i, ev, n, nil)
 	}
 }
 

@@ -29,6 +29,8 @@ type metrics struct {
 	// busy counts requests answered 503 for want of decode room.
 	connsRefused prometheus.Counter
 	busy         prometheus.Counter
+	// routes caches requests' and duration's children.
+	routes routeCache
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -73,6 +75,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.events, m.publish, m.frameEvents, m.overBudget, m.unrecorded, m.decompressed, m.panics, m.connsRefused, m.busy)
 	}
+	m.routes.m = m
 	return m
 }
 
