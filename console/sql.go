@@ -147,14 +147,24 @@ func (s *Server) run(ctx context.Context, conn *pgx.Conn, sql string, write bool
 	size := 0
 	for rr.NextRow() {
 		res.RowCount++
-		if len(res.Rows) >= limit || size >= s.cfg.MaxResultBytes {
+		if res.Truncated || len(res.Rows) >= limit {
 			res.Truncated = true
 			continue
 		}
 		vals := rr.Values()
+		n := 0
+		for _, v := range vals {
+			n += len(v) + 4
+		}
+		// The row is counted before it is added: one that would take
+		// the result past its byte limit ends it, however large.
+		if size+n > s.cfg.MaxResultBytes {
+			res.Truncated = true
+			continue
+		}
+		size += n
 		row := make([]any, len(vals))
 		for i, v := range vals {
-			size += len(v) + 4
 			row[i] = jsonValue(tm, fields[i].DataTypeOID, v)
 		}
 		res.Rows = append(res.Rows, row)
