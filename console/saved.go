@@ -44,11 +44,11 @@ func every(secs float64) string {
 func (s *Server) listQueries(w http.ResponseWriter, r *http.Request) {
 	out := []savedItem{}
 	err := s.withConn(r, func(conn *pgx.Conn) error {
-		rows, _ := conn.Query(r.Context(), `SELECT q.name, q.saved_by, coalesce(extract(epoch FROM q.run_every), 0)::float8, q.shared,
+		rows, _ := conn.Query(r.Context(), `SELECT q.name, q.saved_by, coalesce(pg_catalog.date_part('epoch', q.run_every), 0)::pg_catalog.float8, q.shared,
 				x.id, x.started_at, x.duration_ms, x.error, x.row_count
 			FROM herd.saved_queries q
 			LEFT JOIN LATERAL (SELECT id, started_at, duration_ms, error, row_count FROM herd.query_runs r
-				WHERE r.query_name = q.name ORDER BY id DESC LIMIT 1) x ON true
+				WHERE r.query_name OPERATOR(pg_catalog.=) q.name ORDER BY id DESC LIMIT 1) x ON true
 			ORDER BY q.name LIMIT 5000`)
 		var it savedItem
 		var secs float64
@@ -147,6 +147,12 @@ func (s *Server) saveQuery(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "you have "+strconv.Itoa(n)+" saved queries, the most a role may keep: replace one (save under its name) or ask an operator to delete some")
 		return
 	}
+	release, err := s.runs.acquire(ss.user)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer release()
 	if err := s.store.SaveShared(r.Context(), req.Name, req.SQL, iv, ss.user); err != nil {
 		if errors.Is(err, queries.ErrTaken) {
 			writeError(w, http.StatusConflict, err.Error())
@@ -158,7 +164,11 @@ func (s *Server) saveQuery(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	run, err := s.store.Run(r.Context(), req.Name)
+	run, err := s.store.RunAs(r.Context(), req.Name, ss.user)
+	if errors.Is(err, queries.ErrNotFound) || errors.Is(err, queries.ErrChanged) {
+		s.fail(w, r, errorf(http.StatusConflict, "query %s was replaced by another save meanwhile: save it again", req.Name))
+		return
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -166,16 +176,31 @@ func (s *Server) saveQuery(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]any{"name": req.Name, "run": toRunJSON(run)})
 }
 
-// visible reports whether the signed-in role sees the saved query (RLS).
+// visibleSQL decides on herd's own connection, with explicit rules and
+// nothing the person's session can change (search_path, their schema's
+// operators and functions), whether $1 (the signed-in role) may see and
+// run the saved query $2: never one saved by herd's own role (or the
+// store's owner), whose results are computed with herd's privileges;
+// otherwise one the role is a member of the saver of, or one the saver
+// shared.
+const visibleSQL = `SELECT q.sql, q.saved_by, coalesce(pg_catalog.date_part('epoch', q.run_every), 0)::pg_catalog.float8
+	FROM herd.saved_queries q
+	WHERE q.name OPERATOR(pg_catalog.=) $2
+	  AND q.saved_by OPERATOR(pg_catalog.<>) CURRENT_USER::pg_catalog.text
+	  AND q.saved_by OPERATOR(pg_catalog.<>) (SELECT t.tableowner::pg_catalog.text FROM pg_catalog.pg_tables t
+		WHERE t.schemaname OPERATOR(pg_catalog.=) 'herd' AND t.tablename OPERATOR(pg_catalog.=) 'saved_queries')
+	  AND EXISTS (SELECT FROM pg_catalog.pg_roles s WHERE s.rolname OPERATOR(pg_catalog.=) q.saved_by::pg_catalog.name)
+	  AND EXISTS (SELECT FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) $1::pg_catalog.name)
+	  AND (q.shared OR pg_catalog.pg_has_role($1::pg_catalog.name, q.saved_by::pg_catalog.name, 'MEMBER'))`
+
+// visible returns the saved query name if the signed-in role may see it
+// (visibleSQL), else a 404.
 func (s *Server) visible(r *http.Request, name string) (sql, savedBy string, secs float64, err error) {
-	err = s.withConn(r, func(conn *pgx.Conn) error {
-		err := conn.QueryRow(r.Context(), `SELECT sql, saved_by, coalesce(extract(epoch FROM run_every), 0)::float8 FROM herd.saved_queries WHERE name = $1`, name).Scan(&sql, &savedBy, &secs)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return errorf(http.StatusNotFound, "no saved query %s that you may read", name)
-		}
-		return pgError(err)
-	})
-	return
+	err = s.cfg.DB.QueryRow(r.Context(), visibleSQL, sessionOf(r).user, name).Scan(&sql, &savedBy, &secs)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", 0, errorf(http.StatusNotFound, "no saved query %s that you may read", name)
+	}
+	return sql, savedBy, secs, err
 }
 
 // runQuery runs a saved query now, as its saver.
@@ -185,11 +210,22 @@ func (s *Server) runQuery(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no saved query "+name)
 		return
 	}
-	if _, _, _, err := s.visible(r, name); err != nil {
+	_, savedBy, _, err := s.visible(r, name)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	run, err := s.store.Run(r.Context(), name)
+	release, err := s.runs.acquire(sessionOf(r).user)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer release()
+	run, err := s.store.RunAs(r.Context(), name, savedBy)
+	if errors.Is(err, queries.ErrNotFound) || errors.Is(err, queries.ErrChanged) {
+		s.fail(w, r, errorf(http.StatusConflict, "query %s changed while it was to run: open it again", name))
+		return
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -239,19 +275,22 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, name, format s
 		}
 		id = n
 	}
-	var sql, savedBy string
-	var secs float64
+	sql, savedBy, secs, err := s.visible(r, name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	var run queries.Run
 	var hist []queries.RunSummary
-	err := s.withConn(r, func(conn *pgx.Conn) error {
-		err := conn.QueryRow(r.Context(), `SELECT sql, saved_by, coalesce(extract(epoch FROM run_every), 0)::float8 FROM herd.saved_queries WHERE name = $1`, name).Scan(&sql, &savedBy, &secs)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return errorf(http.StatusNotFound, "no saved query %s that you may read", name)
-		}
-		if err != nil {
-			return pgError(err)
-		}
+	// The snapshots are read on the person's own connection as well, so
+	// row level security has the last word; the statements name every
+	// operator and function with its schema.
+	err = s.withConn(r, func(conn *pgx.Conn) error {
+		var err error
 		run, err = queries.Snapshot(r.Context(), conn, name, id)
+		if err == nil && run.RunAs != savedBy {
+			err = queries.ErrNotFound // computed as an earlier saver
+		}
 		if errors.Is(err, queries.ErrNotFound) {
 			if id > 0 {
 				return errorf(http.StatusNotFound, "query %s has no snapshot %d that you may read", name, id)

@@ -66,7 +66,9 @@ type Config struct {
 	MaxRows         int           // rows returned by /api/query (default 10000)
 	MaxResultBytes  int           // bytes of values returned by /api/query (default 32 MiB)
 	SavedPerRole    int           // saved queries per role (default 200)
-	LoginBurst      int           // sign-in attempts per client IP and per user name before waiting (default 5)
+	RunsPerUser     int           // saved-query runs in flight per user (default 2); past it 429
+	RunsTotal       int           // saved-query runs in flight in all (default 4); past it 503
+	LoginBurst      int           // sign-in attempts per client IP, and failures per user name and client network, before waiting (default 5); failures per user name from all networks: 10 times as many, refilled 10 times as fast
 	LoginRefill     time.Duration // one more attempt per this long (default 12s)
 	HeartbeatPeriod time.Duration // live stream comment interval (default 15s)
 
@@ -97,6 +99,8 @@ func (c Config) withDefaults() Config {
 	defInt(&c.MaxRows, 10000)
 	defInt(&c.MaxResultBytes, 32<<20)
 	defInt(&c.SavedPerRole, 200)
+	defInt(&c.RunsPerUser, 2)
+	defInt(&c.RunsTotal, 4)
 	defInt(&c.LoginBurst, 5)
 	if c.Now == nil {
 		c.Now = time.Now
@@ -120,7 +124,9 @@ type Server struct {
 	log      *slog.Logger
 	store    *queries.Store
 	sessions *sessions
-	limiter  *limiter
+	limiter  *limiter // per client address (every attempt) and per name and network (failures)
+	names    *limiter // per name from everywhere (failures): looser
+	runs     *runSlots
 	live     *hub
 	static   *static
 	mux      *http.ServeMux
@@ -149,6 +155,8 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Log,
 		store:   queries.New(cfg.DB, cfg.Log.With("component", "queries"), queries.Config{MaxRows: cfg.MaxRows}),
 		limiter: newLimiter(cfg.LoginBurst, cfg.LoginRefill, cfg.Now),
+		names:   newLimiter(10*cfg.LoginBurst, cfg.LoginRefill/10, cfg.Now),
+		runs:    newRunSlots(cfg.RunsPerUser, cfg.RunsTotal),
 		static:  st,
 		done:    make(chan struct{}),
 	}

@@ -12,8 +12,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -264,6 +266,64 @@ func (l *limiter) take(keys ...string) (bool, time.Duration) {
 	return true, 0
 }
 
+// allow reports whether every key has an attempt left, spending none;
+// when one has not, how long until it has.
+func (l *limiter) allow(keys ...string) (bool, time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var wait time.Duration
+	for _, k := range keys {
+		if b := l.m[k]; b != nil {
+			if lvl := b.level(now, l); lvl < 1 {
+				wait = max(wait, time.Duration((1-lvl)*float64(l.refill)))
+			}
+		}
+	}
+	return wait == 0, wait
+}
+
+// spend takes one attempt from every key (a failure). A new key past
+// maxLimiterKeys is added only after full buckets are forgotten; when the
+// table is still full it is not counted.
+func (l *limiter) spend(keys ...string) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range keys {
+		b := l.m[k]
+		if b == nil {
+			if len(l.m) >= maxLimiterKeys {
+				for k, o := range l.m {
+					if o.level(now, l) >= l.burst {
+						delete(l.m, k)
+					}
+				}
+				if len(l.m) >= maxLimiterKeys {
+					continue
+				}
+			}
+			b = &bucket{tokens: l.burst, at: now}
+			l.m[k] = b
+		}
+		b.tokens, b.at = max(0, b.level(now, l)-1), now
+	}
+}
+
+// network is the client's network for the per-name limit: its /24 (IPv4)
+// or /64 (IPv6).
+func network(ip netip.Addr) string {
+	bits := 64
+	if ip.Is4() {
+		bits = 24
+	}
+	p, err := ip.Prefix(bits)
+	if err != nil {
+		return ip.String()
+	}
+	return p.String()
+}
+
 func (b *bucket) level(now time.Time, l *limiter) float64 {
 	return math.Min(l.burst, b.tokens+float64(now.Sub(b.at))/float64(l.refill))
 }
@@ -294,7 +354,20 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, errWrongLogin.msg)
 		return
 	}
-	ok, wait := s.limiter.take("ip:"+s.clientIP(r).String(), "user:"+req.User)
+	// Every attempt counts against the client's address; only failures
+	// count against the name, from the client's network (strict) and
+	// from everywhere (looser). A correct password gets through unless
+	// this network or very many have been guessing it, so one address
+	// sending wrong passwords cannot lock the person out.
+	ip := s.clientIP(r)
+	nameKeys := []string{"user:" + req.User + "@" + network(ip)}
+	ok, wait := s.limiter.take("ip:" + ip.String())
+	if ok {
+		ok, wait = s.limiter.allow(nameKeys...)
+	}
+	if ok {
+		ok, wait = s.names.allow("user:" + req.User)
+	}
 	if !ok {
 		s.m.signIns.WithLabelValues("limited").Inc()
 		secs := int(math.Ceil(wait.Seconds()))
@@ -308,6 +381,8 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		result := "unavailable"
 		if !errors.As(err, &ae) || ae.status == http.StatusUnauthorized {
 			result = "refused"
+			s.limiter.spend(nameKeys...)
+			s.names.spend("user:" + req.User)
 			s.log.Info("console sign-in refused", "user", req.User, "ip", s.clientIP(r).String(), "reason", err)
 			err = errWrongLogin
 		}
@@ -376,13 +451,26 @@ func (s *Server) signIn(ctx context.Context, user, password string) (*session, e
 	}
 	ss := &session{user: user, csrf: randomToken(), created: s.cfg.Now(), conn: conn}
 	ss.lastSeen = ss.created
-	// Membership as Postgres sees it from the user's own connection.
-	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1) AND pg_has_role(current_user, (SELECT oid FROM pg_roles WHERE rolname = $1), 'MEMBER')`, AdminRole).Scan(&ss.admin)
+	ss.admin, err = s.isAdmin(ctx, user)
 	if err != nil {
 		_ = conn.Close(ctx)
-		return nil, fmt.Errorf("check %s membership of %s: %w", AdminRole, user, err)
+		return nil, err
 	}
 	return ss, nil
+}
+
+// isAdmin reports whether user is a member of herd_admin, as herd's own
+// connection sees it: nothing the user sets in their session (search_path,
+// functions or operators of their schema) takes part.
+func (s *Server) isAdmin(ctx context.Context, user string) (bool, error) {
+	var admin bool
+	err := s.cfg.DB.QueryRow(ctx, `SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $2)
+			AND EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1)
+		THEN pg_catalog.pg_has_role($1::pg_catalog.name, $2::pg_catalog.name, 'MEMBER') ELSE false END`, user, AdminRole).Scan(&admin)
+	if err != nil {
+		return false, fmt.Errorf("check %s membership of %s: %w", AdminRole, user, err)
+	}
+	return admin, nil
 }
 
 // checkVerifier compares password with the role's stored verifier. It
@@ -406,7 +494,15 @@ func (s *Server) checkVerifier(ctx context.Context, user, password string) (bool
 		return false, fmt.Errorf("read the verifier of %s: %w", user, err)
 	}
 	if stored == nil {
+		// As long as a real check, like a missing role.
+		verifyPassword(dummyVerifier, user, password)
 		return false, errorf(http.StatusUnauthorized, "role %s has no password", user)
+	}
+	if !strings.HasPrefix(*stored, "SCRAM-SHA-256$") {
+		// md5 (or a format herd does not read) costs next to nothing:
+		// pay a SCRAM check too, so the time does not tell the
+		// verifier's kind either.
+		verifyPassword(dummyVerifier, user, password)
 	}
 	ok, known := verifyPassword(*stored, user, password)
 	if !known {
@@ -417,6 +513,10 @@ func (s *Server) checkVerifier(ctx context.Context, user, password string) (bool
 	}
 	return true, nil
 }
+
+// scramKey derives SCRAM's salted password (a variable so a test can count
+// the derivations each failure path pays).
+var scramKey = pbkdf2.Key[hash.Hash]
 
 // dummyVerifier is checked against when the role does not exist.
 const dummyVerifier = "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
@@ -447,7 +547,7 @@ func verifyPassword(stored, user, password string) (ok, known bool) {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return false, false
 	}
-	salted, err := pbkdf2.Key(sha256.New, password, salt, iter, sha256.Size)
+	salted, err := scramKey(sha256.New, password, salt, iter, sha256.Size)
 	if err != nil {
 		return false, false
 	}
@@ -485,9 +585,21 @@ func (s *Server) auth(admin bool, next http.HandlerFunc) http.Handler {
 				return
 			}
 		}
-		if admin && !ss.admin {
-			writeError(w, http.StatusForbidden, "operators only: this needs membership of the "+AdminRole+" role")
-			return
+		if admin {
+			// Membership is checked on every operator request, so a
+			// REVOKE takes effect at once, not when the session ends.
+			ok, err := s.isAdmin(r.Context(), ss.user)
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			ss.state.Lock()
+			ss.admin = ok
+			ss.state.Unlock()
+			if !ok {
+				writeError(w, http.StatusForbidden, "operators only: this needs membership of the "+AdminRole+" role")
+				return
+			}
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ss)))
 	})
@@ -519,5 +631,13 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) session(w http.ResponseWriter, r *http.Request) {
 	ss := sessionOf(r)
-	writeJSON(w, http.StatusOK, map[string]any{"user": ss.user, "admin": ss.admin, "csrf": ss.csrf})
+	admin, err := s.isAdmin(r.Context(), ss.user)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ss.state.Lock()
+	ss.admin = admin
+	ss.state.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"user": ss.user, "admin": admin, "csrf": ss.csrf})
 }

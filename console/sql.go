@@ -147,14 +147,24 @@ func (s *Server) run(ctx context.Context, conn *pgx.Conn, sql string, write bool
 	size := 0
 	for rr.NextRow() {
 		res.RowCount++
-		if len(res.Rows) >= limit || size >= s.cfg.MaxResultBytes {
+		if res.Truncated || len(res.Rows) >= limit {
 			res.Truncated = true
 			continue
 		}
 		vals := rr.Values()
+		n := 0
+		for _, v := range vals {
+			n += len(v) + 4
+		}
+		// The row is counted before it is added: one that would take
+		// the result past its byte limit ends it, however large.
+		if size+n > s.cfg.MaxResultBytes {
+			res.Truncated = true
+			continue
+		}
+		size += n
 		row := make([]any, len(vals))
 		for i, v := range vals {
-			size += len(v) + 4
 			row[i] = jsonValue(tm, fields[i].DataTypeOID, v)
 		}
 		res.Rows = append(res.Rows, row)
@@ -177,7 +187,7 @@ func (s *Server) run(ctx context.Context, conn *pgx.Conn, sql string, write bool
 	}
 	if len(unknown) > 0 {
 		names := map[uint32]string{}
-		rows, _ := conn.Query(ctx, "SELECT oid::int8, format_type(oid, NULL) FROM pg_type WHERE oid = ANY($1::oid[])", unknown)
+		rows, _ := conn.Query(ctx, "SELECT oid::pg_catalog.int8, pg_catalog.format_type(oid, NULL) FROM pg_catalog.pg_type WHERE oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])", unknown)
 		var oid int64
 		var name string
 		_, _ = pgx.ForEachRow(rows, []any{&oid, &name}, func() error { names[uint32(oid)] = name; return nil })
@@ -344,18 +354,23 @@ type ColumnInfo struct {
 func (s *Server) schema(w http.ResponseWriter, r *http.Request) {
 	var out []SchemaInfo
 	err := s.withConn(r, func(conn *pgx.Conn) error {
-		rows, _ := conn.Query(r.Context(), `SELECT n.nspname, coalesce(obj_description(n.oid, 'pg_namespace'), ''),
-				c.relname, CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
-					WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' END,
-				coalesce(obj_description(c.oid, 'pg_class'), ''),
-				a.attname, format_type(a.atttypid, a.atttypmod), coalesce(col_description(c.oid, a.attnum), '')
-			FROM pg_namespace n
-			JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
-			JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-			WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%'
-			  AND n.nspname NOT LIKE 'pg_toast_temp%'
-			  AND has_schema_privilege(n.oid, 'USAGE')
-			  AND has_column_privilege(c.oid, a.attnum, 'SELECT')
+		// Every operator and function is named with its schema: the
+		// person's search_path and schema cannot change what it lists.
+		rows, _ := conn.Query(r.Context(), `SELECT n.nspname::pg_catalog.text, coalesce(pg_catalog.obj_description(n.oid, 'pg_namespace'), ''),
+				c.relname::pg_catalog.text, CASE WHEN c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::"char"[]) THEN 'table'
+					WHEN c.relkind OPERATOR(pg_catalog.=) 'v'::"char" THEN 'view'
+					WHEN c.relkind OPERATOR(pg_catalog.=) 'm'::"char" THEN 'materialized view' ELSE 'foreign table' END,
+				coalesce(pg_catalog.obj_description(c.oid, 'pg_class'), ''),
+				a.attname::pg_catalog.text, pg_catalog.format_type(a.atttypid, a.atttypmod), coalesce(pg_catalog.col_description(c.oid, a.attnum), '')
+			FROM pg_catalog.pg_namespace n
+			JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid
+				AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::"char"[]) AND NOT c.relispartition
+			JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0::pg_catalog.int2 AND NOT a.attisdropped
+			WHERE n.nspname OPERATOR(pg_catalog.<>) ALL ('{pg_catalog,information_schema,pg_toast}'::pg_catalog.name[])
+			  AND NOT n.nspname OPERATOR(pg_catalog.~~) 'pg\_temp%'
+			  AND NOT n.nspname OPERATOR(pg_catalog.~~) 'pg\_toast\_temp%'
+			  AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+			  AND pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT')
 			ORDER BY n.nspname, c.relname, a.attnum
 			LIMIT 50000`)
 		var sch, schc, rel, kind, relc, col, typ, colc string

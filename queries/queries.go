@@ -22,7 +22,12 @@ import (
 type Config struct {
 	Timeout  time.Duration // statement timeout of one run (default 5m)
 	MaxRows  int           // rows kept per snapshot; the rest is dropped and the run marked truncated (default 10000)
+	MaxBytes int           // bytes of values kept per snapshot; rows past it are dropped and the run marked truncated (default 8 MiB)
 	KeepRuns int           // snapshots kept per query, oldest deleted first (default 100)
+	// RoleBytes bounds the stored snapshot bytes of the queries one role
+	// saved: past it the role's oldest snapshots are deleted, the latest
+	// of each query last (default 256 MiB).
+	RoleBytes int64
 }
 
 func (c Config) withDefaults() Config {
@@ -34,6 +39,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KeepRuns <= 0 {
 		c.KeepRuns = 100
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = 8 << 20
+	}
+	if c.RoleBytes <= 0 {
+		c.RoleBytes = 256 << 20
 	}
 	return c
 }
@@ -157,9 +168,16 @@ func (s *Store) save(ctx context.Context, name, sql string, every time.Duration,
 		if role != "" {
 			saver = role
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO herd.saved_queries (name, sql, run_every, saved_by, shared) VALUES ($1, $2, $3, coalesce($4, current_user), $5)
-			ON CONFLICT (name) DO UPDATE SET sql = EXCLUDED.sql, run_every = EXCLUDED.run_every, saved_by = EXCLUDED.saved_by, shared = EXCLUDED.shared, updated_at = now()`,
+		// A shared save replaces only the same role's query. The check
+		// above locks nothing when the row is not there yet; this one
+		// holds against a save of the same name committing meanwhile.
+		tag, err := tx.Exec(ctx, `INSERT INTO herd.saved_queries (name, sql, run_every, saved_by, shared) VALUES ($1, $2, $3, coalesce($4, current_user), $5)
+			ON CONFLICT (name) DO UPDATE SET sql = EXCLUDED.sql, run_every = EXCLUDED.run_every, saved_by = EXCLUDED.saved_by, shared = EXCLUDED.shared, updated_at = now()
+			WHERE NOT $5 OR saved_queries.saved_by = EXCLUDED.saved_by`,
 			name, sql, iv, saver, shared)
+		if err == nil && tag.RowsAffected() == 0 {
+			return fmt.Errorf("%w: choose another name", ErrTaken)
+		}
 		return err
 	})
 	if err != nil {
@@ -172,6 +190,23 @@ func (s *Store) save(ctx context.Context, name, sql string, every time.Duration,
 // snapshot. A query that fails is stored too, with its error (and returned
 // as a Run, not as an error): the page then says the latest run failed.
 func (s *Store) Run(ctx context.Context, name string) (Run, error) {
+	return s.run(ctx, name, "")
+}
+
+// ErrChanged means the saved query is no longer the expected role's.
+var ErrChanged = errors.New("saved by another role now")
+
+// RunAs is Run for a query the caller found saved by saver: it runs only
+// if saver still saved it and saver is not the role herd connects as (so
+// what the caller authorised is what runs, never as herd).
+func (s *Store) RunAs(ctx context.Context, name, saver string) (Run, error) {
+	if saver == "" {
+		return Run{}, fmt.Errorf("run query %s: %w", name, ErrChanged)
+	}
+	return s.run(ctx, name, saver)
+}
+
+func (s *Store) run(ctx context.Context, name, want string) (Run, error) {
 	var sql, saver string
 	var self bool
 	err := s.db.QueryRow(ctx, "SELECT sql, saved_by, saved_by = current_user FROM herd.saved_queries WHERE name = $1", name).Scan(&sql, &saver, &self)
@@ -180,6 +215,9 @@ func (s *Store) Run(ctx context.Context, name string) (Run, error) {
 	}
 	if err != nil {
 		return Run{}, fmt.Errorf("run query %s: %w", name, err)
+	}
+	if want != "" && (saver != want || self) {
+		return Run{}, fmt.Errorf("run query %s: %w", name, ErrChanged)
 	}
 	r := Run{Query: name, SQL: sql, Started: time.Now(), RunAs: saver}
 	run := s.execute
@@ -213,6 +251,18 @@ func (s *Store) Run(ctx context.Context, name string) (Run, error) {
 	if err != nil {
 		s.log.Warn("could not prune old query snapshots", "query", name, "error", err)
 	}
+	// The role's stored bytes: newest first, each query's latest run
+	// before any older one, and whatever lies past RoleBytes goes
+	// (the run just stored is always kept).
+	_, err = s.db.Exec(ctx, `DELETE FROM herd.query_runs WHERE id IN (
+		SELECT id FROM (SELECT id, sum(pg_column_size(rows) + pg_column_size(columns) + pg_column_size(sql)) OVER (
+				ORDER BY (id = max_id) DESC, id DESC) AS total
+			FROM (SELECT id, rows, columns, sql, max(id) OVER (PARTITION BY query_name) AS max_id
+				FROM herd.query_runs WHERE run_as = $1) y) x
+		WHERE total > $2 AND id <> $3)`, saver, s.cfg.RoleBytes, r.ID)
+	if err != nil {
+		s.log.Warn("could not prune a role's query snapshots", "role", saver, "error", err)
+	}
 	if r.Error != "" {
 		s.log.Warn("saved query failed", "query", name, "error", r.Error)
 	}
@@ -232,13 +282,23 @@ func (s *Store) execute(ctx context.Context, r *Run) error {
 		for _, f := range rr.FieldDescriptions() {
 			r.Columns = append(r.Columns, f.Name)
 		}
+		size := 0
 		for rr.NextRow() {
 			r.RowCount++
-			if len(r.Rows) >= s.cfg.MaxRows {
+			if r.Truncated || len(r.Rows) >= s.cfg.MaxRows {
 				r.Truncated = true
 				continue
 			}
 			vals := rr.Values()
+			n := 0
+			for _, v := range vals {
+				n += len(v) + 8
+			}
+			if size+n > s.cfg.MaxBytes {
+				r.Truncated = true // this row and every later one
+				continue
+			}
+			size += n
 			row := make([]*string, len(vals))
 			for i, v := range vals {
 				if v != nil {
@@ -317,10 +377,10 @@ type Querier interface {
 // id is 0.
 func Snapshot(ctx context.Context, db Querier, name string, id int64) (Run, error) {
 	q := `SELECT id, query_name, started_at, duration_ms, sql, columns, rows, row_count, truncated, coalesce(error, ''), coalesce(run_as, '')
-		FROM herd.query_runs WHERE query_name = $1 AND `
+		FROM herd.query_runs WHERE query_name OPERATOR(pg_catalog.=) $1 AND `
 	args := []any{name}
 	if id > 0 {
-		q += "id = $2"
+		q += "id OPERATOR(pg_catalog.=) $2"
 		args = append(args, id)
 	} else {
 		q += "error IS NULL ORDER BY id DESC LIMIT 1"
@@ -356,7 +416,7 @@ type RunSummary struct {
 // History returns the latest limit runs of query name, newest first.
 func History(ctx context.Context, db Querier, name string, limit int) ([]RunSummary, error) {
 	rows, _ := db.Query(ctx, `SELECT id, started_at, row_count, coalesce(error, '') FROM herd.query_runs
-		WHERE query_name = $1 ORDER BY id DESC LIMIT $2`, name, limit)
+		WHERE query_name OPERATOR(pg_catalog.=) $1 ORDER BY id DESC LIMIT $2`, name, limit)
 	var out []RunSummary
 	var r RunSummary
 	_, err := pgx.ForEachRow(rows, []any{&r.ID, &r.Started, &r.RowCount, &r.Error}, func() error {

@@ -14,22 +14,37 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// runAsBody streams the query's rows through a cursor, keeps the first
-// max_rows as record text, and ends with one row holding minus the total.
+// runAsBody streams the query's rows through a cursor and returns the
+// first ones as record text, while they number at most max_rows and their
+// text at most max_bytes in all: herd never receives more than that,
+// however large a value is. The first row that does not fit ends the
+// rows returned. It ends with one row holding minus the total count.
+// Every operator and function is named with its schema: the function
+// runs with the session's search_path, whose "$user" is the saver's
+// schema.
 const runAsBody = `
 DECLARE
-	rec record;
-	i   bigint := 0;
+	rec  record;
+	t    text;
+	i    bigint := 0;
+	size bigint := 0;
+	over boolean := false;
 BEGIN
 	FOR rec IN EXECUTE q LOOP
-		i := i + 1;
-		IF i <= max_rows THEN
-			n := i;
-			r := rec::text;
-			RETURN NEXT;
+		i := i OPERATOR(pg_catalog.+) 1;
+		IF NOT over AND i OPERATOR(pg_catalog.<=) max_rows THEN
+			t := rec::pg_catalog.text;
+			size := size OPERATOR(pg_catalog.+) pg_catalog.octet_length(t);
+			IF size OPERATOR(pg_catalog.>) max_bytes THEN
+				over := true;
+			ELSE
+				n := i;
+				r := t;
+				RETURN NEXT;
+			END IF;
 		END IF;
 	END LOOP;
-	n := -i;
+	n := OPERATOR(pg_catalog.-) i;
 	r := NULL;
 	RETURN NEXT;
 END`
@@ -97,20 +112,20 @@ func (s *Store) executeAs(ctx context.Context, r *Run, role string) error {
 	_, _ = rand.Read(b)
 	fn := pgx.Identifier{"herd", "run_as_" + hex.EncodeToString(b)}.Sanitize()
 	stmts := []string{
-		"CREATE FUNCTION " + fn + "(q text, max_rows bigint) RETURNS TABLE (n bigint, r text) LANGUAGE plpgsql SECURITY DEFINER AS $herd$" + runAsBody + "$herd$",
+		"CREATE FUNCTION " + fn + "(q text, max_rows bigint, max_bytes bigint) RETURNS TABLE (n bigint, r text) LANGUAGE plpgsql SECURITY DEFINER AS $herd$" + runAsBody + "$herd$",
 	}
 	if !super {
 		// A non-superuser may give an object to role only where role
 		// may create; the grant is rolled back with the function.
 		stmts = append(stmts, "GRANT CREATE ON SCHEMA herd TO "+ident)
 	}
-	stmts = append(stmts, "ALTER FUNCTION "+fn+"(text, bigint) OWNER TO "+ident, "SET TRANSACTION READ ONLY")
+	stmts = append(stmts, "ALTER FUNCTION "+fn+"(text, bigint, bigint) OWNER TO "+ident, "SET TRANSACTION READ ONLY")
 	for _, q := range stmts {
 		if _, err := tx.Exec(ctx, q); err != nil {
 			return fmt.Errorf("prepare to run as %s: %w", role, err)
 		}
 	}
-	rows, _ := tx.Query(ctx, "SELECT n, r FROM "+fn+"($1, $2)", r.SQL, int64(s.cfg.MaxRows))
+	rows, _ := tx.Query(ctx, "SELECT n, r FROM "+fn+"($1, $2, $3)", r.SQL, int64(s.cfg.MaxRows), int64(s.cfg.MaxBytes))
 	var n int64
 	var text *string
 	_, err = pgx.ForEachRow(rows, []any{&n, &text}, func() error {

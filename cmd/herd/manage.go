@@ -156,7 +156,8 @@ transaction each. A failing rollup keeps its previous definition; its dependents
 			defer db.Close()
 			if f.loop {
 				s := rollups.NewScheduler(db, e.log, f.cfg)
-				s.Add("saved queries", queries.New(db, e.log, queries.Config{}).RunDue)
+				saved := queries.New(db, e.log, queries.Config{})
+				go saved.RunScheduled(ctx, time.Minute) //nolint:errcheck // returns nil when ctx ends
 				return s.Run(ctx)
 			}
 			res, err := rollups.Refresh(ctx, db, e.log, f.cfg, time.Now(), f.all)

@@ -43,8 +43,11 @@ func addStatic(cfg *collector.Config, writeKey string) {
 // when a key is configured.
 func startExtras(e *env, g *group, a *admin, db *pgxpool.Pool, js jetstream.JetStream, sc stream.Config, f *upFlags) error {
 	sched := rollups.NewScheduler(db, e.log.With("component", "rollups"), rollups.Config{})
-	sched.Add("saved queries", queries.New(db, e.log.With("component", "queries"), queries.Config{}).RunDue)
 	g.Go("scheduler", sched.Run)
+	// Saved queries run on a tick of their own: a slow one never delays
+	// a rollup.
+	saved := queries.New(db, e.log.With("component", "queries"), queries.Config{})
+	g.Go("saved queries", func(ctx context.Context) error { return saved.RunScheduled(ctx, time.Minute) })
 	a.mux.Handle("/q/", queries.Handler(db, e.log))
 
 	w, err := replicate.NewWatcher(db, replicate.WatchConfig{Log: e.log.With("component", "replicate"), Registerer: a.reg})
