@@ -234,16 +234,29 @@ func addWebhooks(cfg *collector.Config) {
 		if c.webhookEnv == "" {
 			continue
 		}
-		s := os.Getenv(c.webhookEnv)
-		if s == "" {
+		secrets := webhookSecrets(os.Getenv(c.webhookEnv))
+		if len(secrets) == 0 {
 			continue
 		}
-		w := collector.Webhook{Path: "/webhooks/" + n, Name: n, Verify: c.verifier(strings.Split(s, ","))}
+		w := collector.Webhook{Path: "/webhooks/" + n, Name: n, Verify: c.verifier(secrets)}
 		if c.handshake != nil {
-			w.Handshake = c.handshake(strings.Split(s, ","))
+			w.Handshake = c.handshake(secrets)
 		}
 		cfg.Webhooks = append(cfg.Webhooks, w)
 	}
+}
+
+// webhookSecrets splits a signing-secret variable at commas (several during
+// a rotation), without the blanks around them and without empty ones: an
+// empty secret ("s3cret," by a slip) would let anyone sign with "".
+func webhookSecrets(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // webhookChecks are herd doctor's: a signing secret without the credentials

@@ -225,3 +225,13 @@ func TestDoctorReportsHerdUpsSetup(t *testing.T) {
 		t.Errorf("herd doctor, herd.json others may read: want a failure:\n%s", out)
 	}
 }
+
+func TestWebhookSecretsDropEmpty(t *testing.T) {
+	got := webhookSecrets(" s3cret , ,new,")
+	if len(got) != 2 || got[0] != "s3cret" || got[1] != "new" {
+		t.Fatalf("webhookSecrets = %q, want [s3cret new]", got)
+	}
+	if got := webhookSecrets(","); len(got) != 0 {
+		t.Fatalf("webhookSecrets(\",\") = %q, want none (no webhook endpoint)", got)
+	}
+}

@@ -74,6 +74,9 @@ func (v *Verifier) signed(body []byte, header func(name string) string, now time
 	}
 	ok := false
 	for _, secret := range v.Secrets {
+		if secret == "" {
+			continue // a signature keyed by "" proves nothing
+		}
 		if hmac.Equal(got, sign(secret, ts, body)) {
 			ok = true
 		}

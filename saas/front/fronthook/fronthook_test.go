@@ -93,3 +93,18 @@ func TestHandshake(t *testing.T) {
 		}
 	}
 }
+
+// An empty secret among the configured ones (FRONT_APP_SECRET="s3cret,")
+// must not accept a body signed with "".
+func TestEmptySecretNeverMatches(t *testing.T) {
+	now := time.Unix(1767268800, 0)
+	body := []byte(`{"type":"inbound_received","payload":{"id":"evt_forged","type":"inbound","conversation":{"id":"cnv_1"}}}`)
+	ts := Timestamp(now)
+	h := http.Header{}
+	h.Set("X-Front-Signature", Sign("", ts, body))
+	h.Set("X-Front-Request-Timestamp", ts)
+	v := &Verifier{Secrets: []string{"s3cret", ""}}
+	if id, err := v.Verify(body, h.Get, now); err == nil {
+		t.Fatalf("a body signed with the empty secret was accepted as %q", id)
+	}
+}

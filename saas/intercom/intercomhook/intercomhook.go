@@ -59,6 +59,9 @@ func (v *Verifier) Verify(body []byte, header func(name string) string, now time
 	}
 	match := false
 	for _, secret := range v.Secrets {
+		if secret == "" {
+			continue // a signature keyed by "" proves nothing
+		}
 		if hmac.Equal(sig, sign(secret, body)) {
 			match = true
 		}

@@ -55,3 +55,16 @@ func TestVerify(t *testing.T) {
 		t.Error("a verifier without secrets accepted a notification")
 	}
 }
+
+// An empty secret among the configured ones (INTERCOM_CLIENT_SECRET="s3cret,")
+// must not accept a body signed with "".
+func TestEmptySecretNeverMatches(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	body := fmt.Appendf(nil, `{"type":"notification_event","id":"notif_forged","topic":"contact.user.created","created_at":%d,"data":{"item":{"type":"contact","id":"1"}}}`, now.Unix())
+	h := http.Header{}
+	h.Set("X-Hub-Signature", SignatureHeader("", body))
+	v := &Verifier{Secrets: []string{"s3cret", ""}}
+	if id, err := v.Verify(body, h.Get, now); err == nil {
+		t.Fatalf("a body signed with the empty secret was accepted as %q", id)
+	}
+}

@@ -82,6 +82,9 @@ func (v *Verifier) Verify(body []byte, header func(name string) string, now time
 	}
 	ok := false
 	for _, secret := range v.Secrets {
+		if secret == "" {
+			continue // a signature keyed by "" proves nothing
+		}
 		want := sign(secret, ts, body)
 		for _, s := range sigs {
 			if hmac.Equal(s, want) {

@@ -59,3 +59,16 @@ func TestVerify(t *testing.T) {
 		})
 	}
 }
+
+// An empty secret among the configured ones (STRIPE_WEBHOOK_SECRET="whsec_x,")
+// must not accept a body signed with "".
+func TestEmptySecretNeverMatches(t *testing.T) {
+	body := []byte(`{"id":"evt_forged","object":"event","type":"customer.updated","created":1700000000,"data":{"object":{"id":"cus_1","object":"customer"}}}`)
+	now := time.Unix(1_700_000_000, 0)
+	h := http.Header{}
+	h.Set("Stripe-Signature", SignatureHeader("", body, now))
+	v := &Verifier{Secrets: []string{"whsec_x", ""}}
+	if id, err := v.Verify(body, h.Get, now); err == nil {
+		t.Fatalf("a body signed with the empty secret was accepted as %q", id)
+	}
+}
