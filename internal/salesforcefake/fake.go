@@ -48,6 +48,7 @@ type Fake struct {
 	cursors    map[string]*fakeCursor
 	jobs       map[string]*fakeJob
 	deletedLog []fakeDeletion
+	logStart   time.Time // TrimDeleteLog's bound: the delete log holds nothing older
 	APIUsed    int
 	APIMax     int
 	Every503   int // every Nth GET to the API answers 503; 0: never
@@ -169,6 +170,21 @@ func (f *Fake) Purge(object, id string) {
 	defer f.mu.Unlock()
 	delete(f.objects[object].records, id)
 	f.deletedLog = append(f.deletedLog, fakeDeletion{object, id, Now()})
+}
+
+// TrimDeleteLog drops the delete log's entries older than before, as
+// Salesforce's background purge of large delete logs does: getDeleted then
+// refuses a window starting earlier.
+func (f *Fake) TrimDeleteLog(before time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	kept := f.deletedLog[:0]
+	for _, d := range f.deletedLog {
+		if !d.at.Before(before) {
+			kept = append(kept, d)
+		}
+	}
+	f.deletedLog, f.logStart = kept, before.UTC()
 }
 
 func (f *Fake) AddField(object string, fd Field) {
@@ -628,14 +644,33 @@ func (f *Fake) getDeleted(w http.ResponseWriter, r *http.Request, object string)
 		sfError(w, http.StatusBadRequest, "INVALID_TYPE", "object does not support replication")
 		return
 	}
+	// Results go back no more than 15 days, or to where the delete log was
+	// purged; a window starting earlier is refused.
+	earliest := time.Now().Add(-15 * 24 * time.Hour).UTC()
+	if f.logStart.After(earliest) {
+		earliest = f.logStart
+	}
+	if start.Before(earliest) {
+		sfError(w, http.StatusBadRequest, "INVALID_REPLICATION_DATE", "startDate is before earliestDateAvailable "+earliest.Format("2006-01-02T15:04:05.000+0000"))
+		return
+	}
 	var list []map[string]string
 	for _, d := range f.deletedLog {
 		if d.object == object && !d.at.Before(start) && d.at.Before(end) {
 			list = append(list, map[string]string{"id": d.id, "deletedDate": d.at.Format("2006-01-02T15:04:05.000+0000")})
 		}
 	}
-	writeJSON(w, map[string]any{"deletedRecords": list, "earliestDateAvailable": time.Now().Add(-15 * 24 * time.Hour).UTC().Format("2006-01-02T15:04:05.000+0000"),
-		"latestDateCovered": end.UTC().Format("2006-01-02T15:04:05.000+0000")})
+	// Deletions still completing are not covered: the answer covers up to
+	// the start of the current minute at most, and the next call starts there.
+	covered := end
+	if now := time.Now().UTC().Truncate(time.Minute); now.Before(covered) {
+		covered = now
+	}
+	if covered.Before(start) {
+		covered = start
+	}
+	writeJSON(w, map[string]any{"deletedRecords": list, "earliestDateAvailable": earliest.Format("2006-01-02T15:04:05.000+0000"),
+		"latestDateCovered": covered.UTC().Format("2006-01-02T15:04:05.000+0000")})
 }
 
 // Served is how many records of object were served (query pages and bulk

@@ -216,14 +216,15 @@ type state struct {
 	BulkJobID       *string
 	BulkLocator     *string
 	SyncedUntil     *time.Time
+	DeletedUntil    *time.Time
 }
 
 func (s *Syncer) state(ctx context.Context, object string) (state, error) {
 	var st state
 	var rows *int64
-	err := s.db.QueryRow(ctx, `SELECT phase, backfill_started_at, backfill_rows, cursor_modstamp, cursor_id, bulk_job_id, bulk_locator, synced_until
+	err := s.db.QueryRow(ctx, `SELECT phase, backfill_started_at, backfill_rows, cursor_modstamp, cursor_id, bulk_job_id, bulk_locator, synced_until, deleted_until
 		FROM salesforce.sync_state WHERE object = $1`, object).
-		Scan(&st.Phase, &st.BackfillStarted, &rows, &st.CursorModstamp, &st.CursorID, &st.BulkJobID, &st.BulkLocator, &st.SyncedUntil)
+		Scan(&st.Phase, &st.BackfillStarted, &rows, &st.CursorModstamp, &st.CursorID, &st.BulkJobID, &st.BulkLocator, &st.SyncedUntil, &st.DeletedUntil)
 	if err == pgx.ErrNoRows {
 		return state{Phase: "pending"}, nil
 	}
