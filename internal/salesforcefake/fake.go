@@ -36,6 +36,12 @@ type Fake struct {
 	ClientID, ClientSecret, RefreshToken string
 	Username                             string
 	JWTKey                               *rsa.PublicKey // the certificate's key, for the JWT bearer flow
+	// Sandbox: the org is a sandbox, whose JWT audience is
+	// https://test.salesforce.com rather than https://login.salesforce.com.
+	Sandbox bool
+	// CommunityURL, when set, is an Experience Cloud site's URL, also
+	// accepted as the JWT audience.
+	CommunityURL string
 
 	mu         sync.Mutex
 	objects    map[string]*fakeObject
@@ -376,7 +382,17 @@ func (f *Fake) verifyJWT(assertion string) error {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return err
 	}
-	if c.Iss != f.ClientID || c.Sub != f.Username || c.Aud != f.srv.URL || time.Unix(c.Exp, 0).Before(time.Now()) {
+	// The audience is the authorization server, never the org's My Domain:
+	// login.salesforce.com, test.salesforce.com for a sandbox, or a
+	// community's URL.
+	aud := "https://login.salesforce.com"
+	if f.Sandbox {
+		aud = "https://test.salesforce.com"
+	}
+	if c.Aud != aud && (f.CommunityURL == "" || c.Aud != f.CommunityURL) {
+		return fmt.Errorf("audience is invalid")
+	}
+	if c.Iss != f.ClientID || c.Sub != f.Username || time.Unix(c.Exp, 0).Before(time.Now()) {
 		return fmt.Errorf("user hasn't approved this consumer")
 	}
 	return nil
