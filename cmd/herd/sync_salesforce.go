@@ -123,9 +123,10 @@ column for each new field, and report a changed field type with the statement
 that resolves it. A pass stops before the org's daily API use passes
 --salesforce-api-share. Without --once, a pass runs every --interval until
 interrupted.`,
-		checkHelp: `Per object: SOQL COUNT() against the rows not marked deleted, and the Id and
-SystemModstamp of the most recently changed records (up to 10000) against the
-stored rows. Also lists fields whose type changed, with the fix.`,
+		checkHelp: `Per object: SOQL COUNT() against the rows not marked deleted, and the most
+recently changed records (up to 10000), read with every field, against the
+stored rows value by value (SystemModstamp, each typed column, data). Also
+lists fields whose type changed, with the fix, and fields not synced.`,
 		newFlags: func() connectorFlags { return &salesforceFlags{} },
 	})
 }

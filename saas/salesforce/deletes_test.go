@@ -201,3 +201,83 @@ func TestRESTResumeKeepsStartBound(t *testing.T) {
 		t.Errorf("lead %s purged between the kill and the resume is still live", id)
 	}
 }
+
+// check compares values, not only Ids and SystemModstamps: a stored email
+// that differs from Salesforce's, in its column or only in data, is
+// reported changed.
+func TestCheckComparesValues(t *testing.T) {
+	h := newHarness(t)
+	h.seedCRM(0, 40, 0)
+	h.cfg.Objects = []string{"Contact"}
+	ctx := context.Background()
+	s := h.syncer(nil)
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	diffs, err := s.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanDiffs(t, diffs)
+	var ids []string
+	if err := h.db.QueryRow(ctx, `SELECT array_agg(id ORDER BY id) FROM salesforce.contact`).Scan(&ids); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.db.Exec(ctx, `UPDATE salesforce.contact SET email = 'tampered@example.com', data = jsonb_set(data, '{Email}', '"tampered@example.com"') WHERE id = $1`, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.db.Exec(ctx, `UPDATE salesforce.contact SET data = jsonb_set(data, '{LastName}', '"Tampered"') WHERE id = $1`, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	diffs, err = s.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(diffs) != 1 || strings.Join(diffs[0].Changed, ",") != ids[0]+","+ids[1] {
+		t.Errorf("check after tampering with %s and %s: %+v", ids[0], ids[1], diffs)
+	}
+}
+
+// A field whose name herd refuses to put in a query is logged once and
+// listed in check's problems; an object taken out of the configuration
+// leaves salesforce.sync_state (and herd status).
+func TestSkippedFieldsAndRemovedObjects(t *testing.T) {
+	h := newHarness(t)
+	h.seedCRM(0, 5, 5)
+	h.fake.AddObject("Widget__c", "a01", true,
+		salesforcefake.Field{Name: "Note__c", Label: "Note", Type: "string"},
+		salesforcefake.Field{Name: "Bad Name; --", Label: "Bad", Type: "string"})
+	h.fake.Create("Widget__c", salesforcefake.Now().Add(-time.Hour), map[string]any{"Note__c": "n"})
+	h.cfg.Objects = []string{"Widget__c", "Lead", "Contact"}
+	ctx := context.Background()
+	s := h.syncer(nil)
+	for range 2 {
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(h.logs.String(), "fields not synced"); n != 1 {
+		t.Errorf("the skipped field is logged %d times over two passes, want once", n)
+	}
+	if !strings.Contains(h.logs.String(), "Bad Name; --") {
+		t.Error("the log does not name the skipped field")
+	}
+	diffs, err := s.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(diffs) != 3 || len(diffs[0].Problems) != 1 || !strings.Contains(diffs[0].Problems[0], "Bad Name; --") {
+		t.Errorf("check does not report the skipped field: %+v", diffs)
+	}
+	h.cfg.Objects = []string{"Lead"}
+	if err := h.syncer(nil).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var objects []string
+	if err := h.db.QueryRow(ctx, `SELECT array_agg(object ORDER BY object) FROM salesforce.sync_state`).Scan(&objects); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(objects, ",") != "Lead" {
+		t.Errorf("sync_state after removing Widget__c and Contact from the configuration: %v", objects)
+	}
+}

@@ -15,9 +15,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/herdhq/herd/saas"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -138,6 +140,25 @@ type Syncer struct {
 	m      *metrics
 	fresh  *saas.Freshness
 	now    func() time.Time
+
+	skipMu  sync.Mutex
+	skipped map[string]string // object → the skipped fields last logged
+}
+
+// warnSkipped says whether the skipped fields of object are news: each
+// list is logged once per process.
+func (s *Syncer) warnSkipped(object string, fields []string) bool {
+	key := strings.Join(fields, "\x00")
+	s.skipMu.Lock()
+	defer s.skipMu.Unlock()
+	if s.skipped == nil {
+		s.skipped = map[string]string{}
+	}
+	if s.skipped[object] == key {
+		return false
+	}
+	s.skipped[object] = key
+	return true
 }
 
 var _ saas.Connector = (*Syncer)(nil)
@@ -248,6 +269,9 @@ func (s *Syncer) pass(ctx context.Context) error {
 		}
 		s.log.Error("Salesforce object failed; going on with the others", "object", obj, "err", err)
 	}
+	if err := s.forgetRemoved(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	var oldest *time.Time
 	if err := s.db.QueryRow(ctx, `SELECT CASE WHEN count(synced_until) = $2 THEN min(synced_until) END
 		FROM salesforce.sync_state WHERE object = ANY($1)`, s.cfg.Objects, len(s.cfg.Objects)).Scan(&oldest); err != nil {
@@ -259,6 +283,24 @@ func (s *Syncer) pass(ctx context.Context) error {
 		s.m.lastSuccess.SetToCurrentTime()
 	}
 	return errors.Join(errs...)
+}
+
+// forgetRemoved deletes the sync_state rows of objects no longer
+// configured, so that herd status stops showing them lagging; their
+// tables stay. Configured again, an object is backfilled anew.
+func (s *Syncer) forgetRemoved(ctx context.Context) error {
+	rows, err := s.db.Query(ctx, `DELETE FROM salesforce.sync_state WHERE object <> ALL($1) RETURNING object`, s.cfg.Objects)
+	if err != nil {
+		return fmt.Errorf("forget objects no longer configured in salesforce.sync_state: %w", err)
+	}
+	removed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("forget objects no longer configured in salesforce.sync_state: %w", err)
+	}
+	if len(removed) > 0 {
+		s.log.Info("Salesforce objects no longer configured: no longer synced or shown by herd status (their tables stay)", "objects", removed)
+	}
+	return nil
 }
 
 func (s *Syncer) recordError(ctx context.Context, object string, err error) {
@@ -283,6 +325,10 @@ func (s *Syncer) syncObject(ctx context.Context, object string) error {
 	}
 	if !o.HasModst {
 		return fmt.Errorf("Salesforce %s has no SystemModstamp field, which herd follows changes by: leave it out of --salesforce-objects", object)
+	}
+	if len(o.Skipped) > 0 && s.warnSkipped(object, o.Skipped) {
+		s.log.Warn("Salesforce fields not synced: their names are not API names herd puts in a query (herd sync salesforce check lists them)",
+			"object", object, "fields", o.Skipped)
 	}
 	for _, msg := range o.Drift {
 		s.log.Warn("Salesforce field type changed", "object", object, "resolve", msg)
