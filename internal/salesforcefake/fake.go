@@ -114,7 +114,7 @@ func New(t testing.TB) *Fake {
 func (f *Fake) URL() string { return f.srv.URL }
 
 // Now is the fake's clock, at Salesforce's millisecond precision.
-func Now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+func Now() time.Time { return time.Now().UTC().Truncate(time.Second) }
 
 // addObject declares an object with its fields (Id, IsDeleted and
 // SystemModstamp are added).

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The token endpoint's instance_url receives the token only when it is a
@@ -153,5 +154,33 @@ func TestBadSettingsRefused(t *testing.T) {
 		if _, err := New(cfg, h.db, nil, nil); err == nil {
 			t.Errorf("API share %v accepted", share)
 		}
+	}
+}
+
+// SOQL datetime literals are YYYY-MM-DDThh:mm:ssZ: the fake, like
+// Salesforce, refuses one with a fraction, and herd sends none.
+func TestSOQLDatetimeLiteral(t *testing.T) {
+	h := newHarness(t)
+	h.seedCRM(0, 0, 5)
+	h.cfg.Objects = []string{"Lead"}
+	s := h.syncer(nil)
+	ctx := context.Background()
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil { // incremental: bounds on both sides
+		t.Fatal(err)
+	}
+	for _, r := range h.requests("/query") {
+		if strings.Contains(r, ".000Z") || strings.Contains(r, "%2E000Z") || strings.Contains(r, ".000%2B") {
+			t.Errorf("query with a fractional datetime: %s", r)
+		}
+	}
+	err := s.api.query(ctx, "SELECT Id FROM Lead WHERE SystemModstamp > 2026-01-02T03:04:05.000Z", false, 0, func(*queryPage) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "MALFORMED_QUERY") {
+		t.Errorf("fractional literal: %v, want MALFORMED_QUERY", err)
+	}
+	if got := soqlTime(time.Date(2026, 1, 2, 3, 4, 5, 600e6, time.UTC)); got != "2026-01-02T03:04:05Z" {
+		t.Errorf("soqlTime = %s", got)
 	}
 }

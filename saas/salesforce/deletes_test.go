@@ -134,10 +134,13 @@ func TestGetDeletedStartsAtLatestDateCovered(t *testing.T) {
 			return false
 		}
 		// Salesforce has covered nothing past the window's start yet.
-		start := r.URL.Query().Get("start")
+		start, err := time.Parse(time.RFC3339, r.URL.Query().Get("start"))
+		if err != nil {
+			t.Errorf("getDeleted start: %v", err)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"deletedRecords": []any{}, "earliestDateAvailable": "2000-01-01T00:00:00.000+0000",
-			"latestDateCovered": strings.Replace(start, "Z", "+0000", 1)})
+			"latestDateCovered": start.UTC().Format("2006-01-02T15:04:05.000+0000")})
 		return true
 	})
 	h.cfg.InstanceURL = px.URL

@@ -340,7 +340,7 @@ func (s *Syncer) syncObject(ctx context.Context, object string) error {
 	if err != nil {
 		return err
 	}
-	until := s.now().UTC().Truncate(time.Millisecond)
+	until := s.now().UTC().Truncate(time.Second) // Salesforce keeps datetimes to the second
 	refetch := len(o.Added) > 0 && st.Phase == "incremental"
 	if refetch {
 		names := make([]string, len(o.Added))

@@ -13,8 +13,10 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// sfTimeLayout is a SOQL datetime literal and a getDeleted parameter.
-const sfTimeLayout = "2006-01-02T15:04:05.000Z"
+// sfTimeLayout is a SOQL datetime literal and a getDeleted parameter:
+// YYYY-MM-DDThh:mm:ssZ, without fraction (Salesforce keeps datetimes to the
+// second, and SOQL refuses a literal with milliseconds).
+const sfTimeLayout = "2006-01-02T15:04:05Z"
 
 // parseTime reads a datetime as the REST API (+0000) or Bulk CSV (Z) writes it.
 func parseTime(s string) (time.Time, error) {

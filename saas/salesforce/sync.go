@@ -16,6 +16,8 @@ import (
 // recordID is what a Salesforce Id looks like; only such ids go in a query.
 var recordID = regexp.MustCompile(`^[A-Za-z0-9]{15,18}$`)
 
+// soqlTime is t as a SOQL datetime literal. A fraction of a second is
+// dropped: a lower bound then reads a little more, never less.
 func soqlTime(t time.Time) string { return t.UTC().Format(sfTimeLayout) }
 
 // selectSOQL is SELECT <every field> FROM object WHERE where.
