@@ -20,7 +20,7 @@ const sfTimeLayout = "2006-01-02T15:04:05Z"
 
 // parseTime reads a datetime as the REST API (+0000) or Bulk CSV (Z) writes it.
 func parseTime(s string) (time.Time, error) {
-	for _, l := range []string{"2006-01-02T15:04:05.000-0700", "2006-01-02T15:04:05.000Z07:00", time.RFC3339Nano} {
+	for _, l := range []string{"2006-01-02T15:04:05.000-0700", "2006-01-02T15:04:05-0700", "2006-01-02T15:04:05.000Z07:00", time.RFC3339Nano} {
 		if t, err := time.Parse(l, s); err == nil {
 			return t, nil
 		}
