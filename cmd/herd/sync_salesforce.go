@@ -18,6 +18,8 @@ import (
 type salesforceFlags struct {
 	instanceURL   string
 	loginURL      string
+	jwtAudience   string
+	allowedHosts  string
 	apiVersion    string
 	objects       string
 	apiShare      float64
@@ -33,7 +35,9 @@ func (f *salesforceFlags) bind(fs *flag.FlagSet, up bool) {
 		fs.DurationVar(&f.interval, "salesforce-interval", time.Minute, "time between Salesforce sync passes (when $SALESFORCE_CLIENT_ID and a secret are set, herd up keeps salesforce.* fresh)")
 	}
 	fs.StringVar(&f.instanceURL, "salesforce-instance-url", "", "the org's API host, e.g. https://MyDomain.my.salesforce.com (default: the instance_url the token endpoint names)")
-	fs.StringVar(&f.loginURL, "salesforce-login-url", salesforce.DefaultLoginURL, "where tokens come from: https://login.salesforce.com, https://test.salesforce.com (sandbox) or the org's My Domain")
+	fs.StringVar(&f.loginURL, "salesforce-login-url", salesforce.DefaultLoginURL, "where tokens come from: https://login.salesforce.com, https://test.salesforce.com (sandbox) or the org's My Domain (https only)")
+	fs.StringVar(&f.jwtAudience, "salesforce-jwt-audience", "", "the JWT bearer flow's aud: https://login.salesforce.com, https://test.salesforce.com or a community URL, never a My Domain (default: test.salesforce.com for a sandbox login URL, else login.salesforce.com)")
+	fs.StringVar(&f.allowedHosts, "salesforce-allowed-hosts", "", "comma-separated further hosts the token endpoint's instance_url may name (default: only *.salesforce.com and *.force.com over https)")
 	fs.StringVar(&f.apiVersion, "salesforce-api-version", salesforce.DefaultAPIVersion, "Salesforce API version")
 	fs.StringVar(&f.objects, "salesforce-objects", strings.Join(salesforce.DefaultObjects, ","), "comma-separated object API names to sync, custom ones (Invoice__c) included")
 	if !up {
@@ -65,15 +69,26 @@ func (f *salesforceFlags) missing() string { return f.credentials().Missing() }
 func (f *salesforceFlags) every() time.Duration { return f.interval }
 
 func (f *salesforceFlags) open(db *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer) (saas.Connector, error) {
+	if !(f.apiShare > 0 && f.apiShare <= 1) {
+		return nil, usagef("--salesforce-api-share %v: want a fraction above 0 and at most 1, such as 0.5", f.apiShare)
+	}
+	var hosts []string
+	for _, h := range strings.Split(f.allowedHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
 	var objects []string
 	for _, o := range strings.Split(f.objects, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			objects = append(objects, o)
 		}
 	}
-	return salesforce.New(salesforce.Config{
+	s, err := salesforce.New(salesforce.Config{
 		Credentials:   f.credentials(),
 		LoginURL:      f.loginURL,
+		JWTAudience:   f.jwtAudience,
+		AllowedHosts:  hosts,
 		InstanceURL:   f.instanceURL,
 		APIVersion:    f.apiVersion,
 		Objects:       objects,
@@ -82,6 +97,11 @@ func (f *salesforceFlags) open(db *pgxpool.Pool, log *slog.Logger, reg prometheu
 		Lookback:      f.lookback,
 		Limits:        saas.Limits{RequestsPerSecond: f.rate},
 	}, db, log, reg)
+	if err != nil {
+		// New refuses only settings: a usage error.
+		return nil, usagef("%v", err)
+	}
+	return s, nil
 }
 
 func init() {
@@ -103,9 +123,10 @@ column for each new field, and report a changed field type with the statement
 that resolves it. A pass stops before the org's daily API use passes
 --salesforce-api-share. Without --once, a pass runs every --interval until
 interrupted.`,
-		checkHelp: `Per object: SOQL COUNT() against the rows not marked deleted, and the Id and
-SystemModstamp of the most recently changed records (up to 10000) against the
-stored rows. Also lists fields whose type changed, with the fix.`,
+		checkHelp: `Per object: SOQL COUNT() against the rows not marked deleted, and the most
+recently changed records (up to 10000), read with every field, against the
+stored rows value by value (SystemModstamp, each typed column, data). Also
+lists fields whose type changed, with the fix, and fields not synced.`,
 		newFlags: func() connectorFlags { return &salesforceFlags{} },
 	})
 }

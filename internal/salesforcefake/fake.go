@@ -36,6 +36,12 @@ type Fake struct {
 	ClientID, ClientSecret, RefreshToken string
 	Username                             string
 	JWTKey                               *rsa.PublicKey // the certificate's key, for the JWT bearer flow
+	// Sandbox: the org is a sandbox, whose JWT audience is
+	// https://test.salesforce.com rather than https://login.salesforce.com.
+	Sandbox bool
+	// CommunityURL, when set, is an Experience Cloud site's URL, also
+	// accepted as the JWT audience.
+	CommunityURL string
 
 	mu         sync.Mutex
 	objects    map[string]*fakeObject
@@ -48,6 +54,7 @@ type Fake struct {
 	cursors    map[string]*fakeCursor
 	jobs       map[string]*fakeJob
 	deletedLog []fakeDeletion
+	logStart   time.Time // TrimDeleteLog's bound: the delete log holds nothing older
 	APIUsed    int
 	APIMax     int
 	Every503   int // every Nth GET to the API answers 503; 0: never
@@ -107,7 +114,7 @@ func New(t testing.TB) *Fake {
 func (f *Fake) URL() string { return f.srv.URL }
 
 // Now is the fake's clock, at Salesforce's millisecond precision.
-func Now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+func Now() time.Time { return time.Now().UTC().Truncate(time.Second) }
 
 // addObject declares an object with its fields (Id, IsDeleted and
 // SystemModstamp are added).
@@ -169,6 +176,21 @@ func (f *Fake) Purge(object, id string) {
 	defer f.mu.Unlock()
 	delete(f.objects[object].records, id)
 	f.deletedLog = append(f.deletedLog, fakeDeletion{object, id, Now()})
+}
+
+// TrimDeleteLog drops the delete log's entries older than before, as
+// Salesforce's background purge of large delete logs does: getDeleted then
+// refuses a window starting earlier.
+func (f *Fake) TrimDeleteLog(before time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	kept := f.deletedLog[:0]
+	for _, d := range f.deletedLog {
+		if !d.at.Before(before) {
+			kept = append(kept, d)
+		}
+	}
+	f.deletedLog, f.logStart = kept, before.UTC()
 }
 
 func (f *Fake) AddField(object string, fd Field) {
@@ -360,7 +382,17 @@ func (f *Fake) verifyJWT(assertion string) error {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return err
 	}
-	if c.Iss != f.ClientID || c.Sub != f.Username || c.Aud != f.srv.URL || time.Unix(c.Exp, 0).Before(time.Now()) {
+	// The audience is the authorization server, never the org's My Domain:
+	// login.salesforce.com, test.salesforce.com for a sandbox, or a
+	// community's URL.
+	aud := "https://login.salesforce.com"
+	if f.Sandbox {
+		aud = "https://test.salesforce.com"
+	}
+	if c.Aud != aud && (f.CommunityURL == "" || c.Aud != f.CommunityURL) {
+		return fmt.Errorf("audience is invalid")
+	}
+	if c.Iss != f.ClientID || c.Sub != f.Username || time.Unix(c.Exp, 0).Before(time.Now()) {
 		return fmt.Errorf("user hasn't approved this consumer")
 	}
 	return nil
@@ -628,14 +660,33 @@ func (f *Fake) getDeleted(w http.ResponseWriter, r *http.Request, object string)
 		sfError(w, http.StatusBadRequest, "INVALID_TYPE", "object does not support replication")
 		return
 	}
+	// Results go back no more than 15 days, or to where the delete log was
+	// purged; a window starting earlier is refused.
+	earliest := time.Now().Add(-15 * 24 * time.Hour).UTC()
+	if f.logStart.After(earliest) {
+		earliest = f.logStart
+	}
+	if start.Before(earliest) {
+		sfError(w, http.StatusBadRequest, "INVALID_REPLICATION_DATE", "startDate is before earliestDateAvailable "+earliest.Format("2006-01-02T15:04:05.000+0000"))
+		return
+	}
 	var list []map[string]string
 	for _, d := range f.deletedLog {
 		if d.object == object && !d.at.Before(start) && d.at.Before(end) {
 			list = append(list, map[string]string{"id": d.id, "deletedDate": d.at.Format("2006-01-02T15:04:05.000+0000")})
 		}
 	}
-	writeJSON(w, map[string]any{"deletedRecords": list, "earliestDateAvailable": time.Now().Add(-15 * 24 * time.Hour).UTC().Format("2006-01-02T15:04:05.000+0000"),
-		"latestDateCovered": end.UTC().Format("2006-01-02T15:04:05.000+0000")})
+	// Deletions still completing are not covered: the answer covers up to
+	// the start of the current minute at most, and the next call starts there.
+	covered := end
+	if now := time.Now().UTC().Truncate(time.Minute); now.Before(covered) {
+		covered = now
+	}
+	if covered.Before(start) {
+		covered = start
+	}
+	writeJSON(w, map[string]any{"deletedRecords": list, "earliestDateAvailable": earliest.Format("2006-01-02T15:04:05.000+0000"),
+		"latestDateCovered": covered.UTC().Format("2006-01-02T15:04:05.000+0000")})
 }
 
 // Served is how many records of object were served (query pages and bulk

@@ -2,6 +2,7 @@ package salesforcefake
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -299,6 +300,12 @@ func (p *soqlParser) and() (cond, error) {
 	return c, nil
 }
 
+// soqlDateTime is a SOQL dateTime literal, as documented: no fraction.
+var soqlDateTime = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(Z|[+-][0-9]{2}:[0-9]{2})$`)
+
+// soqlDateLike starts like a datetime.
+var soqlDateLike = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T`)
+
 func (p *soqlParser) primary() (cond, error) {
 	if p.peek() == "(" {
 		p.next()
@@ -324,8 +331,15 @@ func (p *soqlParser) primary() (cond, error) {
 	case strings.EqualFold(lit, "null"):
 		c.value = nil
 	default:
-		if t, err := time.Parse(time.RFC3339Nano, lit); err == nil {
+		if soqlDateTime.MatchString(lit) {
+			t, err := time.Parse(time.RFC3339, lit)
+			if err != nil {
+				return nil, fmt.Errorf("bad datetime %q", lit)
+			}
 			c.value = t
+		} else if soqlDateLike.MatchString(lit) {
+			// SOQL takes YYYY-MM-DDThh:mm:ss with Z or an offset, no fraction.
+			return nil, fmt.Errorf("value of filter criterion for field '%s' must be of type dateTime and should not be enclosed in quotes: %q", field, lit)
 		} else if f, err := strconv.ParseFloat(lit, 64); err == nil {
 			c.value = f
 		} else {

@@ -52,12 +52,16 @@ func (c Credentials) Missing() string {
 // than ttl, and at once when the API answers INVALID_SESSION_ID.
 type tokens struct {
 	creds    Credentials
-	loginURL string // token endpoint host; also the JWT audience
+	loginURL string // token endpoint host
+	audience string // the JWT bearer flow's aud
 	instance string // API host; "" takes the token response's instance_url
-	ttl      time.Duration
-	http     *http.Client
-	now      func() time.Time
-	renewed  func() // counts renewals (metrics)
+	// instanceOK says whether the instance_url a token response names may
+	// receive the token.
+	instanceOK func(string) error
+	ttl        time.Duration
+	http       *http.Client
+	now        func() time.Time
+	renewed    func() // counts renewals (metrics)
 
 	mu       sync.Mutex
 	token    string
@@ -136,9 +140,14 @@ func (t *tokens) renew(ctx context.Context) error {
 	t.apiURL = t.instance
 	if t.apiURL == "" {
 		t.apiURL = strings.TrimRight(r.InstanceURL, "/")
-	}
-	if t.apiURL == "" {
-		return errors.New("Salesforce's token response named no instance_url: set --salesforce-instance-url")
+		if t.apiURL == "" {
+			t.token = ""
+			return errors.New("Salesforce's token response named no instance_url: set --salesforce-instance-url")
+		}
+		if err := t.instanceOK(t.apiURL); err != nil {
+			t.token = ""
+			return fmt.Errorf("the token endpoint %s named instance_url %.200q, refused: %w", endpoint, t.apiURL, err)
+		}
 	}
 	if t.renewed != nil {
 		t.renewed()
@@ -147,7 +156,9 @@ func (t *tokens) renew(ctx context.Context) error {
 }
 
 // assertion is the JWT bearer flow's signed claim (RFC 7523): RS256 over
-// iss = client id, sub = username, aud = login URL, exp a few minutes on.
+// iss = client id, sub = username, aud = the authorization server
+// (login.salesforce.com, test.salesforce.com or a community URL), exp a
+// few minutes on.
 func (t *tokens) assertion() (string, error) {
 	key, err := readKey(t.creds.JWTKeyFile)
 	if err != nil {
@@ -158,7 +169,7 @@ func (t *tokens) assertion() (string, error) {
 	claims, _ := json.Marshal(map[string]any{
 		"iss": t.creds.ClientID,
 		"sub": t.creds.Username,
-		"aud": t.loginURL,
+		"aud": t.audience,
 		"exp": t.now().Add(3 * time.Minute).Unix(),
 	})
 	signing := enc.EncodeToString(header) + "." + enc.EncodeToString(claims)

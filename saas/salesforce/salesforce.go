@@ -11,11 +11,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/herdhq/herd/saas"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -29,6 +33,9 @@ const (
 // DefaultObjects are synced when Config.Objects is empty.
 var DefaultObjects = []string{"Account", "Contact", "Lead", "Opportunity", "OpportunityLineItem", "Campaign", "CampaignMember", "Task", "Event", "User"}
 
+// apiVersion is what a REST API version looks like: 59.0.
+var apiVersion = regexp.MustCompile(`^[1-9][0-9]{1,2}\.0$`)
+
 // lockKey is the advisory lock held during a pass, so that two herd
 // processes on one warehouse do not both spend the org's API requests.
 const lockKey int64 = 0x68657264_0230
@@ -36,15 +43,24 @@ const lockKey int64 = 0x68657264_0230
 // Config configures a Syncer. Credentials are required.
 type Config struct {
 	Credentials Credentials
-	// LoginURL is where tokens come from (and the JWT audience):
-	// https://login.salesforce.com, https://test.salesforce.com for a
-	// sandbox, or the org's My Domain.
+	// LoginURL is where tokens come from: https://login.salesforce.com,
+	// https://test.salesforce.com for a sandbox, or the org's My Domain.
+	// Plain http is refused except on a loopback host.
 	LoginURL string
+	// JWTAudience is the JWT bearer flow's aud: https://login.salesforce.com,
+	// https://test.salesforce.com or an Experience Cloud site's URL, never a
+	// My Domain. Default: test.salesforce.com when LoginURL is a sandbox's,
+	// else login.salesforce.com.
+	JWTAudience string
 	// InstanceURL is the org's API host; default the instance_url the token
-	// endpoint answers with.
+	// endpoint answers with, which must then be a https host under
+	// salesforce.com or force.com, the login URL's host, or in AllowedHosts.
 	InstanceURL string
-	APIVersion  string   // default DefaultAPIVersion
-	Objects     []string // API names; default DefaultObjects
+	// AllowedHosts are further hosts (host or host:port) an instance_url
+	// may name, for an org served under another domain.
+	AllowedHosts []string
+	APIVersion   string   // default DefaultAPIVersion
+	Objects      []string // API names; default DefaultObjects
 	// Lookback is how far before synced_until each incremental pass starts
 	// again, for records whose SystemModstamp lands late (long
 	// transactions); default 5 minutes.
@@ -99,7 +115,7 @@ func (c *Config) defaults() {
 	if c.BulkPoll <= 0 {
 		c.BulkPoll = 2 * time.Second
 	}
-	if c.APIShare <= 0 || c.APIShare > 1 {
+	if c.APIShare == 0 {
 		c.APIShare = 0.5
 	}
 	if c.SessionTTL <= 0 {
@@ -124,6 +140,25 @@ type Syncer struct {
 	m      *metrics
 	fresh  *saas.Freshness
 	now    func() time.Time
+
+	skipMu  sync.Mutex
+	skipped map[string]string // object → the skipped fields last logged
+}
+
+// warnSkipped says whether the skipped fields of object are news: each
+// list is logged once per process.
+func (s *Syncer) warnSkipped(object string, fields []string) bool {
+	key := strings.Join(fields, "\x00")
+	s.skipMu.Lock()
+	defer s.skipMu.Unlock()
+	if s.skipped == nil {
+		s.skipped = map[string]string{}
+	}
+	if s.skipped[object] == key {
+		return false
+	}
+	s.skipped[object] = key
+	return true
 }
 
 var _ saas.Connector = (*Syncer)(nil)
@@ -140,8 +175,24 @@ func New(cfg Config, db *pgxpool.Pool, log *slog.Logger, reg prometheus.Register
 			return nil, fmt.Errorf("%q is not a Salesforce object API name (letters, digits and _, such as Account or Invoice__c)", o)
 		}
 	}
-	if _, err := strconv.ParseFloat(cfg.APIVersion, 64); err != nil {
-		return nil, fmt.Errorf("Salesforce API version %q: want a number such as %s", cfg.APIVersion, DefaultAPIVersion)
+	if !apiVersion.MatchString(cfg.APIVersion) {
+		return nil, fmt.Errorf("Salesforce API version %.40q: want a version such as %s", cfg.APIVersion, DefaultAPIVersion)
+	}
+	if !(cfg.APIShare > 0 && cfg.APIShare <= 1) { // NaN included
+		return nil, fmt.Errorf("Salesforce API share %v: want a fraction of the org's daily requests above 0 and at most 1, such as 0.5", cfg.APIShare)
+	}
+	if _, err := checkURL("Salesforce login URL", cfg.LoginURL); err != nil {
+		return nil, err
+	}
+	if cfg.InstanceURL != "" {
+		if _, err := checkURL("Salesforce instance URL", cfg.InstanceURL); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.JWTAudience == "" {
+		cfg.JWTAudience = jwtAudience(cfg.LoginURL)
+	} else if _, err := url.Parse(cfg.JWTAudience); err != nil || !strings.HasPrefix(cfg.JWTAudience, "https://") {
+		return nil, fmt.Errorf("Salesforce JWT audience %.200q: want https://login.salesforce.com, https://test.salesforce.com or a community URL", cfg.JWTAudience)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -157,7 +208,8 @@ func New(cfg Config, db *pgxpool.Pool, log *slog.Logger, reg prometheus.Register
 	hc := &http.Client{Timeout: cfg.HTTPTimeout, Transport: tr}
 	b := &budget{share: cfg.APIShare}
 	s := &Syncer{cfg: cfg, db: db, log: log.With("source", "salesforce"), plog: log, budget: b, m: m, fresh: saas.NewFreshness(reg, "salesforce"), now: time.Now}
-	tok := &tokens{creds: cfg.Credentials, loginURL: cfg.LoginURL, instance: cfg.InstanceURL, ttl: cfg.SessionTTL, http: hc,
+	tok := &tokens{creds: cfg.Credentials, loginURL: cfg.LoginURL, audience: cfg.JWTAudience, instance: cfg.InstanceURL,
+		instanceOK: instanceChecker(cfg.LoginURL, cfg.InstanceURL, cfg.AllowedHosts), ttl: cfg.SessionTTL, http: hc,
 		now: func() time.Time { return s.now() }, renewed: m.tokens.Inc}
 	s.api = &client{http: hc, tokens: tok, version: cfg.APIVersion, budget: b}
 	m.apiUsed = b
@@ -217,6 +269,9 @@ func (s *Syncer) pass(ctx context.Context) error {
 		}
 		s.log.Error("Salesforce object failed; going on with the others", "object", obj, "err", err)
 	}
+	if err := s.forgetRemoved(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	var oldest *time.Time
 	if err := s.db.QueryRow(ctx, `SELECT CASE WHEN count(synced_until) = $2 THEN min(synced_until) END
 		FROM salesforce.sync_state WHERE object = ANY($1)`, s.cfg.Objects, len(s.cfg.Objects)).Scan(&oldest); err != nil {
@@ -228,6 +283,24 @@ func (s *Syncer) pass(ctx context.Context) error {
 		s.m.lastSuccess.SetToCurrentTime()
 	}
 	return errors.Join(errs...)
+}
+
+// forgetRemoved deletes the sync_state rows of objects no longer
+// configured, so that herd status stops showing them lagging; their
+// tables stay. Configured again, an object is backfilled anew.
+func (s *Syncer) forgetRemoved(ctx context.Context) error {
+	rows, err := s.db.Query(ctx, `DELETE FROM salesforce.sync_state WHERE object <> ALL($1) RETURNING object`, s.cfg.Objects)
+	if err != nil {
+		return fmt.Errorf("forget objects no longer configured in salesforce.sync_state: %w", err)
+	}
+	removed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("forget objects no longer configured in salesforce.sync_state: %w", err)
+	}
+	if len(removed) > 0 {
+		s.log.Info("Salesforce objects no longer configured: no longer synced or shown by herd status (their tables stay)", "objects", removed)
+	}
+	return nil
 }
 
 func (s *Syncer) recordError(ctx context.Context, object string, err error) {
@@ -253,6 +326,10 @@ func (s *Syncer) syncObject(ctx context.Context, object string) error {
 	if !o.HasModst {
 		return fmt.Errorf("Salesforce %s has no SystemModstamp field, which herd follows changes by: leave it out of --salesforce-objects", object)
 	}
+	if len(o.Skipped) > 0 && s.warnSkipped(object, o.Skipped) {
+		s.log.Warn("Salesforce fields not synced: their names are not API names herd puts in a query (herd sync salesforce check lists them)",
+			"object", object, "fields", o.Skipped)
+	}
 	for _, msg := range o.Drift {
 		s.log.Warn("Salesforce field type changed", "object", object, "resolve", msg)
 	}
@@ -263,7 +340,7 @@ func (s *Syncer) syncObject(ctx context.Context, object string) error {
 	if err != nil {
 		return err
 	}
-	until := s.now().UTC().Truncate(time.Millisecond)
+	until := s.now().UTC().Truncate(time.Second) // Salesforce keeps datetimes to the second
 	refetch := len(o.Added) > 0 && st.Phase == "incremental"
 	if refetch {
 		names := make([]string, len(o.Added))

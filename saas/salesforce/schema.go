@@ -165,6 +165,7 @@ type objectTable struct {
 	Added     []column // columns added by this call to an existing table
 	Created   bool
 	Drift     []string // changed types, each with the SQL that resolves it
+	Skipped   []string // field names herd refuses to put in a query (not API names)
 	HasDelete bool     // the object has IsDeleted: queryAll shows deleted records
 	HasModst  bool     // the object has SystemModstamp
 	Replicate bool     // getDeleted works
@@ -275,7 +276,9 @@ func ensureTable(ctx context.Context, db txBeginner, d *describe, dry bool) (*ob
 		}
 		for _, f := range d.Fields {
 			if !apiName.MatchString(f.Name) {
-				continue // never put in a query; see fieldsSkipped
+				// Never put in a query: reported in Skipped.
+				o.Skipped = append(o.Skipped, f.Name)
+				continue
 			}
 			typ, ok := pgType(f.Type)
 			if !ok {

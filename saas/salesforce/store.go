@@ -13,12 +13,14 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// sfTimeLayout is a SOQL datetime literal and a getDeleted parameter.
-const sfTimeLayout = "2006-01-02T15:04:05.000Z"
+// sfTimeLayout is a SOQL datetime literal and a getDeleted parameter:
+// YYYY-MM-DDThh:mm:ssZ, without fraction (Salesforce keeps datetimes to the
+// second, and SOQL refuses a literal with milliseconds).
+const sfTimeLayout = "2006-01-02T15:04:05Z"
 
 // parseTime reads a datetime as the REST API (+0000) or Bulk CSV (Z) writes it.
 func parseTime(s string) (time.Time, error) {
-	for _, l := range []string{"2006-01-02T15:04:05.000-0700", "2006-01-02T15:04:05.000Z07:00", time.RFC3339Nano} {
+	for _, l := range []string{"2006-01-02T15:04:05.000-0700", "2006-01-02T15:04:05-0700", "2006-01-02T15:04:05.000Z07:00", time.RFC3339Nano} {
 		if t, err := time.Parse(l, s); err == nil {
 			return t, nil
 		}
@@ -216,14 +218,15 @@ type state struct {
 	BulkJobID       *string
 	BulkLocator     *string
 	SyncedUntil     *time.Time
+	DeletedUntil    *time.Time
 }
 
 func (s *Syncer) state(ctx context.Context, object string) (state, error) {
 	var st state
 	var rows *int64
-	err := s.db.QueryRow(ctx, `SELECT phase, backfill_started_at, backfill_rows, cursor_modstamp, cursor_id, bulk_job_id, bulk_locator, synced_until
+	err := s.db.QueryRow(ctx, `SELECT phase, backfill_started_at, backfill_rows, cursor_modstamp, cursor_id, bulk_job_id, bulk_locator, synced_until, deleted_until
 		FROM salesforce.sync_state WHERE object = $1`, object).
-		Scan(&st.Phase, &st.BackfillStarted, &rows, &st.CursorModstamp, &st.CursorID, &st.BulkJobID, &st.BulkLocator, &st.SyncedUntil)
+		Scan(&st.Phase, &st.BackfillStarted, &rows, &st.CursorModstamp, &st.CursorID, &st.BulkJobID, &st.BulkLocator, &st.SyncedUntil, &st.DeletedUntil)
 	if err == pgx.ErrNoRows {
 		return state{Phase: "pending"}, nil
 	}
