@@ -276,3 +276,50 @@ func TestPartInTheSameSecondIsNotMissed(t *testing.T) {
 	}
 	h.assertEqual()
 }
+
+// TestStaleSameSecondFetchLosesNoPart: a conversation fetched just before a
+// part was added in the same second, written after a later fetch that has
+// the part (a webhook's refetch racing a pass), neither replaces the row nor
+// marks the new part deleted.
+func TestStaleSameSecondFetchLosesNoPart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	_, convs := h.seed(10, 4)
+	h.sync()
+	f := h.fake
+	second := f.tick1()
+	f.updateConversation(convs[1], nil, second)
+	f.mu.Lock()
+	staleJSON, _ := json.Marshal(f.convs[convs[1]].full())
+	f.mu.Unlock()
+	stale, err := parseConversation(staleJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.fetched = time.Now()
+	part := f.addPart(convs[1])
+	f.updateConversation(convs[1], nil, second)
+	f.mu.Lock()
+	freshJSON, _ := json.Marshal(f.convs[convs[1]].full())
+	f.mu.Unlock()
+	fresh, err := parseConversation(freshJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh.fetched = stale.fetched.Add(time.Millisecond)
+	if stale.updated != fresh.updated {
+		t.Fatalf("the two states differ in updated_at (%d, %d): not the case under test", stale.updated, fresh.updated)
+	}
+	ctx := context.Background()
+	if wrote, err := h.s.writeConversation(ctx, fresh); err != nil || !wrote {
+		t.Fatalf("later fetch not written: %v %v", wrote, err)
+	}
+	if wrote, err := h.s.writeConversation(ctx, stale); err != nil || wrote {
+		t.Errorf("earlier fetch with the same updated_at written over a later one: %v %v", wrote, err)
+	}
+	var deleted bool
+	if err := h.db.QueryRow(ctx, `SELECT deleted FROM intercom.conversation_parts WHERE id = $1`, part).Scan(&deleted); err != nil || deleted {
+		t.Errorf("part %s after the stale write: deleted %v (%v); want present", part, deleted, err)
+	}
+	h.assertEqual()
+}

@@ -319,6 +319,7 @@ func (s *Syncer) conversationsPage(ctx context.Context, items []json.RawMessage,
 // fetchConversation gets one conversation whole and writes it, or marks it
 // deleted when Intercom no longer has it.
 func (s *Syncer) fetchConversation(ctx context.Context, id string) error {
+	fetched := time.Now()
 	b, err := s.api.do(ctx, "GET", "/conversations/"+url.PathEscape(id), nil, nil)
 	if isNotFound(err) {
 		return s.markDeleted(ctx, objectByKind("conversation"), id)
@@ -330,6 +331,7 @@ func (s *Syncer) fetchConversation(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	c.fetched = fetched
 	_, err = s.writeConversation(ctx, c)
 	return err
 }
