@@ -82,8 +82,10 @@ func init() {
 		name:  "intercom",
 		title: "Intercom",
 		syncHelp: `The first run backfills admins, teams, tags, segments, companies, contacts and
-conversations, each conversation fetched whole so that every part is in
-intercom.conversation_parts, logging progress per object (rows, rate, ETA).
+conversations, each conversation fetched whole so that its parts are in
+intercom.conversation_parts (at most 500 a conversation: the API returns no
+more; parts_total holds the real count), logging progress per object (rows,
+rate, ETA).
 An interrupted backfill resumes at the page it had reached. Later passes
 search contacts and conversations by updated_at from the last pass less
 --lookback (contacts from the start of that day: their search compares

@@ -74,3 +74,14 @@ func TestSyncIntercomCommand(t *testing.T) {
 		t.Errorf("wrong token: exit %d, %s; want Intercom's error named", code, errOut)
 	}
 }
+
+// herd sync intercom --help does not promise every part: the API gives at
+// most 500 of a conversation's parts, and the help says so.
+func TestSyncIntercomHelpStatesThePartsCap(t *testing.T) {
+	t.Parallel()
+	_, out, errOut := runHerd(t, t.TempDir(), bareEnv(), "sync", "intercom", "--help")
+	help := strings.Join(strings.Fields(out+errOut), " ")
+	if strings.Contains(help, "every part") || !strings.Contains(help, "at most 500 a conversation") {
+		t.Errorf("herd sync intercom --help on conversation parts:\n%s", out+errOut)
+	}
+}
