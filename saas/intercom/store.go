@@ -30,6 +30,12 @@ func table(name string) string { return pgx.Identifier{"intercom", name}.Sanitiz
 // rows were written (a row holding a newer state is left alone). Duplicate
 // ids (the same object on two pages) keep the newer state.
 func (s *Syncer) upsertItems(ctx context.Context, q querier, obj *object, items []json.RawMessage) (int64, error) {
+	return s.upsertItemsIf(ctx, q, obj, items, guard)
+}
+
+// upsertItemsIf is upsertItems with the given guard ("true" for a repair,
+// which replaces whatever the row holds).
+func (s *Syncer) upsertItemsIf(ctx context.Context, q querier, obj *object, items []json.RawMessage, guard string) (int64, error) {
 	if len(items) == 0 {
 		return 0, nil
 	}
@@ -125,6 +131,16 @@ func parseConversation(b []byte) (conversation, error) {
 // one transaction, unless the table holds a newer state. It reports whether
 // it wrote.
 func (s *Syncer) writeConversation(ctx context.Context, c conversation) (bool, error) {
+	return s.writeConversationIf(ctx, c, false)
+}
+
+// writeConversationIf is writeConversation, unguarded when force (a repair,
+// which replaces whatever the rows hold).
+func (s *Syncer) writeConversationIf(ctx context.Context, c conversation, force bool) (bool, error) {
+	convGuard := convGuard
+	if force {
+		convGuard = "true"
+	}
 	wrote := false
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		if c.fetched.IsZero() {
@@ -168,8 +184,9 @@ func (s *Syncer) writeConversation(ctx context.Context, c conversation) (bool, e
 		// API's cap, the parts not returned may still exist. A part a later
 		// fetch stored is never marked deleted by an earlier one.
 		if len(c.parts) >= c.total {
-			if _, err := tx.Exec(ctx, `UPDATE intercom.conversation_parts SET deleted = true, synced_at = now()
-				WHERE conversation_id = $1 AND NOT deleted AND id <> ALL($2) AND (fetched_at IS NULL OR fetched_at <= $3)`, c.id, ids, c.fetched); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE intercom.conversation_parts t SET deleted = true, synced_at = now()
+				WHERE conversation_id = $1 AND NOT deleted AND id <> ALL($2) AND (fetched_at IS NULL OR fetched_at <= $3 OR $4)`,
+				c.id, ids, c.fetched, force); err != nil {
 				return fmt.Errorf("mark parts no longer in conversation %s deleted: %w", c.id, err)
 			}
 		}

@@ -131,7 +131,39 @@ func (s *Syncer) syncObject(ctx context.Context, obj *object) error {
 			return err
 		}
 	}
+	if err := s.repair(ctx, obj); err != nil {
+		return err
+	}
 	return s.incremental(ctx, obj, st)
+}
+
+// repair fetches again the rows check queued in intercom.refetch and
+// replaces what the table holds with Intercom's answer, whatever its
+// updated_at: a settled row is never fetched by an incremental pass, so a
+// row lost or altered in the warehouse is mended only here.
+func (s *Syncer) repair(ctx context.Context, obj *object) error {
+	rows, _ := s.db.Query(ctx, `SELECT id, queued_at FROM intercom.refetch WHERE object = $1 ORDER BY queued_at LIMIT 10000`, obj.Table)
+	type queued struct {
+		id string
+		at time.Time
+	}
+	var q []queued
+	var it queued
+	if _, err := pgx.ForEachRow(rows, []any{&it.id, &it.at}, func() error { q = append(q, it); return nil }); err != nil {
+		return fmt.Errorf("read intercom.refetch: %w", err)
+	}
+	for _, r := range q {
+		if err := s.refetchIf(ctx, obj, r.id, true); err != nil {
+			return fmt.Errorf("repair intercom.%s %s: %w", obj.Table, r.id, err)
+		}
+		if _, err := s.db.Exec(ctx, `DELETE FROM intercom.refetch WHERE object = $1 AND id = $2 AND queued_at <= $3`, obj.Table, r.id, r.at); err != nil {
+			return fmt.Errorf("update intercom.refetch: %w", err)
+		}
+	}
+	if len(q) > 0 {
+		s.log.Info("intercom: rows check found differing fetched again", "object", obj.Table, "rows", len(q))
+	}
+	return nil
 }
 
 // backfill lists every object of obj and writes it; rows the listing did not
@@ -319,6 +351,12 @@ func (s *Syncer) conversationsPage(ctx context.Context, items []json.RawMessage,
 // fetchConversation gets one conversation whole and writes it, or marks it
 // deleted when Intercom no longer has it.
 func (s *Syncer) fetchConversation(ctx context.Context, id string) error {
+	return s.fetchConversationIf(ctx, id, false)
+}
+
+// fetchConversationIf is fetchConversation, unguarded when force (a
+// repair).
+func (s *Syncer) fetchConversationIf(ctx context.Context, id string, force bool) error {
 	fetched := time.Now()
 	b, err := s.api.do(ctx, "GET", "/conversations/"+url.PathEscape(id), nil, nil)
 	if isNotFound(err) {
@@ -332,7 +370,7 @@ func (s *Syncer) fetchConversation(ctx context.Context, id string) error {
 		return err
 	}
 	c.fetched = fetched
-	_, err = s.writeConversation(ctx, c)
+	_, err = s.writeConversationIf(ctx, c, force)
 	return err
 }
 
