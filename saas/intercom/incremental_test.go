@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/herdhq/herd/saas"
 )
 
 // Acceptance 2: killed in the middle of the conversations' backfill and
@@ -96,7 +98,7 @@ func TestIncrementalFollowsChanges(t *testing.T) {
 	f.mergeContact(lead, user)
 	f.deleteContact(contacts[2])
 	f.updateContact(contacts[4], map[string]any{"name": "late"}, syncedUntil-120)
-	f.advance(7 * time.Hour) // past SweepEvery: this pass lists every id
+	f.advance(time.Minute) // the next pass, a minute later, as herd up runs them
 	h.sync()
 
 	ctx := context.Background()
@@ -361,5 +363,36 @@ func TestCheckFindingsRepairedByTheNextPass(t *testing.T) {
 	var queued int
 	if err := h.db.QueryRow(ctx, `SELECT count(*) FROM intercom.refetch`).Scan(&queued); err != nil || queued != 0 {
 		t.Errorf("intercom.refetch after the pass: %d rows (%v); want 0", queued, err)
+	}
+}
+
+// TestSweepIntervalFollowsTheCost: by default a table is swept every minute
+// while listing it costs under a tenth of the request rate, and less often
+// in proportion past that; a SweepEvery given is kept.
+func TestSweepIntervalFollowsTheCost(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	if _, err := h.db.Exec(ctx, `INSERT INTO intercom.contacts (id, data, deleted, updated_at, synced_at)
+		SELECT 'c' || i, '{}', false, now(), now() FROM generate_series(1, 2999) i`); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		rate  float64
+		every time.Duration
+		want  time.Duration
+	}{
+		{20, 0, time.Minute},              // 20 pages at 2 requests a second: 10 s
+		{1, 0, 200 * time.Second},         // 20 pages at 0.1 a second
+		{1, 6 * time.Hour, 6 * time.Hour}, // given
+	} {
+		s, err := New(Config{Token: "x", Limits: saas.Limits{RequestsPerSecond: c.rate}, SweepEvery: c.every}, h.db, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.sweepInterval(ctx, objectByKind("contact"))
+		if err != nil || got != c.want {
+			t.Errorf("rate %v, SweepEvery %v: sweep every %v (%v); want %v", c.rate, c.every, got, err, c.want)
+		}
 	}
 }

@@ -51,8 +51,11 @@ type Config struct {
 	// so for them the search starts at the beginning of that day.
 	Lookback time.Duration
 	// SweepEvery is how often contacts and conversations are listed whole
-	// to find the ones deleted in Intercom, which no search reveals;
-	// default 6 hours.
+	// to find the ones deleted or merged away in Intercom, which no search
+	// reveals. Zero (the default) chooses per object from its row count:
+	// every pass, at most once a minute, as long as a listing costs under
+	// a tenth of the request rate; for larger tables as often as that
+	// tenth allows (see sweepInterval).
 	SweepEvery time.Duration
 	// Concurrency is how many conversations are fetched at once; default 4.
 	Concurrency int
@@ -77,9 +80,6 @@ func (c *Config) defaults() {
 	}
 	if c.Lookback <= 0 {
 		c.Lookback = 10 * time.Minute
-	}
-	if c.SweepEvery <= 0 {
-		c.SweepEvery = 6 * time.Hour
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 4
