@@ -40,6 +40,13 @@ type fakeIntercom struct {
 	count     int
 	// hook runs (without the lock) at the start of each request.
 	hook func(req string)
+	// The company scroll, as Intercom documents it: one open per app at a
+	// time (opening another answers 400 scroll_exists), expiring when
+	// unused for scrollTTL (a minute; wall clock) or once its last, empty
+	// page was given.
+	scrollTTL  time.Duration
+	scrollN    int       // the open scroll's number; 0: none
+	scrollUsed time.Time // when it was last used
 }
 
 type fakeConv struct {
@@ -52,8 +59,9 @@ const partsCap = 500
 func newFakeIntercom(t *testing.T) *fakeIntercom {
 	f := &fakeIntercom{
 		t: t, token: "tok_test", version: DefaultVersion,
-		clock:    time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC),
-		contacts: map[string]map[string]any{}, compans: map[string]map[string]any{},
+		clock:     time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC),
+		scrollTTL: time.Minute,
+		contacts:  map[string]map[string]any{}, compans: map[string]map[string]any{},
 		convs: map[string]*fakeConv{}, small: map[string][]map[string]any{},
 	}
 	f.small["admins"] = []map[string]any{{"type": "admin", "id": "a1", "name": "Ada", "email": "ada@example.com"}, {"type": "admin", "id": "a2", "name": "Bo", "email": "bo@example.com"}}
@@ -344,14 +352,26 @@ func (f *fakeIntercom) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method == "GET" && path == "/companies/scroll":
 		items := sortedItems(f.compans, nil)
 		off := 0
-		if s := q.Get("scroll_param"); s != "" {
-			if off = offsetOf(s); off < 0 {
-				errorList(w, 404, "scroll_exists", "scroll_param expired or invalid")
+		open := f.scrollN != 0 && time.Since(f.scrollUsed) < f.scrollTTL
+		if p := q.Get("scroll_param"); p != "" {
+			var n int
+			if _, err := fmt.Sscanf(p, "sc%d.%d", &n, &off); err != nil || !open || n != f.scrollN {
+				errorList(w, 404, "not_found", "scroll_param expired or invalid")
 				return
 			}
+		} else if open {
+			errorList(w, 400, "scroll_exists", "scroll already exists for this workspace. Please ensure to use the scroll parameter from the initial scroll request")
+			return
+		} else {
+			f.seq++
+			f.scrollN = f.seq
 		}
+		f.scrollUsed = time.Now()
 		end := min(off+perPage, len(items))
-		writeJSON(w, 200, map[string]any{"type": "list", "data": items[min(off, end):end], "pages": nil, "total_count": nil, "scroll_param": cursorOf(end)})
+		if off >= end {
+			f.scrollN = 0 // the last, empty page closes the scroll
+		}
+		writeJSON(w, 200, map[string]any{"type": "list", "data": items[min(off, end):end], "pages": nil, "total_count": nil, "scroll_param": fmt.Sprintf("sc%d.%d", f.scrollN, end)})
 	case r.Method == "GET" && (path == "/contacts" || path == "/conversations"):
 		var items []map[string]any
 		key := "data"

@@ -3,6 +3,7 @@ package intercom
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -395,4 +396,65 @@ func TestSweepIntervalFollowsTheCost(t *testing.T) {
 			t.Errorf("rate %v, SweepEvery %v: sweep every %v (%v); want %v", c.rate, c.every, got, err, c.want)
 		}
 	}
+}
+
+// TestCompanyScrollIsShared: Intercom keeps one company scroll open per app.
+// A scroll left open by another process is waited for until it expires, and
+// a check started while a pass is scrolling companies waits for that scroll
+// to end instead of failing or breaking the pass.
+func TestCompanyScrollIsShared(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.seed(10, 4)
+	h.fake.mu.Lock()
+	h.fake.scrollTTL = 2 * time.Second
+	h.fake.mu.Unlock()
+	h.s.scrollRetry = 50 * time.Millisecond
+
+	// A scroll opened and abandoned elsewhere.
+	req, _ := http.NewRequest("GET", h.fake.URL()+"/companies/scroll", nil)
+	req.Header.Set("Authorization", "Bearer "+h.fake.token)
+	req.Header.Set("Intercom-Version", DefaultVersion)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("opening a scroll: %d", resp.StatusCode)
+	}
+	h.sync()
+	h.assertEqual()
+
+	// A check (another process) started while the pass scrolls companies.
+	checker := h.syncer()
+	checker.scrollRetry = 50 * time.Millisecond
+	checked := make(chan error, 1)
+	var started atomic.Bool
+	h.fake.setHook(func(req string) {
+		if strings.Contains(req, "/companies/scroll?scroll_param=") && started.CompareAndSwap(false, true) {
+			go func() {
+				_, err := checker.Check(context.Background())
+				checked <- err
+			}()
+			time.Sleep(200 * time.Millisecond) // the check asks while this scroll is open
+		}
+	})
+	h.fake.addCompany()
+	h.fake.advance(time.Minute)
+	h.sync()
+	h.fake.setHook(nil)
+	if !started.Load() {
+		t.Fatal("the pass did not scroll companies")
+	}
+	select {
+	case err := <-checked:
+		if err != nil {
+			t.Errorf("check during a pass: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("check during a pass did not finish")
+	}
+	h.assertEqual()
+	h.assertClean()
 }

@@ -101,6 +101,10 @@ type Syncer struct {
 	api   *client
 	m     *metrics
 	fresh *saas.Freshness
+	// A company scroll refused because another is open is asked for again
+	// every scrollRetry, for up to scrollPatience (Intercom expires an
+	// unused scroll after a minute).
+	scrollRetry, scrollPatience time.Duration
 }
 
 var _ saas.Connector = (*Syncer)(nil)
@@ -134,8 +138,9 @@ func New(cfg Config, db *pgxpool.Pool, log *slog.Logger, reg prometheus.Register
 		plog: log,
 		api: &client{base: cfg.APIBase, token: cfg.Token, version: cfg.Version,
 			http: &http.Client{Timeout: cfg.HTTPTimeout, Transport: tr}},
-		m:     m,
-		fresh: saas.NewFreshness(reg, "intercom"),
+		m:           m,
+		fresh:       saas.NewFreshness(reg, "intercom"),
+		scrollRetry: 5 * time.Second, scrollPatience: 2 * time.Minute,
 	}, nil
 }
 

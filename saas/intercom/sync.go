@@ -68,6 +68,8 @@ func objectByKind(kind string) *object {
 func (s *Syncer) pages(ctx context.Context, obj *object, cursor string) iter.Seq2[page, error] {
 	return func(yield func(page, error) bool) {
 		scroll := ""
+		var waited time.Duration
+		restarts := 0
 		for {
 			q := url.Values{}
 			switch obj.Paging {
@@ -82,6 +84,30 @@ func (s *Syncer) pages(ctx context.Context, obj *object, cursor string) iter.Seq
 				}
 			}
 			b, err := s.api.do(ctx, "GET", obj.ListPath, q, nil)
+			if err != nil && obj.Paging == pagingScroll {
+				// Intercom keeps one company scroll open per app, expiring a
+				// minute after its last use: another listing (herd's check
+				// during a pass, a pass during a check, a scroll abandoned by
+				// a killed process) is waited for, not failed on.
+				if scroll == "" && scrollTaken(err) && waited < s.scrollPatience {
+					if waited == 0 {
+						s.log.Info("another listing holds Intercom's company scroll (one per app); waiting for it to end or expire", "object", obj.Table)
+					}
+					select {
+					case <-ctx.Done():
+						yield(page{}, ctx.Err())
+						return
+					case <-time.After(s.scrollRetry):
+					}
+					waited += s.scrollRetry
+					continue
+				}
+				if scroll != "" && isNotFound(err) && restarts < 2 {
+					s.log.Warn("Intercom's company scroll expired; listing again from the start", "object", obj.Table, "err", err)
+					scroll, restarts = "", restarts+1
+					continue
+				}
+			}
 			if err != nil {
 				yield(page{}, err)
 				return
@@ -107,6 +133,13 @@ func (s *Syncer) pages(ctx context.Context, obj *object, cursor string) iter.Seq
 			}
 		}
 	}
+}
+
+// scrollTaken reports whether Intercom refused to open a scroll because one
+// is already open for the app.
+func scrollTaken(err error) bool {
+	var e *apiError
+	return errors.As(err, &e) && e.Code == "scroll_exists" && e.Status != http.StatusNotFound
 }
 
 func (s *Syncer) syncObject(ctx context.Context, obj *object) error {
