@@ -81,8 +81,8 @@ func init() {
 	registerConnector(&connector{
 		name:  "intercom",
 		title: "Intercom",
-		syncHelp: `The first run backfills admins, teams, tags, segments, companies, contacts and
-conversations, each conversation fetched whole so that its parts are in
+		syncHelp: `The first run backfills admins, teams, tags, segments, companies, contacts,
+tickets (where the workspace has them) and conversations, each conversation fetched whole so that its parts are in
 intercom.conversation_parts (at most 500 a conversation: the API returns no
 more; parts_total holds the real count), logging progress per object (rows,
 rate, ETA).

@@ -23,6 +23,9 @@ func (s *Syncer) Check(ctx context.Context) ([]saas.Diff, error) {
 	for i := range objects {
 		obj := &objects[i]
 		ds, err := s.checkObject(ctx, obj)
+		if err != nil && unavailable(obj, err) {
+			continue // not offered to this workspace (tickets): nothing to compare
+		}
 		diffs = append(diffs, ds...)
 		if err != nil {
 			return diffs, err

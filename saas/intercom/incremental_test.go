@@ -458,3 +458,48 @@ func TestCompanyScrollIsShared(t *testing.T) {
 	h.assertEqual()
 	h.assertClean()
 }
+
+// TestTickets: a workspace without tickets (their endpoints answer 404)
+// leaves intercom.tickets empty and its sync_state row unavailable, with no
+// error and nothing failing; once it has tickets they are backfilled
+// through the search (there is no list endpoint) and followed by updated_at.
+func TestTickets(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.seed(10, 3)
+	h.sync()
+	ctx := context.Background()
+	var phase string
+	var lastError *string
+	if err := h.db.QueryRow(ctx, `SELECT phase, last_error FROM intercom.sync_state WHERE object = 'tickets'`).Scan(&phase, &lastError); err != nil || phase != "unavailable" || lastError != nil {
+		t.Errorf("tickets in a workspace without them: phase %q, last_error %v (%v); want unavailable and none", phase, lastError, err)
+	}
+	h.assertClean()
+
+	f := h.fake
+	f.mu.Lock()
+	f.ticketsOn = true
+	f.mu.Unlock()
+	var ids []string
+	for range 320 { // three search pages
+		ids = append(ids, f.addTicket())
+	}
+	f.advance(time.Minute)
+	h.sync()
+	h.assertEqual()
+	f.updateTicket(ids[5], map[string]any{"open": false, "ticket_state": map[string]any{"type": "ticket_state", "id": "4", "category": "resolved"}})
+	added := f.addTicket()
+	f.advance(time.Minute)
+	h.sync()
+	h.assertEqual()
+	h.assertClean()
+	var state string
+	var open bool
+	if err := h.db.QueryRow(ctx, `SELECT ticket_state, open FROM intercom.tickets WHERE id = $1`, ids[5]).Scan(&state, &open); err != nil || state != "resolved" || open {
+		t.Errorf("resolved ticket: state %q open %v (%v)", state, open, err)
+	}
+	var n int
+	if err := h.db.QueryRow(ctx, `SELECT count(*) FROM intercom.tickets WHERE id = $1`, added).Scan(&n); err != nil || n != 1 {
+		t.Errorf("ticket added between passes: %d rows (%v)", n, err)
+	}
+}

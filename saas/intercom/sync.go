@@ -22,6 +22,7 @@ const (
 	pagingNone   paging = iota // one answer holds every object
 	pagingCursor               // pages.next.starting_after
 	pagingScroll               // scroll_param, until an empty page
+	pagingSearch               // POST SearchPath for every updated_at, pages.next.starting_after
 )
 
 // object is one Intercom object type herd keeps, and how to read it.
@@ -38,6 +39,9 @@ type object struct {
 	ByDay   bool
 	GetPath string // prefix of the object's URL; "" when herd never gets one alone
 	Parts   bool   // conversations: fetched one by one, with their parts
+	// Optional: a workspace may not offer the object (tickets); the API
+	// refusing it marks it unavailable instead of failing the pass.
+	Optional bool
 }
 
 // objects is every object type, in sync order: the small ones first, so that
@@ -52,6 +56,17 @@ var objects = []object{
 		SearchPath: "/contacts/search", ByDay: true, GetPath: "/contacts/"},
 	{Table: "conversations", Kind: "conversation", ListPath: "/conversations", ItemsKey: "conversations", Paging: pagingCursor,
 		SearchPath: "/conversations/search", GetPath: "/conversations/", Parts: true},
+	// Tickets have no list endpoint: listed through the search, every
+	// updated_at after 0.
+	{Table: "tickets", Kind: "ticket", ItemsKey: "tickets", Paging: pagingSearch,
+		SearchPath: "/tickets/search", GetPath: "/tickets/", Optional: true},
+}
+
+// unavailable reports whether the API refused an optional object as not
+// offered to this workspace or token (403, 404), rather than failing.
+func unavailable(obj *object, err error) bool {
+	var e *apiError
+	return obj.Optional && errors.As(err, &e) && (e.Status == http.StatusForbidden || e.Status == http.StatusNotFound)
 }
 
 func objectByKind(kind string) *object {
@@ -83,7 +98,13 @@ func (s *Syncer) pages(ctx context.Context, obj *object, cursor string) iter.Seq
 					q.Set("scroll_param", scroll)
 				}
 			}
-			b, err := s.api.do(ctx, "GET", obj.ListPath, q, nil)
+			var b []byte
+			var err error
+			if obj.Paging == pagingSearch {
+				b, err = s.api.do(ctx, "POST", obj.SearchPath, nil, s.searchQuery(0, cursor))
+			} else {
+				b, err = s.api.do(ctx, "GET", obj.ListPath, q, nil)
+			}
 			if err != nil && obj.Paging == pagingScroll {
 				// Intercom keeps one company scroll open per app, expiring a
 				// minute after its last use: another listing (herd's check
@@ -124,7 +145,7 @@ func (s *Syncer) pages(ctx context.Context, obj *object, cursor string) iter.Seq
 				return
 			}
 			switch {
-			case obj.Paging == pagingCursor && p.next != "":
+			case (obj.Paging == pagingCursor || obj.Paging == pagingSearch) && p.next != "":
 				cursor = p.next
 			case obj.Paging == pagingScroll && p.scrollNext != "":
 				scroll = p.scrollNext
@@ -143,6 +164,15 @@ func scrollTaken(err error) bool {
 }
 
 func (s *Syncer) syncObject(ctx context.Context, obj *object) error {
+	err := s.syncObject1(ctx, obj)
+	if err != nil && unavailable(obj, err) {
+		s.log.Info("Intercom does not offer this object to this workspace or token; skipped, and tried again next pass", "object", obj.Table, "err", err)
+		return s.setState(ctx, obj.Table, map[string]any{"phase": "unavailable", "last_error": nil, "last_error_at": nil, "cursor": nil})
+	}
+	return err
+}
+
+func (s *Syncer) syncObject1(ctx context.Context, obj *object) error {
 	st, err := s.state(ctx, obj.Table)
 	if err != nil {
 		return err
@@ -229,7 +259,7 @@ func (s *Syncer) backfill(ctx context.Context, obj *object, st state, resume boo
 	var started, mark time.Time
 	var rows int64
 	cursor := ""
-	if resume && obj.Paging == pagingCursor && st.Phase == "backfill" && st.BackfillStarted != nil && st.BackfillMark != nil {
+	if resume && (obj.Paging == pagingCursor || obj.Paging == pagingSearch) && st.Phase == "backfill" && st.BackfillStarted != nil && st.BackfillMark != nil {
 		started, mark = *st.BackfillStarted, *st.BackfillMark
 		if st.Cursor != nil {
 			cursor = *st.Cursor
@@ -282,7 +312,7 @@ func (s *Syncer) backfill(ctx context.Context, obj *object, st state, resume boo
 			progress.SetTotal(p.total)
 			progress.Add(len(p.items))
 		}
-		if obj.Paging == pagingCursor {
+		if obj.Paging == pagingCursor || obj.Paging == pagingSearch {
 			if err := s.setState(ctx, obj.Table, map[string]any{"cursor": nilIfEmpty(p.next), "backfill_rows": rows}); err != nil {
 				return err
 			}
