@@ -34,7 +34,7 @@ type fakeIntercom struct {
 	compans   map[string]map[string]any
 	convs     map[string]*fakeConv
 	tickets   map[string]map[string]any
-	ticketsOn bool // the workspace has tickets; otherwise their endpoints answer 404
+	ticketsOn bool                        // the workspace has tickets; otherwise their endpoints answer 404
 	small     map[string][]map[string]any // admins, teams, tags, segments
 	requests  []string                    // "GET /path?query" or "POST /path after=cursor"
 	every429  int                         // every n-th request gets a 429; 0: never
