@@ -98,10 +98,10 @@ workspaces (--sweep-every sets a fixed interval). The state is in intercom.sync_
 Intercom has that the warehouse lacks (missing), ids the warehouse has that
 Intercom no longer lists (extra), and objects whose stored copy differs
 (changed). Conversation parts are compared too, which costs one request per
-conversation. The contacts and conversations that differ are queued in
+conversation. The contacts, conversations and tickets that differ are queued in
 intercom.refetch; the next pass (herd sync intercom --once, or herd up's
 loop) fetches them again and replaces their rows.`,
-		repairHint: "the differing contacts and conversations are queued in intercom.refetch: run 'herd sync intercom --once' to fetch them again and replace their rows, then check again",
+		repairHint: "the differing contacts, conversations and tickets are queued in intercom.refetch: run 'herd sync intercom --once' to fetch them again and replace their rows, then check again",
 		newFlags:   func() connectorFlags { return &intercomFlags{} },
 		webhookEnv: "INTERCOM_CLIENT_SECRET",
 		verifier: func(secrets []string) func([]byte, func(string) string, time.Time) (string, error) {

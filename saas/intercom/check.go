@@ -14,7 +14,7 @@ import (
 // temporary table. For conversation parts it fetches every conversation,
 // one request each: the only way to see parts. On a live workspace an
 // object changed in the last moments shows as Changed until the next pass.
-// The contacts and conversations that differ (the others are listed whole
+// The contacts, conversations and tickets that differ (the others are listed whole
 // on every pass) are queued in intercom.refetch: the next pass fetches them
 // again and replaces their rows, which an incremental pass, fetching only
 // what Intercom reports changed, would not.

@@ -7,7 +7,7 @@ CREATE TABLE intercom.refetch (
     queued_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (object, id)
 );
-COMMENT ON TABLE intercom.refetch IS 'Contacts and conversations that herd sync intercom check found differing from Intercom, fetched again (and their rows replaced) by the next sync pass';
-COMMENT ON COLUMN intercom.refetch.object IS 'Table the id belongs to: contacts or conversations';
-COMMENT ON COLUMN intercom.refetch.id IS 'Intercom id of the contact or conversation to fetch again';
+COMMENT ON TABLE intercom.refetch IS 'Contacts, conversations and tickets that herd sync intercom check found differing from Intercom, fetched again (and their rows replaced) by the next sync pass';
+COMMENT ON COLUMN intercom.refetch.object IS 'Table the id belongs to: contacts, conversations or tickets';
+COMMENT ON COLUMN intercom.refetch.id IS 'Intercom id of the object to fetch again';
 COMMENT ON COLUMN intercom.refetch.queued_at IS 'When check queued it';
