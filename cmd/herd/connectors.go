@@ -41,6 +41,9 @@ type connector struct {
 	// handshake, when set, answers the source's verified setup request
 	// (collector.Webhook.Handshake).
 	handshake func(secrets []string) func(body []byte, header func(string) string, now time.Time) ([]byte, bool)
+	// repairHint, when set, is what check says to do about differences
+	// (default: run a pass and check again).
+	repairHint string
 }
 
 // connectorFlags are one connector's settings.
@@ -313,6 +316,9 @@ func printDiffs(e *env, c *connector, diffs []saas.Diff) error {
 		}
 	}
 	if bad > 0 {
+		if c.repairHint != "" {
+			return fmt.Errorf("%d of %d %s objects differ from the warehouse; %s", bad, len(diffs), c.title, c.repairHint)
+		}
 		return fmt.Errorf("%d of %d %s objects differ from the warehouse; run 'herd sync %s --once' and check again", bad, len(diffs), c.title, c.name)
 	}
 	return nil

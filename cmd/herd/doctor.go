@@ -212,8 +212,10 @@ func postgresChecks(ctx context.Context, f *doctorFlags) []doctor.Result {
 		return []doctor.Result{{Check: check, Level: doctor.Fail, Message: err.Error(), Fix: "start Postgres, or correct the database URL"}}
 	}
 	defer db.Close()
-	// herd up holds one pool; each command run beside it opens its own.
-	need := int(cfg.MaxConns) + 2
+	// herd up holds one pool, and each connector a connection of its own
+	// for its pass lock (saas.TryPassLock); each command run beside it
+	// opens its own.
+	need := int(cfg.MaxConns) + len(connectors) + 2
 	rs := []doctor.Result{
 		doctor.Connections(cctx, db, need),
 		doctor.StatStatements(cctx, db),

@@ -37,7 +37,7 @@ func (f *intercomFlags) bind(fs *flag.FlagSet, up bool) {
 	fs.StringVar(&f.tokenFile, prefix+"token-file", "", "file (mode 0600) holding the Intercom access token (default: $INTERCOM_ACCESS_TOKEN)")
 	fs.Float64Var(&f.rate, prefix+"rate", 20, "Intercom API requests per second at most")
 	fs.DurationVar(&f.lookback, prefix+"lookback", 10*time.Minute, "how far before the last pass each incremental pass searches again")
-	fs.DurationVar(&f.sweep, prefix+"sweep-every", 6*time.Hour, "how often every contact and conversation id is listed to find deleted ones")
+	fs.DurationVar(&f.sweep, prefix+"sweep-every", 0, "how often every contact and conversation is listed to find deleted and merged ones; 0: every pass (at most once a minute) while a listing costs under a tenth of --rate, else as often as that tenth allows (100,000 contacts: 667 requests, every 5.6 min at 20/s)")
 	fs.IntVar(&f.parallel, prefix+"concurrency", 4, "conversations fetched from Intercom at once")
 	fs.StringVar(&f.apiBase, "intercom-api-base", intercom.DefaultAPIBase, "Intercom API base URL (https://api.eu.intercom.io or api.au.intercom.io for those regions; tests point it at a fake)")
 }
@@ -81,20 +81,27 @@ func init() {
 	registerConnector(&connector{
 		name:  "intercom",
 		title: "Intercom",
-		syncHelp: `The first run backfills admins, teams, tags, segments, companies, contacts and
-conversations, each conversation fetched whole so that every part is in
-intercom.conversation_parts, logging progress per object (rows, rate, ETA).
+		syncHelp: `The first run backfills admins, teams, tags, segments, companies, contacts,
+tickets (where the workspace has them) and conversations, each conversation fetched whole so that its parts are in
+intercom.conversation_parts (at most 500 a conversation: the API returns no
+more; parts_total holds the real count), logging progress per object (rows,
+rate, ETA).
 An interrupted backfill resumes at the page it had reached. Later passes
 search contacts and conversations by updated_at from the last pass less
 --lookback (contacts from the start of that day: their search compares
-days), list the small objects and companies whole, and every --sweep-every
-list every contact and conversation id to mark deleted the ones Intercom no
-longer has. The state is in intercom.sync_state.`,
+days), list the small objects and companies whole, and list every contact
+and conversation id to mark deleted the ones Intercom no longer has (deleted,
+or leads merged into users): by default every pass, at most once a minute,
+while that listing costs under a tenth of --rate, less often for larger
+workspaces (--sweep-every sets a fixed interval). The state is in intercom.sync_state.`,
 		checkHelp: `Lists every object in Intercom and compares it with its table: counts, ids
 Intercom has that the warehouse lacks (missing), ids the warehouse has that
 Intercom no longer lists (extra), and objects whose stored copy differs
 (changed). Conversation parts are compared too, which costs one request per
-conversation.`,
+conversation. The contacts, conversations and tickets that differ are queued in
+intercom.refetch; the next pass (herd sync intercom --once, or herd up's
+loop) fetches them again and replaces their rows.`,
+		repairHint: "the differing contacts, conversations and tickets are queued in intercom.refetch: run 'herd sync intercom --once' to fetch them again and replace their rows, then check again",
 		newFlags:   func() connectorFlags { return &intercomFlags{} },
 		webhookEnv: "INTERCOM_CLIENT_SECRET",
 		verifier: func(secrets []string) func([]byte, func(string) string, time.Time) (string, error) {

@@ -74,3 +74,51 @@ func TestSyncIntercomCommand(t *testing.T) {
 		t.Errorf("wrong token: exit %d, %s; want Intercom's error named", code, errOut)
 	}
 }
+
+// herd sync intercom --help does not promise every part: the API gives at
+// most 500 of a conversation's parts, and the help says so.
+func TestSyncIntercomHelpStatesThePartsCap(t *testing.T) {
+	t.Parallel()
+	_, out, errOut := runHerd(t, t.TempDir(), bareEnv(), "sync", "intercom", "--help")
+	help := strings.Join(strings.Fields(out+errOut), " ")
+	if strings.Contains(help, "every part") || !strings.Contains(help, "at most 500 a conversation") {
+		t.Errorf("herd sync intercom --help on conversation parts:\n%s", out+errOut)
+	}
+}
+
+// herd sync intercom check names the repair, and it works: a contact the
+// warehouse holds but Intercom does not is reported, queued, and gone
+// (marked deleted) after the pass the message names.
+func TestSyncIntercomCheckNamesTheRepair(t *testing.T) {
+	t.Parallel()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasPrefix(r.URL.Path, "/contacts/") && r.Method == "GET" {
+			w.WriteHeader(404)
+			_, _ = w.Write([]byte(`{"type":"error.list","errors":[{"code":"not_found","message":"User Not Found"}]}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"type":"list","data":[],"admins":[],"teams":[],"segments":[],"conversations":[],"total_count":0,"pages":{"type":"pages"}}`))
+	}))
+	defer api.Close()
+	dir := t.TempDir()
+	dbURL := pgtest.New(t)
+	env := append(bareEnv(), "HERD_DATABASE_URL="+dbURL, "INTERCOM_ACCESS_TOKEN=tok")
+	if code, out, errOut := runHerd(t, dir, env, "sync", "intercom", "--once", "--intercom-api-base", api.URL); code != 0 {
+		t.Fatalf("first pass: exit %d\n%s%s", code, out, errOut)
+	}
+	db := pgtest.Pool(t, dbURL)
+	if _, err := db.Exec(t.Context(), `INSERT INTO intercom.contacts (id, data, deleted, updated_at, synced_at) VALUES ('ghost', '{"id":"ghost"}', false, now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runHerd(t, dir, env, "sync", "intercom", "check", "--intercom-api-base", api.URL)
+	if code == 0 || !strings.Contains(out, "ghost") || !strings.Contains(errOut, "intercom.refetch") || !strings.Contains(errOut, "herd sync intercom --once") {
+		t.Fatalf("check with an extra contact: exit %d\n%s%s\nwant a failure naming the id and the repair", code, out, errOut)
+	}
+	if code, out, errOut := runHerd(t, dir, env, "sync", "intercom", "--once", "--intercom-api-base", api.URL); code != 0 {
+		t.Fatalf("repair pass: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := runHerd(t, dir, env, "sync", "intercom", "check", "--intercom-api-base", api.URL); code != 0 {
+		t.Errorf("check after the repair pass: exit %d\n%s%s", code, out, errOut)
+	}
+}

@@ -144,20 +144,17 @@ func (s *Syncer) Name() string { return "front" }
 // another process is already running a pass on this warehouse, Sync
 // returns nil at once.
 func (s *Syncer) Sync(ctx context.Context) error {
-	conn, err := s.db.Acquire(ctx)
+	// The lock is held on a connection outside the pool (see
+	// saas.TryPassLock), so that a long pass cannot starve the pool.
+	lock, err := saas.TryPassLock(ctx, s.db, lockKey)
 	if err != nil {
-		return fmt.Errorf("front sync: connect to the warehouse: %w", err)
+		return fmt.Errorf("front sync: %w", err)
 	}
-	defer conn.Release()
-	var locked bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&locked); err != nil {
-		return fmt.Errorf("front sync: take advisory lock: %w", err)
-	}
-	if !locked {
+	if lock == nil {
 		s.log.Info("another process is syncing Front into this warehouse; skipping this pass")
 		return nil
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey) //nolint:errcheck
+	defer lock.Release()
 
 	err = s.pass(ctx)
 	if err != nil && ctx.Err() == nil {

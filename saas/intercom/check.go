@@ -14,11 +14,18 @@ import (
 // temporary table. For conversation parts it fetches every conversation,
 // one request each: the only way to see parts. On a live workspace an
 // object changed in the last moments shows as Changed until the next pass.
+// The contacts, conversations and tickets that differ (the others are listed whole
+// on every pass) are queued in intercom.refetch: the next pass fetches them
+// again and replaces their rows, which an incremental pass, fetching only
+// what Intercom reports changed, would not.
 func (s *Syncer) Check(ctx context.Context) ([]saas.Diff, error) {
 	var diffs []saas.Diff
 	for i := range objects {
 		obj := &objects[i]
 		ds, err := s.checkObject(ctx, obj)
+		if err != nil && unavailable(obj, err) {
+			continue // not offered to this workspace (tickets): nothing to compare
+		}
 		diffs = append(diffs, ds...)
 		if err != nil {
 			return diffs, err
@@ -31,7 +38,7 @@ func (s *Syncer) checkObject(ctx context.Context, obj *object) ([]saas.Diff, err
 	var diffs []saas.Diff
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE intercom_check (id text NOT NULL, data jsonb NOT NULL) ON COMMIT DROP;
-			CREATE TEMP TABLE intercom_check_parts (id text NOT NULL, data jsonb NOT NULL) ON COMMIT DROP`); err != nil {
+			CREATE TEMP TABLE intercom_check_parts (id text NOT NULL, conversation_id text NOT NULL, data jsonb NOT NULL) ON COMMIT DROP`); err != nil {
 			return fmt.Errorf("create temporary tables: %w", err)
 		}
 		for p, err := range s.pages(ctx, obj, "") {
@@ -68,13 +75,13 @@ func (s *Syncer) checkObject(ctx context.Context, obj *object) ([]saas.Diff, err
 					if err != nil {
 						return err
 					}
-					parts = append(parts, []any{pid, []byte(part)})
+					parts = append(parts, []any{pid, id, []byte(part)})
 				}
 			}
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"intercom_check"}, []string{"id", "data"}, pgx.CopyFromRows(rows)); err != nil {
 				return fmt.Errorf("copy the listing: %w", err)
 			}
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"intercom_check_parts"}, []string{"id", "data"}, pgx.CopyFromRows(parts)); err != nil {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"intercom_check_parts"}, []string{"id", "conversation_id", "data"}, pgx.CopyFromRows(parts)); err != nil {
 				return fmt.Errorf("copy the parts: %w", err)
 			}
 		}
@@ -83,12 +90,32 @@ func (s *Syncer) checkObject(ctx context.Context, obj *object) ([]saas.Diff, err
 			return err
 		}
 		diffs = append(diffs, d)
+		queue := append(append(append([]string{}, d.Missing...), d.Extra...), d.Changed...)
 		if obj.Parts {
 			d, err := compare(ctx, tx, "conversation_parts", "intercom_check_parts")
 			if err != nil {
 				return err
 			}
 			diffs = append(diffs, d)
+			// A part that differs is mended by fetching its conversation.
+			ids := append(append(append([]string{}, d.Missing...), d.Extra...), d.Changed...)
+			if len(ids) > 0 {
+				rows, _ := tx.Query(ctx, `SELECT conversation_id FROM intercom_check_parts WHERE id = ANY($1)
+					UNION SELECT conversation_id FROM intercom.conversation_parts WHERE id = ANY($1)`, ids)
+				conv, err := pgx.CollectRows(rows, pgx.RowTo[string])
+				if err != nil {
+					return fmt.Errorf("conversations of differing parts: %w", err)
+				}
+				queue = append(queue, conv...)
+			}
+		}
+		// Objects listed whole on every pass mend themselves; the others
+		// are fetched again by the next pass (repair).
+		if obj.SearchPath != "" && len(queue) > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO intercom.refetch (object, id) SELECT DISTINCT $1, unnest($2::text[])
+				ON CONFLICT (object, id) DO UPDATE SET queued_at = now()`, obj.Table, queue); err != nil {
+				return fmt.Errorf("queue differing rows in intercom.refetch: %w", err)
+			}
 		}
 		return nil
 	})

@@ -33,6 +33,8 @@ type fakeIntercom struct {
 	contacts  map[string]map[string]any
 	compans   map[string]map[string]any
 	convs     map[string]*fakeConv
+	tickets   map[string]map[string]any
+	ticketsOn bool                        // the workspace has tickets; otherwise their endpoints answer 404
 	small     map[string][]map[string]any // admins, teams, tags, segments
 	requests  []string                    // "GET /path?query" or "POST /path after=cursor"
 	every429  int                         // every n-th request gets a 429; 0: never
@@ -40,6 +42,13 @@ type fakeIntercom struct {
 	count     int
 	// hook runs (without the lock) at the start of each request.
 	hook func(req string)
+	// The company scroll, as Intercom documents it: one open per app at a
+	// time (opening another answers 400 scroll_exists), expiring when
+	// unused for scrollTTL (a minute; wall clock) or once its last, empty
+	// page was given.
+	scrollTTL  time.Duration
+	scrollN    int       // the open scroll's number; 0: none
+	scrollUsed time.Time // when it was last used
 }
 
 type fakeConv struct {
@@ -52,9 +61,10 @@ const partsCap = 500
 func newFakeIntercom(t *testing.T) *fakeIntercom {
 	f := &fakeIntercom{
 		t: t, token: "tok_test", version: DefaultVersion,
-		clock:    time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC),
-		contacts: map[string]map[string]any{}, compans: map[string]map[string]any{},
-		convs: map[string]*fakeConv{}, small: map[string][]map[string]any{},
+		clock:     time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC),
+		scrollTTL: time.Minute,
+		contacts:  map[string]map[string]any{}, compans: map[string]map[string]any{},
+		convs: map[string]*fakeConv{}, small: map[string][]map[string]any{}, tickets: map[string]map[string]any{},
 	}
 	f.small["admins"] = []map[string]any{{"type": "admin", "id": "a1", "name": "Ada", "email": "ada@example.com"}, {"type": "admin", "id": "a2", "name": "Bo", "email": "bo@example.com"}}
 	f.small["teams"] = []map[string]any{{"type": "team", "id": "t1", "name": "Support", "admin_ids": []any{"a1", "a2"}}}
@@ -140,6 +150,28 @@ func (f *fakeIntercom) mergeContact(lead, user string) {
 	defer f.mu.Unlock()
 	delete(f.contacts, lead)
 	f.contacts[user]["updated_at"] = f.tick()
+}
+
+// addTicket adds a ticket, shaped as Intercom's ticket object.
+func (f *fakeIntercom) addTicket() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := f.nextID("tk")
+	now := f.tick()
+	f.tickets[id] = map[string]any{"type": "ticket", "id": id, "ticket_id": strconv.Itoa(f.seq), "category": "Customer",
+		"ticket_attributes": map[string]any{"_default_title_": "Ticket " + id}, "ticket_state": map[string]any{"type": "ticket_state", "id": "1", "category": "submitted"},
+		"ticket_type": map[string]any{"type": "ticket_type", "id": "tt1", "name": "Bug"}, "open": true,
+		"admin_assignee_id": "a1", "team_assignee_id": "t1", "created_at": now, "updated_at": now}
+	return id
+}
+
+func (f *fakeIntercom) updateTicket(id string, fields map[string]any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k, v := range fields {
+		f.tickets[id][k] = v
+	}
+	f.tickets[id]["updated_at"] = f.tick()
 }
 
 func (f *fakeIntercom) addCompany() string {
@@ -344,14 +376,26 @@ func (f *fakeIntercom) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method == "GET" && path == "/companies/scroll":
 		items := sortedItems(f.compans, nil)
 		off := 0
-		if s := q.Get("scroll_param"); s != "" {
-			if off = offsetOf(s); off < 0 {
-				errorList(w, 404, "scroll_exists", "scroll_param expired or invalid")
+		open := f.scrollN != 0 && time.Since(f.scrollUsed) < f.scrollTTL
+		if p := q.Get("scroll_param"); p != "" {
+			var n int
+			if _, err := fmt.Sscanf(p, "sc%d.%d", &n, &off); err != nil || !open || n != f.scrollN {
+				errorList(w, 404, "not_found", "scroll_param expired or invalid")
 				return
 			}
+		} else if open {
+			errorList(w, 400, "scroll_exists", "scroll already exists for this workspace. Please ensure to use the scroll parameter from the initial scroll request")
+			return
+		} else {
+			f.seq++
+			f.scrollN = f.seq
 		}
+		f.scrollUsed = time.Now()
 		end := min(off+perPage, len(items))
-		writeJSON(w, 200, map[string]any{"type": "list", "data": items[min(off, end):end], "pages": nil, "total_count": nil, "scroll_param": cursorOf(end)})
+		if off >= end {
+			f.scrollN = 0 // the last, empty page closes the scroll
+		}
+		writeJSON(w, 200, map[string]any{"type": "list", "data": items[min(off, end):end], "pages": nil, "total_count": nil, "scroll_param": fmt.Sprintf("sc%d.%d", f.scrollN, end)})
 	case r.Method == "GET" && (path == "/contacts" || path == "/conversations"):
 		var items []map[string]any
 		key := "data"
@@ -362,8 +406,12 @@ func (f *fakeIntercom) serve(w http.ResponseWriter, r *http.Request) {
 			items = f.conversationSummaries()
 		}
 		f.page(w, q.Get("starting_after"), perPage, key, items)
-	case r.Method == "POST" && (path == "/contacts/search" || path == "/conversations/search"):
+	case (path == "/tickets/search" || strings.HasPrefix(path, "/tickets/")) && !f.ticketsOn:
+		errorList(w, 404, "not_found", "Resource Not Found")
+	case r.Method == "POST" && (path == "/contacts/search" || path == "/conversations/search" || path == "/tickets/search"):
 		f.search(w, path, body, perPage)
+	case r.Method == "GET" && strings.HasPrefix(path, "/tickets/"):
+		f.one(w, f.tickets[strings.TrimPrefix(path, "/tickets/")])
 	case r.Method == "GET" && strings.HasPrefix(path, "/contacts/"):
 		f.one(w, f.contacts[strings.TrimPrefix(path, "/contacts/")])
 	case r.Method == "GET" && strings.HasPrefix(path, "/companies/"):
@@ -462,9 +510,12 @@ func (f *fakeIntercom) search(w http.ResponseWriter, path string, body map[strin
 		return u == v
 	}
 	var items []map[string]any
-	itemsKey := "data"
+	itemsKey, listType := "data", "list"
 	if contacts {
 		items = sortedItems(f.contacts, match)
+	} else if path == "/tickets/search" {
+		itemsKey, listType = "tickets", "ticket.list"
+		items = sortedItems(f.tickets, match)
 	} else {
 		itemsKey = "conversations"
 		for _, c := range f.conversationSummaries() {
@@ -499,7 +550,7 @@ func (f *fakeIntercom) search(w http.ResponseWriter, path string, body map[strin
 	if end < len(items) {
 		pages["next"] = map[string]any{"starting_after": cursorOf(end)}
 	}
-	writeJSON(w, 200, map[string]any{"type": "list", itemsKey: items[off:end], "total_count": len(items), "pages": pages})
+	writeJSON(w, 200, map[string]any{"type": listType, itemsKey: items[off:end], "total_count": len(items), "pages": pages})
 }
 
 func toInt(v any) int64 {

@@ -3,10 +3,13 @@ package intercom
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/herdhq/herd/saas"
 )
 
 // Acceptance 2: killed in the middle of the conversations' backfill and
@@ -96,7 +99,7 @@ func TestIncrementalFollowsChanges(t *testing.T) {
 	f.mergeContact(lead, user)
 	f.deleteContact(contacts[2])
 	f.updateContact(contacts[4], map[string]any{"name": "late"}, syncedUntil-120)
-	f.advance(7 * time.Hour) // past SweepEvery: this pass lists every id
+	f.advance(time.Minute) // the next pass, a minute later, as herd up runs them
 	h.sync()
 
 	ctx := context.Background()
@@ -275,4 +278,228 @@ func TestPartInTheSameSecondIsNotMissed(t *testing.T) {
 		t.Errorf("part %s added in the second already fetched: %d rows (%v)", part, n, err)
 	}
 	h.assertEqual()
+}
+
+// TestStaleSameSecondFetchLosesNoPart: a conversation fetched just before a
+// part was added in the same second, written after a later fetch that has
+// the part (a webhook's refetch racing a pass), neither replaces the row nor
+// marks the new part deleted.
+func TestStaleSameSecondFetchLosesNoPart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	_, convs := h.seed(10, 4)
+	h.sync()
+	f := h.fake
+	second := f.tick1()
+	f.updateConversation(convs[1], nil, second)
+	f.mu.Lock()
+	staleJSON, _ := json.Marshal(f.convs[convs[1]].full())
+	f.mu.Unlock()
+	stale, err := parseConversation(staleJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.fetched = time.Now()
+	part := f.addPart(convs[1])
+	f.updateConversation(convs[1], nil, second)
+	f.mu.Lock()
+	freshJSON, _ := json.Marshal(f.convs[convs[1]].full())
+	f.mu.Unlock()
+	fresh, err := parseConversation(freshJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh.fetched = stale.fetched.Add(time.Millisecond)
+	if stale.updated != fresh.updated {
+		t.Fatalf("the two states differ in updated_at (%d, %d): not the case under test", stale.updated, fresh.updated)
+	}
+	ctx := context.Background()
+	if wrote, err := h.s.writeConversation(ctx, fresh); err != nil || !wrote {
+		t.Fatalf("later fetch not written: %v %v", wrote, err)
+	}
+	if wrote, err := h.s.writeConversation(ctx, stale); err != nil || wrote {
+		t.Errorf("earlier fetch with the same updated_at written over a later one: %v %v", wrote, err)
+	}
+	var deleted bool
+	if err := h.db.QueryRow(ctx, `SELECT deleted FROM intercom.conversation_parts WHERE id = $1`, part).Scan(&deleted); err != nil || deleted {
+		t.Errorf("part %s after the stale write: deleted %v (%v); want present", part, deleted, err)
+	}
+	h.assertEqual()
+}
+
+// TestCheckFindingsRepairedByTheNextPass: rows altered or lost in the
+// warehouse (a contact changed with a later updated_at, a part deleted, a
+// conversation's row removed, a contact that Intercom does not have) are
+// settled rows no incremental pass fetches again; check queues them and the
+// next pass mends them, so that check then comes out clean.
+func TestCheckFindingsRepairedByTheNextPass(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	contacts, convs := h.seed(20, 6)
+	h.sync()
+	ctx := context.Background()
+	for _, q := range []string{
+		`UPDATE intercom.contacts SET data = data || '{"name":"tampered"}', updated_at = updated_at + interval '1 day' WHERE id = '` + contacts[3] + `'`,
+		`DELETE FROM intercom.conversation_parts WHERE id = (SELECT min(id) FROM intercom.conversation_parts WHERE conversation_id = '` + convs[2] + `')`,
+		`DELETE FROM intercom.conversations WHERE id = '` + convs[4] + `'`,
+		`INSERT INTO intercom.contacts (id, data, deleted, updated_at, synced_at) VALUES ('ghost', '{"id":"ghost"}', false, now(), now())`,
+	} {
+		if _, err := h.db.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := 0
+	for _, d := range h.check() {
+		if !d.Clean() {
+			bad++
+		}
+	}
+	if bad == 0 {
+		t.Fatal("check found nothing to repair")
+	}
+	h.fake.advance(time.Minute)
+	h.sync()
+	h.assertClean()
+	h.assertEqual()
+	var queued int
+	if err := h.db.QueryRow(ctx, `SELECT count(*) FROM intercom.refetch`).Scan(&queued); err != nil || queued != 0 {
+		t.Errorf("intercom.refetch after the pass: %d rows (%v); want 0", queued, err)
+	}
+}
+
+// TestSweepIntervalFollowsTheCost: by default a table is swept every minute
+// while listing it costs under a tenth of the request rate, and less often
+// in proportion past that; a SweepEvery given is kept.
+func TestSweepIntervalFollowsTheCost(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	if _, err := h.db.Exec(ctx, `INSERT INTO intercom.contacts (id, data, deleted, updated_at, synced_at)
+		SELECT 'c' || i, '{}', false, now(), now() FROM generate_series(1, 2999) i`); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		rate  float64
+		every time.Duration
+		want  time.Duration
+	}{
+		{20, 0, time.Minute},              // 20 pages at 2 requests a second: 10 s
+		{1, 0, 200 * time.Second},         // 20 pages at 0.1 a second
+		{1, 6 * time.Hour, 6 * time.Hour}, // given
+	} {
+		s, err := New(Config{Token: "x", Limits: saas.Limits{RequestsPerSecond: c.rate}, SweepEvery: c.every}, h.db, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.sweepInterval(ctx, objectByKind("contact"))
+		if err != nil || got != c.want {
+			t.Errorf("rate %v, SweepEvery %v: sweep every %v (%v); want %v", c.rate, c.every, got, err, c.want)
+		}
+	}
+}
+
+// TestCompanyScrollIsShared: Intercom keeps one company scroll open per app.
+// A scroll left open by another process is waited for until it expires, and
+// a check started while a pass is scrolling companies waits for that scroll
+// to end instead of failing or breaking the pass.
+func TestCompanyScrollIsShared(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.seed(10, 4)
+	h.fake.mu.Lock()
+	h.fake.scrollTTL = 2 * time.Second
+	h.fake.mu.Unlock()
+	h.s.scrollRetry = 50 * time.Millisecond
+
+	// A scroll opened and abandoned elsewhere.
+	req, _ := http.NewRequest("GET", h.fake.URL()+"/companies/scroll", nil)
+	req.Header.Set("Authorization", "Bearer "+h.fake.token)
+	req.Header.Set("Intercom-Version", DefaultVersion)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("opening a scroll: %d", resp.StatusCode)
+	}
+	h.sync()
+	h.assertEqual()
+
+	// A check (another process) started while the pass scrolls companies.
+	checker := h.syncer()
+	checker.scrollRetry = 50 * time.Millisecond
+	checked := make(chan error, 1)
+	var started atomic.Bool
+	h.fake.setHook(func(req string) {
+		if strings.Contains(req, "/companies/scroll?scroll_param=") && started.CompareAndSwap(false, true) {
+			go func() {
+				_, err := checker.Check(context.Background())
+				checked <- err
+			}()
+			time.Sleep(200 * time.Millisecond) // the check asks while this scroll is open
+		}
+	})
+	h.fake.addCompany()
+	h.fake.advance(time.Minute)
+	h.sync()
+	h.fake.setHook(nil)
+	if !started.Load() {
+		t.Fatal("the pass did not scroll companies")
+	}
+	select {
+	case err := <-checked:
+		if err != nil {
+			t.Errorf("check during a pass: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("check during a pass did not finish")
+	}
+	h.assertEqual()
+	h.assertClean()
+}
+
+// TestTickets: a workspace without tickets (their endpoints answer 404)
+// leaves intercom.tickets empty and its sync_state row unavailable, with no
+// error and nothing failing; once it has tickets they are backfilled
+// through the search (there is no list endpoint) and followed by updated_at.
+func TestTickets(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.seed(10, 3)
+	h.sync()
+	ctx := context.Background()
+	var phase string
+	var lastError *string
+	if err := h.db.QueryRow(ctx, `SELECT phase, last_error FROM intercom.sync_state WHERE object = 'tickets'`).Scan(&phase, &lastError); err != nil || phase != "unavailable" || lastError != nil {
+		t.Errorf("tickets in a workspace without them: phase %q, last_error %v (%v); want unavailable and none", phase, lastError, err)
+	}
+	h.assertClean()
+
+	f := h.fake
+	f.mu.Lock()
+	f.ticketsOn = true
+	f.mu.Unlock()
+	var ids []string
+	for range 320 { // three search pages
+		ids = append(ids, f.addTicket())
+	}
+	f.advance(time.Minute)
+	h.sync()
+	h.assertEqual()
+	f.updateTicket(ids[5], map[string]any{"open": false, "ticket_state": map[string]any{"type": "ticket_state", "id": "4", "category": "resolved"}})
+	added := f.addTicket()
+	f.advance(time.Minute)
+	h.sync()
+	h.assertEqual()
+	h.assertClean()
+	var state string
+	var open bool
+	if err := h.db.QueryRow(ctx, `SELECT ticket_state, open FROM intercom.tickets WHERE id = $1`, ids[5]).Scan(&state, &open); err != nil || state != "resolved" || open {
+		t.Errorf("resolved ticket: state %q open %v (%v)", state, open, err)
+	}
+	var n int
+	if err := h.db.QueryRow(ctx, `SELECT count(*) FROM intercom.tickets WHERE id = $1`, added).Scan(&n); err != nil || n != 1 {
+		t.Errorf("ticket added between passes: %d rows (%v)", n, err)
+	}
 }

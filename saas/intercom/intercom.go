@@ -51,8 +51,11 @@ type Config struct {
 	// so for them the search starts at the beginning of that day.
 	Lookback time.Duration
 	// SweepEvery is how often contacts and conversations are listed whole
-	// to find the ones deleted in Intercom, which no search reveals;
-	// default 6 hours.
+	// to find the ones deleted or merged away in Intercom, which no search
+	// reveals. Zero (the default) chooses per object from its row count:
+	// every pass, at most once a minute, as long as a listing costs under
+	// a tenth of the request rate; for larger tables as often as that
+	// tenth allows (see sweepInterval).
 	SweepEvery time.Duration
 	// Concurrency is how many conversations are fetched at once; default 4.
 	Concurrency int
@@ -78,9 +81,6 @@ func (c *Config) defaults() {
 	if c.Lookback <= 0 {
 		c.Lookback = 10 * time.Minute
 	}
-	if c.SweepEvery <= 0 {
-		c.SweepEvery = 6 * time.Hour
-	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 4
 	}
@@ -101,6 +101,10 @@ type Syncer struct {
 	api   *client
 	m     *metrics
 	fresh *saas.Freshness
+	// A company scroll refused because another is open is asked for again
+	// every scrollRetry, for up to scrollPatience (Intercom expires an
+	// unused scroll after a minute).
+	scrollRetry, scrollPatience time.Duration
 }
 
 var _ saas.Connector = (*Syncer)(nil)
@@ -134,8 +138,9 @@ func New(cfg Config, db *pgxpool.Pool, log *slog.Logger, reg prometheus.Register
 		plog: log,
 		api: &client{base: cfg.APIBase, token: cfg.Token, version: cfg.Version,
 			http: &http.Client{Timeout: cfg.HTTPTimeout, Transport: tr}},
-		m:     m,
-		fresh: saas.NewFreshness(reg, "intercom"),
+		m:           m,
+		fresh:       saas.NewFreshness(reg, "intercom"),
+		scrollRetry: 5 * time.Second, scrollPatience: 2 * time.Minute,
 	}, nil
 }
 
@@ -147,20 +152,17 @@ func (s *Syncer) Name() string { return "intercom" }
 // another process is already running a pass on this warehouse, Sync returns
 // nil at once.
 func (s *Syncer) Sync(ctx context.Context) error {
-	conn, err := s.db.Acquire(ctx)
+	// The lock is held on a connection outside the pool (see
+	// saas.TryPassLock), so that a long pass cannot starve the pool.
+	lock, err := saas.TryPassLock(ctx, s.db, lockKey)
 	if err != nil {
-		return fmt.Errorf("intercom sync: connect to the warehouse: %w", err)
+		return fmt.Errorf("intercom sync: %w", err)
 	}
-	defer conn.Release()
-	var locked bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey).Scan(&locked); err != nil {
-		return fmt.Errorf("intercom sync: take advisory lock: %w", err)
-	}
-	if !locked {
+	if lock == nil {
 		s.log.Info("another process is syncing Intercom into this warehouse; skipping this pass")
 		return nil
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey) //nolint:errcheck
+	defer lock.Release()
 
 	// One object failing (an app without the scope to read companies, say)
 	// must not keep the others stale: each is tried, and the errors are

@@ -26,6 +26,8 @@ func TestLagReported(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	h.seed(20, 5)
+	h.fake.ticketsOn = true // before any request: no lock needed
+	h.fake.addTicket()
 	h.sync()
 	rows, _ := h.db.Query(context.Background(), `SELECT object FROM intercom.sync_state WHERE phase = 'incremental' AND synced_until IS NOT NULL AND last_error IS NULL`)
 	got, err := pgx.CollectRows(rows, pgx.RowTo[string])

@@ -19,9 +19,9 @@ type querier interface {
 }
 
 // The guard: a row is replaced only by a state at least as new as the one it
-// holds, by Intercom's updated_at. Equal passes, because the object was just
-// read from the API: it is the current state either way. Objects without
-// updated_at (admins, tags) always pass.
+// holds, by Intercom's updated_at. Equal passes. Objects without updated_at
+// (admins, tags) always pass. Conversations, whose parts a stale state would
+// mark deleted, also compare when they were fetched (convGuard).
 const guard = `t.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= t.updated_at`
 
 func table(name string) string { return pgx.Identifier{"intercom", name}.Sanitize() }
@@ -30,6 +30,12 @@ func table(name string) string { return pgx.Identifier{"intercom", name}.Sanitiz
 // rows were written (a row holding a newer state is left alone). Duplicate
 // ids (the same object on two pages) keep the newer state.
 func (s *Syncer) upsertItems(ctx context.Context, q querier, obj *object, items []json.RawMessage) (int64, error) {
+	return s.upsertItemsIf(ctx, q, obj, items, guard)
+}
+
+// upsertItemsIf is upsertItems with the given guard ("true" for a repair,
+// which replaces whatever the row holds).
+func (s *Syncer) upsertItemsIf(ctx context.Context, q querier, obj *object, items []json.RawMessage, guard string) (int64, error) {
 	if len(items) == 0 {
 		return 0, nil
 	}
@@ -78,7 +84,16 @@ type conversation struct {
 	data    []byte            // without conversation_parts
 	parts   []json.RawMessage // at most 500: the API's cap
 	total   int               // conversation_parts.total_count
+	// fetched is when the request for it was sent: of two states with
+	// the same updated_at (a second's resolution), the later fetch wins.
+	fetched time.Time
 }
+
+// convGuard is the guard of conversations and their parts: a newer
+// updated_at, or the same one fetched later. Equal fetch times pass (the
+// same answer written twice).
+const convGuard = `t.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at > t.updated_at
+	OR (EXCLUDED.updated_at = t.updated_at AND (t.fetched_at IS NULL OR EXCLUDED.fetched_at >= t.fetched_at))`
 
 func parseConversation(b []byte) (conversation, error) {
 	var c conversation
@@ -116,13 +131,26 @@ func parseConversation(b []byte) (conversation, error) {
 // one transaction, unless the table holds a newer state. It reports whether
 // it wrote.
 func (s *Syncer) writeConversation(ctx context.Context, c conversation) (bool, error) {
+	return s.writeConversationIf(ctx, c, false)
+}
+
+// writeConversationIf is writeConversation, unguarded when force (a repair,
+// which replaces whatever the rows hold).
+func (s *Syncer) writeConversationIf(ctx context.Context, c conversation, force bool) (bool, error) {
+	convGuard := convGuard
+	if force {
+		convGuard = "true"
+	}
 	wrote := false
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO intercom.conversations AS t (id, data, deleted, updated_at, parts_total, synced_at)
-			VALUES ($1, $2, false, to_timestamp($3), $4, now())
+		if c.fetched.IsZero() {
+			c.fetched = time.Now()
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO intercom.conversations AS t (id, data, deleted, updated_at, parts_total, fetched_at, synced_at)
+			VALUES ($1, $2, false, to_timestamp($3), $4, $5, now())
 			ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, deleted = false, updated_at = EXCLUDED.updated_at,
-				parts_total = EXCLUDED.parts_total, synced_at = EXCLUDED.synced_at
-			WHERE `+guard, c.id, c.data, c.updated, c.total)
+				parts_total = EXCLUDED.parts_total, fetched_at = EXCLUDED.fetched_at, synced_at = EXCLUDED.synced_at
+			WHERE `+convGuard, c.id, c.data, c.updated, c.total, c.fetched)
 		if err != nil {
 			return fmt.Errorf("upsert intercom.conversations %s: %w", c.id, err)
 		}
@@ -142,21 +170,23 @@ func (s *Syncer) writeConversation(ctx context.Context, c conversation) (bool, e
 		if err != nil {
 			return err
 		}
-		tag, err = tx.Exec(ctx, `INSERT INTO intercom.conversation_parts AS t (id, conversation_id, data, deleted, updated_at, synced_at)
-			SELECT DISTINCT ON (x ->> 'id') x ->> 'id', $1, x, false, intercom.ts(x -> 'updated_at'), now()
+		tag, err = tx.Exec(ctx, `INSERT INTO intercom.conversation_parts AS t (id, conversation_id, data, deleted, updated_at, fetched_at, synced_at)
+			SELECT DISTINCT ON (x ->> 'id') x ->> 'id', $1, x, false, intercom.ts(x -> 'updated_at'), $3, now()
 			FROM jsonb_array_elements($2::jsonb) x ORDER BY x ->> 'id', intercom.ts(x -> 'updated_at') DESC
 			ON CONFLICT (id) DO UPDATE SET conversation_id = EXCLUDED.conversation_id, data = EXCLUDED.data, deleted = false,
-				updated_at = EXCLUDED.updated_at, synced_at = EXCLUDED.synced_at
-			WHERE `+guard, c.id, parts)
+				updated_at = EXCLUDED.updated_at, fetched_at = EXCLUDED.fetched_at, synced_at = EXCLUDED.synced_at
+			WHERE `+convGuard, c.id, parts, c.fetched)
 		if err != nil {
 			return fmt.Errorf("upsert the %d parts of conversation %s: %w", len(c.parts), c.id, err)
 		}
 		s.m.rows.WithLabelValues("conversation_parts").Add(float64(tag.RowsAffected()))
 		// Only a complete list of parts says which ones are gone: past the
-		// API's cap, the parts not returned may still exist.
+		// API's cap, the parts not returned may still exist. A part a later
+		// fetch stored is never marked deleted by an earlier one.
 		if len(c.parts) >= c.total {
-			if _, err := tx.Exec(ctx, `UPDATE intercom.conversation_parts SET deleted = true, synced_at = now()
-				WHERE conversation_id = $1 AND NOT deleted AND id <> ALL($2)`, c.id, ids); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE intercom.conversation_parts t SET deleted = true, synced_at = now()
+				WHERE conversation_id = $1 AND NOT deleted AND id <> ALL($2) AND (fetched_at IS NULL OR fetched_at <= $3 OR $4)`,
+				c.id, ids, c.fetched, force); err != nil {
 				return fmt.Errorf("mark parts no longer in conversation %s deleted: %w", c.id, err)
 			}
 		}

@@ -22,6 +22,7 @@ const (
 	pagingNone   paging = iota // one answer holds every object
 	pagingCursor               // pages.next.starting_after
 	pagingScroll               // scroll_param, until an empty page
+	pagingSearch               // POST SearchPath for every updated_at, pages.next.starting_after
 )
 
 // object is one Intercom object type herd keeps, and how to read it.
@@ -38,6 +39,9 @@ type object struct {
 	ByDay   bool
 	GetPath string // prefix of the object's URL; "" when herd never gets one alone
 	Parts   bool   // conversations: fetched one by one, with their parts
+	// Optional: a workspace may not offer the object (tickets); the API
+	// refusing it marks it unavailable instead of failing the pass.
+	Optional bool
 }
 
 // objects is every object type, in sync order: the small ones first, so that
@@ -52,6 +56,17 @@ var objects = []object{
 		SearchPath: "/contacts/search", ByDay: true, GetPath: "/contacts/"},
 	{Table: "conversations", Kind: "conversation", ListPath: "/conversations", ItemsKey: "conversations", Paging: pagingCursor,
 		SearchPath: "/conversations/search", GetPath: "/conversations/", Parts: true},
+	// Tickets have no list endpoint: listed through the search, every
+	// updated_at after 0.
+	{Table: "tickets", Kind: "ticket", ItemsKey: "tickets", Paging: pagingSearch,
+		SearchPath: "/tickets/search", GetPath: "/tickets/", Optional: true},
+}
+
+// unavailable reports whether the API refused an optional object as not
+// offered to this workspace or token (403, 404), rather than failing.
+func unavailable(obj *object, err error) bool {
+	var e *apiError
+	return obj.Optional && errors.As(err, &e) && (e.Status == http.StatusForbidden || e.Status == http.StatusNotFound)
 }
 
 func objectByKind(kind string) *object {
@@ -68,6 +83,8 @@ func objectByKind(kind string) *object {
 func (s *Syncer) pages(ctx context.Context, obj *object, cursor string) iter.Seq2[page, error] {
 	return func(yield func(page, error) bool) {
 		scroll := ""
+		var waited time.Duration
+		restarts := 0
 		for {
 			q := url.Values{}
 			switch obj.Paging {
@@ -81,7 +98,37 @@ func (s *Syncer) pages(ctx context.Context, obj *object, cursor string) iter.Seq
 					q.Set("scroll_param", scroll)
 				}
 			}
-			b, err := s.api.do(ctx, "GET", obj.ListPath, q, nil)
+			var b []byte
+			var err error
+			if obj.Paging == pagingSearch {
+				b, err = s.api.do(ctx, "POST", obj.SearchPath, nil, s.searchQuery(0, cursor))
+			} else {
+				b, err = s.api.do(ctx, "GET", obj.ListPath, q, nil)
+			}
+			if err != nil && obj.Paging == pagingScroll {
+				// Intercom keeps one company scroll open per app, expiring a
+				// minute after its last use: another listing (herd's check
+				// during a pass, a pass during a check, a scroll abandoned by
+				// a killed process) is waited for, not failed on.
+				if scroll == "" && scrollTaken(err) && waited < s.scrollPatience {
+					if waited == 0 {
+						s.log.Info("another listing holds Intercom's company scroll (one per app); waiting for it to end or expire", "object", obj.Table)
+					}
+					select {
+					case <-ctx.Done():
+						yield(page{}, ctx.Err())
+						return
+					case <-time.After(s.scrollRetry):
+					}
+					waited += s.scrollRetry
+					continue
+				}
+				if scroll != "" && isNotFound(err) && restarts < 2 {
+					s.log.Warn("Intercom's company scroll expired; listing again from the start", "object", obj.Table, "err", err)
+					scroll, restarts = "", restarts+1
+					continue
+				}
+			}
 			if err != nil {
 				yield(page{}, err)
 				return
@@ -98,7 +145,7 @@ func (s *Syncer) pages(ctx context.Context, obj *object, cursor string) iter.Seq
 				return
 			}
 			switch {
-			case obj.Paging == pagingCursor && p.next != "":
+			case (obj.Paging == pagingCursor || obj.Paging == pagingSearch) && p.next != "":
 				cursor = p.next
 			case obj.Paging == pagingScroll && p.scrollNext != "":
 				scroll = p.scrollNext
@@ -109,7 +156,23 @@ func (s *Syncer) pages(ctx context.Context, obj *object, cursor string) iter.Seq
 	}
 }
 
+// scrollTaken reports whether Intercom refused to open a scroll because one
+// is already open for the app.
+func scrollTaken(err error) bool {
+	var e *apiError
+	return errors.As(err, &e) && e.Code == "scroll_exists" && e.Status != http.StatusNotFound
+}
+
 func (s *Syncer) syncObject(ctx context.Context, obj *object) error {
+	err := s.syncObject1(ctx, obj)
+	if err != nil && unavailable(obj, err) {
+		s.log.Info("Intercom does not offer this object to this workspace or token; skipped, and tried again next pass", "object", obj.Table, "err", err)
+		return s.setState(ctx, obj.Table, map[string]any{"phase": "unavailable", "last_error": nil, "last_error_at": nil, "cursor": nil})
+	}
+	return err
+}
+
+func (s *Syncer) syncObject1(ctx context.Context, obj *object) error {
 	st, err := s.state(ctx, obj.Table)
 	if err != nil {
 		return err
@@ -126,12 +189,66 @@ func (s *Syncer) syncObject(ctx context.Context, obj *object) error {
 		if st, err = s.state(ctx, obj.Table); err != nil {
 			return err
 		}
-	} else if st.SweptAt == nil || s.cfg.Now().Sub(*st.SweptAt) >= s.cfg.SweepEvery {
+	} else if every, err := s.sweepInterval(ctx, obj); err != nil {
+		return err
+	} else if st.SweptAt == nil || s.cfg.Now().Sub(*st.SweptAt) >= every {
 		if err := s.sweep(ctx, obj); err != nil {
 			return err
 		}
 	}
+	if err := s.repair(ctx, obj); err != nil {
+		return err
+	}
 	return s.incremental(ctx, obj, st)
+}
+
+// sweepInterval is Config.SweepEvery, or when that is zero the shortest
+// interval, from a minute up, at which listing every id of obj (one request
+// per page) takes at most a tenth of the request rate: 100,000 contacts are
+// 667 pages, at 20 requests a second a sweep every 5.6 minutes.
+func (s *Syncer) sweepInterval(ctx context.Context, obj *object) (time.Duration, error) {
+	if s.cfg.SweepEvery > 0 {
+		return s.cfg.SweepEvery, nil
+	}
+	var rows int64
+	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM `+table(obj.Table)+` WHERE NOT deleted`).Scan(&rows); err != nil {
+		return 0, fmt.Errorf("count intercom.%s: %w", obj.Table, err)
+	}
+	rate := s.cfg.Limits.RequestsPerSecond
+	if rate <= 0 {
+		rate = 20 // saas.Limits' default
+	}
+	pages := float64(rows/int64(s.cfg.PerPage) + 1)
+	return max(time.Minute, time.Duration(pages/(rate/10)*float64(time.Second))), nil
+}
+
+// repair fetches again the rows check queued in intercom.refetch and
+// replaces what the table holds with Intercom's answer, whatever its
+// updated_at: a settled row is never fetched by an incremental pass, so a
+// row lost or altered in the warehouse is mended only here.
+func (s *Syncer) repair(ctx context.Context, obj *object) error {
+	rows, _ := s.db.Query(ctx, `SELECT id, queued_at FROM intercom.refetch WHERE object = $1 ORDER BY queued_at LIMIT 10000`, obj.Table)
+	type queued struct {
+		id string
+		at time.Time
+	}
+	var q []queued
+	var it queued
+	if _, err := pgx.ForEachRow(rows, []any{&it.id, &it.at}, func() error { q = append(q, it); return nil }); err != nil {
+		return fmt.Errorf("read intercom.refetch: %w", err)
+	}
+	for _, r := range q {
+		if err := s.refetchIf(ctx, obj, r.id, true); err != nil {
+			return fmt.Errorf("repair intercom.%s %s: %w", obj.Table, r.id, err)
+		}
+		if _, err := s.db.Exec(ctx, `DELETE FROM intercom.refetch WHERE object = $1 AND id = $2 AND queued_at <= $3`, obj.Table, r.id, r.at); err != nil {
+			return fmt.Errorf("update intercom.refetch: %w", err)
+		}
+	}
+	if len(q) > 0 {
+		s.log.Info("intercom: rows check found differing fetched again", "object", obj.Table, "rows", len(q))
+	}
+	return nil
 }
 
 // backfill lists every object of obj and writes it; rows the listing did not
@@ -142,7 +259,7 @@ func (s *Syncer) backfill(ctx context.Context, obj *object, st state, resume boo
 	var started, mark time.Time
 	var rows int64
 	cursor := ""
-	if resume && obj.Paging == pagingCursor && st.Phase == "backfill" && st.BackfillStarted != nil && st.BackfillMark != nil {
+	if resume && (obj.Paging == pagingCursor || obj.Paging == pagingSearch) && st.Phase == "backfill" && st.BackfillStarted != nil && st.BackfillMark != nil {
 		started, mark = *st.BackfillStarted, *st.BackfillMark
 		if st.Cursor != nil {
 			cursor = *st.Cursor
@@ -195,7 +312,7 @@ func (s *Syncer) backfill(ctx context.Context, obj *object, st state, resume boo
 			progress.SetTotal(p.total)
 			progress.Add(len(p.items))
 		}
-		if obj.Paging == pagingCursor {
+		if obj.Paging == pagingCursor || obj.Paging == pagingSearch {
 			if err := s.setState(ctx, obj.Table, map[string]any{"cursor": nilIfEmpty(p.next), "backfill_rows": rows}); err != nil {
 				return err
 			}
@@ -319,6 +436,13 @@ func (s *Syncer) conversationsPage(ctx context.Context, items []json.RawMessage,
 // fetchConversation gets one conversation whole and writes it, or marks it
 // deleted when Intercom no longer has it.
 func (s *Syncer) fetchConversation(ctx context.Context, id string) error {
+	return s.fetchConversationIf(ctx, id, false)
+}
+
+// fetchConversationIf is fetchConversation, unguarded when force (a
+// repair).
+func (s *Syncer) fetchConversationIf(ctx context.Context, id string, force bool) error {
+	fetched := time.Now()
 	b, err := s.api.do(ctx, "GET", "/conversations/"+url.PathEscape(id), nil, nil)
 	if isNotFound(err) {
 		return s.markDeleted(ctx, objectByKind("conversation"), id)
@@ -330,7 +454,8 @@ func (s *Syncer) fetchConversation(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.writeConversation(ctx, c)
+	c.fetched = fetched
+	_, err = s.writeConversationIf(ctx, c, force)
 	return err
 }
 

@@ -171,6 +171,12 @@ func (h *harness) assertEqual() {
 			want["conversation_parts"][p["id"].(string)] = norm(h.t, p)
 		}
 	}
+	if f.ticketsOn {
+		want["tickets"] = map[string]any{}
+		for id, tk := range f.tickets {
+			want["tickets"][id] = norm(h.t, tk)
+		}
+	}
 	f.mu.Unlock()
 	for table, w := range want {
 		got := h.stored(table)

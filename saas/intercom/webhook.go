@@ -54,8 +54,13 @@ func (s *Syncer) Webhook(ctx context.Context, body []byte) error {
 
 // refetch brings one object up to date from the API.
 func (s *Syncer) refetch(ctx context.Context, obj *object, id string) error {
+	return s.refetchIf(ctx, obj, id, false)
+}
+
+// refetchIf is refetch, unguarded when force (a repair).
+func (s *Syncer) refetchIf(ctx context.Context, obj *object, id string, force bool) error {
 	if obj.Parts {
-		return s.fetchConversation(ctx, id)
+		return s.fetchConversationIf(ctx, id, force)
 	}
 	b, err := s.api.do(ctx, "GET", obj.GetPath+url.PathEscape(id), nil, nil)
 	if isNotFound(err) {
@@ -64,6 +69,10 @@ func (s *Syncer) refetch(ctx context.Context, obj *object, id string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.upsertItems(ctx, s.db, obj, []json.RawMessage{b})
+	g := guard
+	if force {
+		g = "true"
+	}
+	_, err = s.upsertItemsIf(ctx, s.db, obj, []json.RawMessage{b}, g)
 	return err
 }
