@@ -109,14 +109,15 @@ func (s *Syncer) backfillObject(ctx context.Context, obj *object, started time.T
 		fetched := s.now()
 		p, err := s.api.list(ctx, u)
 		if err != nil {
-			return fmt.Errorf("backfill front.%s after %d rows: %w", obj.Table, rows, err)
+			// A page read whole whose next link is unusable counts.
+			return fmt.Errorf("backfill front.%s after %d rows: %w", obj.Table, rows+int64(len(p.Results)), err)
 		}
 		rows += int64(len(p.Results))
 		bookmark := func(tx pgx.Tx) error {
 			return setState(ctx, tx, obj.Table, map[string]any{"next_url": nilIfEmpty(p.Next), "backfill_rows": rows})
 		}
 		if obj.Table == "conversations" {
-			err = s.backfillConversations(ctx, p.Results, fetched, bookmark)
+			err = s.backfillConversations(ctx, p.Results, fetched, p.At, bookmark)
 		} else {
 			err = s.writePage(ctx, obj.Table, p.Results, fetched, bookmark)
 		}
@@ -186,7 +187,11 @@ func (s *Syncer) writePage(ctx context.Context, table string, items []json.RawMe
 // writes the page in one transaction, with then (the backfill's bookmark)
 // in it: a restart redoes at most the page it was in, and never a
 // conversation already written.
-func (s *Syncer) backfillConversations(ctx context.Context, items []json.RawMessage, fetched time.Time, then func(pgx.Tx) error) error {
+//
+// at is Front's clock when it answered the page (kept as the
+// conversations' children_synced_at, which the events feed compares with
+// events' emitted_at, also Front's clock).
+func (s *Syncer) backfillConversations(ctx context.Context, items []json.RawMessage, fetched, at time.Time, then func(pgx.Tx) error) error {
 	ws := make([]whole, 0, len(items))
 	for _, it := range items {
 		c, err := newRow(it, fetched)
@@ -194,7 +199,7 @@ func (s *Syncer) backfillConversations(ctx context.Context, items []json.RawMess
 			return err
 		}
 		c.deleted = conversationDeleted(it)
-		w := whole{conv: c, fetched: s.now(), readAt: fetched}
+		w := whole{conv: c, fetched: s.now(), readAt: at}
 		if !c.deleted {
 			if w.msgs, w.comments, err = s.children(ctx, c.id); err != nil {
 				return err
