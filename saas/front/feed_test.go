@@ -68,3 +68,38 @@ func TestClockSkewLosesNothing(t *testing.T) {
 		})
 	}
 }
+
+// The small tables listed whole at every pass are rewritten only where
+// Front's copy changed; one Front no longer lists is still flagged deleted.
+func TestUnchangedRowsAreNotRewritten(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	f := h.fake
+	kept := f.create("teams", map[string]any{"name": "Kept"})
+	renamed := f.create("tags", map[string]any{"name": "before"})
+	gone := f.create("inboxes", nil)
+	h.sync()
+	synced := func(table, id string) string {
+		return h.one(`SELECT synced_at::text FROM front.`+table+` WHERE id = $1`, id)
+	}
+	keptAt, renamedAt := synced("teams", kept), synced("tags", renamed)
+	f.update("tags", renamed, map[string]any{"name": "after"})
+	f.remove("inboxes", gone)
+	h.sync()
+	if got := synced("teams", kept); got != keptAt {
+		t.Errorf("unchanged team rewritten: synced_at %s, then %s", keptAt, got)
+	}
+	if got := synced("tags", renamed); got == renamedAt {
+		t.Errorf("renamed tag not rewritten (synced_at %s)", got)
+	}
+	if got := h.one(`SELECT data->>'name' FROM front.tags WHERE id = $1`, renamed); got != "after" {
+		t.Errorf("renamed tag holds %q", got)
+	}
+	if got := h.one(`SELECT deleted::text FROM front.teams WHERE id = $1`, kept); got != "false" {
+		t.Errorf("unchanged team flagged deleted")
+	}
+	if got := h.one(`SELECT deleted::text FROM front.inboxes WHERE id = $1`, gone); got != "true" {
+		t.Errorf("inbox Front no longer lists: deleted %s, want true", got)
+	}
+	h.clean()
+}
