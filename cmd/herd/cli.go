@@ -149,11 +149,15 @@ func newFlagSet(c *command) *flag.FlagSet {
 		n := 0
 		fs.VisitAll(func(*flag.Flag) { n++ })
 		if n > 0 {
-			fmt.Fprintf(w, "\nFlags (each also read from the environment variable shown):\n")
+			fmt.Fprintf(w, "\nFlags (each also read from the environment variable shown, if any):\n")
 			fs.VisitAll(func(f *flag.Flag) {
 				def := ""
 				if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
 					def = fmt.Sprintf(" (default %s)", f.DefValue)
+				}
+				if _, alias := f.Value.(aliasValue); alias {
+					fmt.Fprintf(w, "  --%s\t%s%s\n", f.Name, f.Usage, def)
+					return
 				}
 				fmt.Fprintf(w, "  --%s\t%s%s  [$%s]\n", f.Name, f.Usage, def, envName(f.Name))
 			})
@@ -176,7 +180,7 @@ func applyEnv(fs *flag.FlagSet) error {
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil {
+		if _, alias := f.Value.(aliasValue); given[f.Name] || alias || err != nil {
 			return
 		}
 		v, ok := os.LookupEnv(envName(f.Name))

@@ -110,7 +110,7 @@ with $%s) are applied as they arrive.`, c.name, c.webhookEnv) + "\n\n" + natsHel
 		flags: func(fs *flag.FlagSet) any {
 			f := &syncFlags{conn: c.newFlags()}
 			f.dbFlags.bind(fs)
-			f.conn.bind(fs, false)
+			bindConnectorFlags(fs, c.name, f.conn)
 			fs.BoolVar(&f.once, "once", false, "run one pass and exit")
 			fs.DurationVar(&f.interval, "interval", time.Minute, "time between passes")
 			// herd up applies webhooks itself when it has the credentials:
@@ -167,7 +167,7 @@ with $%s) are applied as they arrive.`, c.name, c.webhookEnv) + "\n\n" + natsHel
 		flags: func(fs *flag.FlagSet) any {
 			f := &syncCheckFlags{conn: c.newFlags()}
 			f.dbFlags.bind(fs)
-			f.conn.bind(fs, false)
+			bindConnectorFlags(fs, c.name, f.conn)
 			return f
 		},
 		run: func(ctx context.Context, e *env, args []string) error {

@@ -59,30 +59,43 @@ type client struct {
 type page struct {
 	Results []json.RawMessage `json:"_results"`
 	Next    string            // the next page's URL, "" on the last page
+	At      time.Time         // Front's clock when it answered (zero when unknown)
 }
 
 // get reads one URL (absolute, under the API base) and returns the body.
 func (c *client) get(ctx context.Context, u string) ([]byte, error) {
+	body, _, err := c.getAt(ctx, u)
+	return body, err
+}
+
+// getAt is get that also returns Front's clock when it answered (the Date
+// header of the answer, zero when absent or unreadable): herd compares
+// Front's times only with Front's times, never with its own clock.
+func (c *client) getAt(ctx context.Context, u string) ([]byte, time.Time, error) {
+	var at time.Time
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, at, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", redactQuery(u), err)
+		return nil, at, fmt.Errorf("GET %s: %w", redactQuery(u), err)
 	}
 	defer resp.Body.Close()
+	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+		at = d
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: read the answer: %w", redactQuery(u), err)
+		return nil, at, fmt.Errorf("GET %s: read the answer: %w", redactQuery(u), err)
 	}
 	if len(body) > maxBody {
-		return nil, fmt.Errorf("GET %s: answer larger than %d bytes", redactQuery(u), maxBody)
+		return nil, at, fmt.Errorf("GET %s: answer larger than %d bytes", redactQuery(u), maxBody)
 	}
 	if resp.StatusCode == http.StatusNotFound {
-		return nil, errNotFound
+		return nil, at, errNotFound
 	}
 	if resp.StatusCode != http.StatusOK {
 		e := &apiError{Status: resp.StatusCode, URL: redactQuery(u)}
@@ -95,9 +108,9 @@ func (c *client) get(ctx context.Context, u string) ([]byte, error) {
 		if json.Unmarshal(body, &b) == nil {
 			e.Title, e.Message = b.Error.Title, b.Error.Message
 		}
-		return nil, e
+		return nil, at, e
 	}
-	return body, nil
+	return body, at, nil
 }
 
 // url builds an absolute URL for path under the API base.
@@ -109,8 +122,8 @@ func (c *client) url(path string, q url.Values) string {
 }
 
 // under reports whether u points at the configured API: the same scheme,
-// host and path prefix. A next-page link elsewhere is refused, so that a
-// hostile or misconfigured answer cannot make herd send its token away.
+// host and path prefix. A page URL elsewhere (a bookmark saved under
+// another base) is refused, so that herd never sends its token away.
 func (c *client) under(u string) error {
 	p, err := url.Parse(u)
 	if err != nil {
@@ -118,18 +131,44 @@ func (c *client) under(u string) error {
 	}
 	prefix := strings.TrimRight(c.base.Path, "/") + "/"
 	if p.Scheme != c.base.Scheme || p.Host != c.base.Host || p.User != nil || !strings.HasPrefix(p.Path, prefix) {
-		return fmt.Errorf("refusing the next page link %s: it is not under the Front API base %s (the token is sent only there)",
+		return fmt.Errorf("refusing the page URL %s: it is not under the Front API base %s (the token is sent only there)",
 			redactQuery(u), c.base.String())
 	}
 	return nil
 }
 
-// list reads one page of a list endpoint.
+// rebase turns a next-page link into the same path and query under the
+// configured base. Front answers with links on the company's own host
+// (https://yourDomain.api.frontapp.com/...) whatever host was asked, and a
+// proxy may not rewrite them; herd follows only the link's path and query,
+// always on the configured base, so that a link naming another host (or a
+// hostile answer) never receives the token.
+func (c *client) rebase(next string) (string, error) {
+	p, err := url.Parse(next)
+	if err != nil {
+		return "", fmt.Errorf("next page link %q is not a URL: %w", redactQuery(next), err)
+	}
+	if !strings.HasPrefix(p.Path, "/") {
+		return "", fmt.Errorf("next page link %s has no absolute path", redactQuery(next))
+	}
+	u := *c.base
+	prefix := strings.TrimRight(c.base.Path, "/")
+	u.Path, u.RawPath = p.Path, p.RawPath
+	if !strings.HasPrefix(p.Path, prefix+"/") {
+		u.Path = prefix + p.Path
+		u.RawPath = ""
+	}
+	u.RawQuery, u.Fragment, u.User = p.RawQuery, "", nil
+	return u.String(), nil
+}
+
+// list reads one page of a list endpoint. When the page was read but its
+// next-page link is unusable, the page comes back with the error.
 func (c *client) list(ctx context.Context, u string) (page, error) {
 	if err := c.under(u); err != nil {
 		return page{}, err
 	}
-	body, err := c.get(ctx, u)
+	body, at, err := c.getAt(ctx, u)
 	if err != nil {
 		return page{}, err
 	}
@@ -142,11 +181,10 @@ func (c *client) list(ctx context.Context, u string) (page, error) {
 	if err := json.Unmarshal(body, &p); err != nil {
 		return page{}, fmt.Errorf("GET %s: answer is not a Front list: %w", redactQuery(u), err)
 	}
-	out := page{Results: p.Results}
+	out := page{Results: p.Results, At: at}
 	if p.Pagination.Next != nil && *p.Pagination.Next != "" {
-		out.Next = *p.Pagination.Next
-		if err := c.under(out.Next); err != nil {
-			return page{}, err
+		if out.Next, err = c.rebase(*p.Pagination.Next); err != nil {
+			return out, err
 		}
 	}
 	return out, nil

@@ -11,8 +11,41 @@ import (
 	"time"
 )
 
-// Next-page links are followed only under the configured base: same
-// scheme, host and path prefix, no user info.
+// A next-page link keeps only its path and query, on the configured base:
+// Front names the company's host, herd asks the one it was given.
+func TestRebaseNextLink(t *testing.T) {
+	for base, cases := range map[string]map[string]string{
+		"https://api2.frontapp.com": {
+			"https://acme.api.frontapp.com/contacts?page_token=x&limit=50": "https://api2.frontapp.com/contacts?page_token=x&limit=50",
+			"https://evil.example/events?q%5Bafter%5D=1":                   "https://api2.frontapp.com/events?q%5Bafter%5D=1",
+			"https://user:pw@evil.example/teams":                           "https://api2.frontapp.com/teams",
+			"/teams?page_token=y":                                          "https://api2.frontapp.com/teams?page_token=y",
+			"::not a url":                                                  "",
+			"teams":                                                        "",
+		},
+		"https://proxy.example/front": {
+			"https://acme.api.frontapp.com/contacts?page_token=x": "https://proxy.example/front/contacts?page_token=x",
+			"https://proxy.example/front/contacts?page_token=x":   "https://proxy.example/front/contacts?page_token=x",
+		},
+	} {
+		b, _ := url.Parse(base)
+		c := &client{base: b}
+		for next, want := range cases {
+			got, err := c.rebase(next)
+			if (err != nil) != (want == "") || got != want {
+				t.Errorf("base %s: rebase(%q) = %q, %v; want %q", base, next, got, err, want)
+			}
+			if err == nil {
+				if err := c.under(got); err != nil {
+					t.Errorf("base %s: rebase(%q) = %q is not under the base: %v", base, next, got, err)
+				}
+			}
+		}
+	}
+}
+
+// Page URLs are read only under the configured base: same scheme, host
+// and path prefix, no user info.
 func TestUnderAPIBase(t *testing.T) {
 	base, _ := url.Parse("https://proxy.example/front")
 	c := &client{base: base}

@@ -57,7 +57,8 @@ func parseEvent(raw []byte) (event, error) {
 }
 
 // recordEvents logs events in front.events with their outcome, in one
-// round trip.
+// round trip. The feed's record replaces a webhook's: the feed has checked
+// the event against its safety margin, the webhook had not.
 func recordEvents(ctx context.Context, q querier, evs []event, via, outcome string) error {
 	if len(evs) == 0 {
 		return nil
@@ -69,7 +70,9 @@ func recordEvents(ctx context.Context, q querier, evs []event, via, outcome stri
 			conv = &id
 		}
 		b.Queue(`INSERT INTO front.events (id, type, emitted_at, conversation_id, via, outcome, data)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (id) DO UPDATE SET via = EXCLUDED.via, outcome = EXCLUDED.outcome
+			WHERE front.events.via = 'webhook' AND EXCLUDED.via = 'api'`,
 			ev.ID, ev.Type, ev.emitted, conv, via, outcome, []byte(ev.raw))
 	}
 	if err := q.SendBatch(ctx, b).Close(); err != nil {
@@ -137,7 +140,11 @@ func (s *Syncer) syncEvents(ctx context.Context, cursor time.Time) (time.Time, m
 				newest = ev.emitted
 			}
 		}
-		rows, _ := s.db.Query(ctx, `SELECT id FROM front.events WHERE id = ANY($1)`, ids)
+		// An event a webhook applied is checked again: the webhook's
+		// refetch may have run before Front's API showed the change, and
+		// only the feed waits out clockMargin (the stale test below skips
+		// it when the webhook's read was late enough).
+		rows, _ := s.db.Query(ctx, `SELECT id FROM front.events WHERE id = ANY($1) AND via = 'api'`, ids)
 		seen, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			return fmt.Errorf("read front.events: %w", err)
@@ -175,7 +182,8 @@ func (s *Syncer) syncEvents(ctx context.Context, cursor time.Time) (time.Time, m
 				err = recordEvents(ctx, s.db, byConv[c], "api", outcome)
 			case c != "" && readAt[c].After(newestOf(byConv[c]).Add(clockMargin)):
 				// Read whole (by the backfill or a webhook) after the
-				// newest of these events: the table already holds it.
+				// newest of these events, both times on Front's clock:
+				// the table already holds it.
 				outcome = "stale"
 				stale = append(stale, byConv[c]...)
 			default:
@@ -196,9 +204,10 @@ func (s *Syncer) syncEvents(ctx context.Context, cursor time.Time) (time.Time, m
 	return newest, counts, nil
 }
 
-// clockMargin allows for the difference between Front's clock (events'
-// emitted_at) and herd's (when it read a conversation): a conversation read
-// less than this after an event is read again.
+// clockMargin is how long after an event herd trusts Front's API to show
+// it: a conversation read (Front's Date header, whole seconds) less than
+// this after an event's emitted_at is read again. Both are Front's clock;
+// herd's own clock never enters the comparison.
 const clockMargin = 10 * time.Second
 
 func newestOf(evs []event) time.Time {

@@ -48,7 +48,9 @@ type fakeFront struct {
 	// (seconds): a company's history is older than herd's first pass.
 	past float64
 	// nextBase, when set, replaces the base of next-page links (a hostile
-	// or misconfigured API).
+	// or misconfigured API). By default they name the fake as localhost
+	// while herd is configured with 127.0.0.1, as Front's name the
+	// company's domain while herd asks api2.frontapp.com.
 	nextBase string
 }
 
@@ -430,7 +432,10 @@ func (f *fakeFront) page(w http.ResponseWriter, r *http.Request, items []map[str
 			nq[k] = v
 		}
 		nq.Set("page_token", key(items[end-1]))
-		base := f.srv.URL
+		// Front answers with links on the company's own host
+		// (https://yourDomain.api.frontapp.com/...), not the host asked
+		// (api2.frontapp.com): the fake names itself differently too.
+		base := strings.Replace(f.srv.URL, "127.0.0.1", "localhost", 1)
 		if f.nextBase != "" {
 			base = f.nextBase
 		}

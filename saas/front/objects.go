@@ -101,7 +101,10 @@ type whole struct {
 	conv           row
 	msgs, comments []row
 	fetched        time.Time // when the children were read (their version)
-	readAt         time.Time // the earlier of the two reads: kept in children_synced_at
+	// readAt is Front's clock (the Date of its answer) at the earlier of
+	// the two reads, kept in children_synced_at; zero when Front did not
+	// say (then NULL: the next event about it refetches it).
+	readAt time.Time
 }
 
 // writeConversations writes conversations and, for each whose state is not
@@ -138,7 +141,11 @@ func (s *Syncer) writeConversations(ctx context.Context, tx pgx.Tx, ws []whole) 
 				WHERE conversation_id = $1 AND NOT deleted AND (NOT (id = ANY($2)) OR $4) AND version <= $3`,
 				w.conv.id, ids, w.fetched, w.conv.deleted)
 		}
-		b.Queue(`UPDATE front.conversations SET children_synced_at = $2 WHERE id = $1`, w.conv.id, w.readAt)
+		var readAt *time.Time
+		if !w.readAt.IsZero() {
+			readAt = &w.readAt
+		}
+		b.Queue(`UPDATE front.conversations SET children_synced_at = $2 WHERE id = $1`, w.conv.id, readAt)
 		s.fresh.Applied(w.conv.version)
 	}
 	queueUpserts(b, "messages", msgs)
@@ -164,7 +171,7 @@ func (s *Syncer) writeConversations(ctx context.Context, tx pgx.Tx, ws []whole) 
 // outcome. It returns applied or stale.
 func (s *Syncer) refetch(ctx context.Context, convID string, evs []event, via string) (string, error) {
 	fetched := s.now()
-	data, err := s.api.get(ctx, s.api.url("/conversations/"+url.PathEscape(convID), nil))
+	data, at, err := s.api.getAt(ctx, s.api.url("/conversations/"+url.PathEscape(convID), nil))
 	gone := errors.Is(err, errNotFound)
 	var ae *apiError
 	if errors.As(err, &ae) && ae.Status == http.StatusForbidden {
@@ -208,7 +215,7 @@ func (s *Syncer) refetch(ctx context.Context, convID string, evs []event, via st
 				outcome = "stale"
 			}
 		} else {
-			ok, err := s.writeConversations(ctx, tx, []whole{{conv, msgs, comments, fetched, fetched}})
+			ok, err := s.writeConversations(ctx, tx, []whole{{conv, msgs, comments, fetched, at}})
 			if err != nil {
 				return err
 			}

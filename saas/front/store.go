@@ -49,13 +49,24 @@ func newRow(data json.RawMessage, fetched time.Time) (row, error) {
 // it holds. Equal passes, so that a repeated pass rewrites the same state.
 const guard = `t.version <= EXCLUDED.version`
 
+// unchanged, added to the guard, leaves alone a row whose stored state is
+// the one listed: the small tables listed whole at every pass, whose
+// version is the read's time, are not rewritten (nor their synced_at
+// moved) when nothing changed.
+const unchanged = ` AND (t.data IS DISTINCT FROM EXCLUDED.data OR t.deleted IS DISTINCT FROM EXCLUDED.deleted)`
+
 // upsertRows writes rows into table (in the front schema) in one round
 // trip and returns how many were written; a row whose stored version is
-// newer is left alone.
-func upsertRows(ctx context.Context, q querier, table string, rows []row) (int64, error) {
+// newer is left alone, and so is one holding the same state when
+// onlyChanged.
+func upsertRows(ctx context.Context, q querier, table string, rows []row, onlyChanged bool) (int64, error) {
 	written := make([]bool, len(rows))
-	if err := upsertEach(ctx, q, table, rows, written); err != nil {
-		return 0, err
+	if len(rows) > 0 {
+		b := &pgx.Batch{}
+		queueUpsertsIf(b, table, rows, onlyChanged)
+		if err := execEach(ctx, q, table, b, rows, written); err != nil {
+			return 0, err
+		}
 	}
 	var n int64
 	for _, w := range written {
@@ -73,6 +84,11 @@ func upsertEach(ctx context.Context, q querier, table string, rows []row, writte
 	}
 	b := &pgx.Batch{}
 	queueUpserts(b, table, rows)
+	return execEach(ctx, q, table, b, rows, written)
+}
+
+// execEach sends b, one upsert per row, and reports which rows it wrote.
+func execEach(ctx context.Context, q querier, table string, b *pgx.Batch, rows []row, written []bool) error {
 	br := q.SendBatch(ctx, b)
 	defer br.Close()
 	for i, r := range rows {
@@ -86,14 +102,22 @@ func upsertEach(ctx context.Context, q querier, table string, rows []row, writte
 }
 
 // queueUpserts adds the guarded upsert of each row to b.
-func queueUpserts(b *pgx.Batch, table string, rows []row) {
+func queueUpserts(b *pgx.Batch, table string, rows []row) { queueUpsertsIf(b, table, rows, false) }
+
+// queueUpsertsIf is queueUpserts, leaving unchanged rows alone when
+// onlyChanged.
+func queueUpsertsIf(b *pgx.Batch, table string, rows []row, onlyChanged bool) {
+	cond := guard
+	if onlyChanged {
+		cond += unchanged
+	}
 	t := pgx.Identifier{"front", table}.Sanitize()
 	if table == "messages" || table == "comments" {
 		sql := `INSERT INTO ` + t + ` AS t (id, conversation_id, data, deleted, version, synced_at)
 			VALUES ($1, $2, $3, $4, $5, now())
 			ON CONFLICT (id) DO UPDATE SET conversation_id = EXCLUDED.conversation_id, data = EXCLUDED.data,
 				deleted = EXCLUDED.deleted, version = EXCLUDED.version, synced_at = EXCLUDED.synced_at
-			WHERE ` + guard
+			WHERE ` + cond
 		for _, r := range rows {
 			b.Queue(sql, r.id, r.conv, []byte(r.data), r.deleted, r.version)
 		}
@@ -103,7 +127,7 @@ func queueUpserts(b *pgx.Batch, table string, rows []row) {
 		VALUES ($1, $2, $3, $4, now())
 		ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, deleted = EXCLUDED.deleted,
 			version = EXCLUDED.version, synced_at = EXCLUDED.synced_at
-		WHERE ` + guard
+		WHERE ` + cond
 	for _, r := range rows {
 		b.Queue(sql, r.id, []byte(r.data), r.deleted, r.version)
 	}

@@ -109,14 +109,15 @@ func (s *Syncer) backfillObject(ctx context.Context, obj *object, started time.T
 		fetched := s.now()
 		p, err := s.api.list(ctx, u)
 		if err != nil {
-			return fmt.Errorf("backfill front.%s after %d rows: %w", obj.Table, rows, err)
+			// A page read whole whose next link is unusable counts.
+			return fmt.Errorf("backfill front.%s after %d rows: %w", obj.Table, rows+int64(len(p.Results)), err)
 		}
 		rows += int64(len(p.Results))
 		bookmark := func(tx pgx.Tx) error {
 			return setState(ctx, tx, obj.Table, map[string]any{"next_url": nilIfEmpty(p.Next), "backfill_rows": rows})
 		}
 		if obj.Table == "conversations" {
-			err = s.backfillConversations(ctx, p.Results, fetched, bookmark)
+			err = s.backfillConversations(ctx, p.Results, fetched, p.At, bookmark)
 		} else {
 			err = s.writePage(ctx, obj.Table, p.Results, fetched, bookmark)
 		}
@@ -126,7 +127,7 @@ func (s *Syncer) backfillObject(ctx context.Context, obj *object, started time.T
 		progress.Add(len(p.Results))
 		u = p.Next
 	}
-	marked, err := markUnlisted(ctx, s.db, obj.Table, start)
+	marked, err := markUnlisted(ctx, s.db, obj.Table, start, nil)
 	if err != nil {
 		return fmt.Errorf("backfill front.%s: %w", obj.Table, err)
 	}
@@ -156,19 +157,28 @@ func nilIfEmpty(s string) any {
 // writePage writes one page of a top-level object (not conversations) in
 // one transaction, with then (when set) in it.
 func (s *Syncer) writePage(ctx context.Context, table string, items []json.RawMessage, fetched time.Time, then func(pgx.Tx) error) error {
+	_, err := s.writeRows(ctx, table, items, fetched, then, false)
+	return err
+}
+
+// writeRows is writePage returning the ids it read; when onlyChanged, rows
+// whose stored state is the one read are left alone.
+func (s *Syncer) writeRows(ctx context.Context, table string, items []json.RawMessage, fetched time.Time, then func(pgx.Tx) error, onlyChanged bool) ([]string, error) {
 	rows := make([]row, 0, len(items))
+	ids := make([]string, 0, len(items))
 	for _, it := range items {
 		r, err := newRow(it, fetched)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rows = append(rows, r)
+		ids = append(ids, r.id)
 		s.fresh.Applied(r.version)
 	}
 	var n int64
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		var err error
-		if n, err = upsertRows(ctx, tx, table, rows); err != nil {
+		if n, err = upsertRows(ctx, tx, table, rows, onlyChanged); err != nil {
 			return err
 		}
 		if then != nil {
@@ -179,14 +189,18 @@ func (s *Syncer) writePage(ctx context.Context, table string, items []json.RawMe
 	if err == nil {
 		s.m.rows.WithLabelValues(table).Add(float64(n))
 	}
-	return err
+	return ids, err
 }
 
 // backfillConversations reads each conversation of a page whole, then
 // writes the page in one transaction, with then (the backfill's bookmark)
 // in it: a restart redoes at most the page it was in, and never a
 // conversation already written.
-func (s *Syncer) backfillConversations(ctx context.Context, items []json.RawMessage, fetched time.Time, then func(pgx.Tx) error) error {
+//
+// at is Front's clock when it answered the page (kept as the
+// conversations' children_synced_at, which the events feed compares with
+// events' emitted_at, also Front's clock).
+func (s *Syncer) backfillConversations(ctx context.Context, items []json.RawMessage, fetched, at time.Time, then func(pgx.Tx) error) error {
 	ws := make([]whole, 0, len(items))
 	for _, it := range items {
 		c, err := newRow(it, fetched)
@@ -194,7 +208,7 @@ func (s *Syncer) backfillConversations(ctx context.Context, items []json.RawMess
 			return err
 		}
 		c.deleted = conversationDeleted(it)
-		w := whole{conv: c, fetched: s.now(), readAt: fetched}
+		w := whole{conv: c, fetched: s.now(), readAt: at}
 		if !c.deleted {
 			if w.msgs, w.comments, err = s.children(ctx, c.id); err != nil {
 				return err
@@ -211,12 +225,17 @@ func (s *Syncer) backfillConversations(ctx context.Context, items []json.RawMess
 }
 
 // markUnlisted flags the rows of table a whole listing that started at
-// start did not write (synced_at is the warehouse's clock, like start); a
-// row a webhook wrote meanwhile has a later synced_at and is kept. The
-// parts of deleted conversations are flagged with them.
-func markUnlisted(ctx context.Context, q querier, table string, start time.Time) (int64, error) {
+// start did not write (synced_at is the warehouse's clock, like start) and
+// whose ids are not in listed (the rows it read but left unchanged); a row
+// a webhook wrote meanwhile has a later synced_at and is kept. The parts
+// of deleted conversations are flagged with them.
+func markUnlisted(ctx context.Context, q querier, table string, start time.Time, listed []string) (int64, error) {
 	t := pgx.Identifier{"front", table}.Sanitize()
-	tag, err := q.Exec(ctx, `UPDATE `+t+` SET deleted = true, synced_at = now() WHERE NOT deleted AND synced_at < $1`, start)
+	if listed == nil {
+		listed = []string{}
+	}
+	tag, err := q.Exec(ctx, `UPDATE `+t+` SET deleted = true, synced_at = now()
+		WHERE NOT deleted AND synced_at < $1 AND NOT (id = ANY($2))`, start, listed)
 	if err != nil {
 		return 0, fmt.Errorf("mark rows of %s Front no longer lists as deleted: %w", t, err)
 	}
@@ -239,13 +258,16 @@ func (s *Syncer) listWhole(ctx context.Context, obj *object) error {
 	if err != nil {
 		return err
 	}
+	var listed []string
 	err = s.api.all(ctx, s.firstPage(obj.Path, nil), func(items []json.RawMessage) error {
-		return s.writePage(ctx, obj.Table, items, s.now(), nil)
+		ids, err := s.writeRows(ctx, obj.Table, items, s.now(), nil, true)
+		listed = append(listed, ids...)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("list front.%s: %w", obj.Table, err)
 	}
-	if _, err := markUnlisted(ctx, s.db, obj.Table, start); err != nil {
+	if _, err := markUnlisted(ctx, s.db, obj.Table, start, listed); err != nil {
 		return err
 	}
 	return setState(ctx, s.db, obj.Table, map[string]any{"reconciled_at": start, "synced_until": start,
