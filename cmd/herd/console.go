@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/netip"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/herdhq/herd/archive"
@@ -36,7 +38,7 @@ func (c *consoleFlags) bind(fs *flag.FlagSet, empty bool) {
 	if empty {
 		listenUsage += " (empty: no console)"
 	}
-	fs.StringVar(&c.listen, prefix+"listen", "127.0.0.1:8082", listenUsage)
+	fs.StringVar(&c.listen, prefix+"listen", defaultConsoleListen, listenUsage)
 	fs.BoolVar(&c.secureCookies, prefix+"secure-cookies", false, "mark the console's session cookie Secure even on plain HTTP requests (behind a TLS proxy that sets no X-Forwarded-Proto)")
 	fs.StringVar(&c.trustedProxies, prefix+"trusted-proxies", "", "comma-separated addresses or CIDRs of proxies in front of the console whose X-Forwarded-For and X-Forwarded-Proto it believes")
 	fs.IntVar(&c.maxSessions, prefix+"max-sessions", 50, "most console sessions open at once; each holds one Postgres connection as its user")
@@ -70,9 +72,13 @@ func lakeLocate(lake archive.Lake) console.LocateFunc {
 	}
 }
 
+// defaultConsoleListen is where herd up serves the console unless told.
+const defaultConsoleListen = "127.0.0.1:8082"
+
 // startConsole serves the console in g; it returns its URL, or "" when
-// disabled.
-func startConsole(e *env, g *group, reg prometheus.Registerer, cf *consoleFlags, db *pgxpool.Pool, dbURL string, nc *nats.Conn, js jetstream.JetStream, sc stream.Config, lake archive.Lake) (string, error) {
+// disabled. optional (herd up) lets it run without when the default
+// address is taken.
+func startConsole(e *env, g *group, reg prometheus.Registerer, cf *consoleFlags, db *pgxpool.Pool, dbURL string, nc *nats.Conn, js jetstream.JetStream, sc stream.Config, lake archive.Lake, optional bool) (string, error) {
 	if cf.listen == "" {
 		return "", nil
 	}
@@ -93,6 +99,13 @@ func startConsole(e *env, g *group, reg prometheus.Registerer, cf *consoleFlags,
 		return "", err
 	}
 	ln, err := net.Listen("tcp", cf.listen)
+	if err != nil && cf.listen == defaultConsoleListen && errors.Is(err, syscall.EADDRINUSE) && optional {
+		// Another herd (or anything) holds the default port: herd up
+		// runs without its console rather than not at all, and says so.
+		srv.Close()
+		e.log.Warn("console not served: its default address is in use; set --console-listen to a free host:port (or empty for no console)", "addr", cf.listen)
+		return "", nil
+	}
 	if err != nil {
 		srv.Close()
 		return "", fmt.Errorf("console: listen on %s: %w (set --console-listen to a free address, or empty to run no console)", cf.listen, err)
@@ -174,7 +187,7 @@ func runConsole(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	g := newGroup(ctx, e.log)
-	url, err := startConsole(e, g, nil, &f.console, db, f.url, nc, js, sc, lake)
+	url, err := startConsole(e, g, nil, &f.console, db, f.url, nc, js, sc, lake, false)
 	if err != nil {
 		g.cancel()
 		g.Wait() //nolint:errcheck

@@ -454,7 +454,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		g.Wait() //nolint:errcheck
 		return err
 	}
-	consoleURL, err := startConsole(e, g, a.reg, &f.console, db, dbURL, nc, js, sc, archive.NewDir(filepath.Join(f.dataDir, "lake")))
+	consoleURL, err := startConsole(e, g, a.reg, &f.console, db, dbURL, nc, js, sc, archive.NewDir(filepath.Join(f.dataDir, "lake")), true)
 	if err != nil {
 		g.cancel()
 		g.Wait() //nolint:errcheck
