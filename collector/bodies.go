@@ -96,6 +96,10 @@ var errBodyTooLarge = errors.New("body too large")
 // when the body budget had no room in time, 400 when the body did not
 // arrive whole).
 func (c *Collector) readBody(ctx *fasthttp.RequestCtx) func() {
+	if len(ctx.Request.Header.Peek(tooLargeMark)) > 0 {
+		c.bodyTooLarge(ctx)
+		return nil
+	}
 	stream := ctx.RequestBodyStream()
 	if stream == nil {
 		return func() {}
@@ -184,4 +188,22 @@ func (c *Collector) bodyTooLarge(ctx *fasthttp.RequestCtx) {
 	c.cors(ctx)
 	c.m.requests.WithLabelValues("transport", "413").Inc()
 	replyError(ctx, fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", MaxBatchBytes))
+}
+
+// tooLargeMark marks, inside herd, a request whose Content-Length was over
+// the limit: it is set by headerReceived (a client's own is removed).
+const tooLargeMark = "X-Herd-Body-Over-Limit"
+
+// headerReceived runs once a request's headers are read, before fasthttp
+// reads any of its body. A body announced over the limit is not read at
+// all (fasthttp would otherwise wait for its first 8 KiB): its length is
+// set to 0 and the request marked, and readBody answers it 413 and closes
+// the connection.
+func (c *Collector) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	h.Del(tooLargeMark)
+	if h.ContentLength() > maxBodyBytes {
+		h.SetContentLength(0)
+		h.Set(tooLargeMark, "1")
+	}
+	return fasthttp.RequestConfig{}
 }

@@ -239,6 +239,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 		CloseOnShutdown:               true,
 		Logger:                        fasthttpLogger{log},
 	}
+	c.server.HeaderReceived = c.headerReceived
 	return c, nil
 }
 
