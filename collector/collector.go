@@ -102,6 +102,12 @@ type Config struct {
 	// not yet answered (they wait for JetStream holding their body); past
 	// it requests are answered 503 with Retry-After. 0 is unbounded.
 	InFlightBytes int64
+	// BodyBytes bounds the request bodies being read and held at once:
+	// a body is read only once its bytes (its Content-Length; a chunked
+	// body 64 KiB at a time) are admitted, and one that finds no room
+	// within DecodeWait is answered 503 with Retry-After (bodies.go).
+	// Default DefaultBodyBytes.
+	BodyBytes int64
 }
 
 // Static is a file served by the collector.
@@ -161,6 +167,9 @@ func (c *Config) defaults() {
 	if c.DecodeWait == 0 {
 		c.DecodeWait = DefaultDecodeWait
 	}
+	if c.BodyBytes <= 0 {
+		c.BodyBytes = DefaultBodyBytes
+	}
 }
 
 // Collector serves the tracking API.
@@ -178,8 +187,9 @@ type Collector struct {
 	limits   *limiters
 	work     *workPool
 	rejects  *rejectBudget
-	packers  sync.Map // event subject → *packer
-	inFlight inFlight // memory.go
+	packers  sync.Map  // event subject → *packer
+	inFlight inFlight  // memory.go
+	bodies   *bodyGate // bodies.go
 	ready    atomic.Bool
 	// lastLimitWarn is when the per-client limit was last logged (unix ns).
 	lastLimitWarn atomic.Int64
@@ -199,6 +209,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	c.rejects = newRejectBudget(cfg.RejectRate)
 	c.work = newWorkPool(cfg.DecodeBytes, cfg.DecodeWait)
 	c.inFlight.register(cfg.InFlightBytes, reg)
+	c.bodies = newBodyGate(max(cfg.BodyBytes, maxBodyBytes), cfg.DecodeWait, reg)
 	c.static = make(map[string]Static, len(cfg.Static))
 	for path, st := range cfg.Static {
 		if st.Render == nil {
@@ -214,7 +225,8 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	c.server = &fasthttp.Server{
 		Handler:                       c.serve,
 		Name:                          "herd",
-		MaxRequestBodySize:            MaxBatchBytes + 64<<10,
+		MaxRequestBodySize:            maxBodyBytes,
+		StreamRequestBody:             true,
 		Concurrency:                   cfg.MaxConns,
 		ReadTimeout:                   cfg.ReadTimeout,
 		WriteTimeout:                  cfg.ReadTimeout,
@@ -227,6 +239,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 		CloseOnShutdown:               true,
 		Logger:                        fasthttpLogger{log},
 	}
+	c.server.HeaderReceived = c.headerReceived
 	return c, nil
 }
 

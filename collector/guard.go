@@ -24,6 +24,11 @@ func (c *Collector) serve(ctx *fasthttp.RequestCtx) {
 			replyError(ctx, fasthttp.StatusInternalServerError, "internal error: the request may not be stored; retry")
 		}
 	}()
+	done := c.readBody(ctx)
+	if done == nil {
+		return
+	}
+	defer done()
 	c.Handle(ctx)
 }
 

@@ -13,12 +13,15 @@ import (
 // the process is over its budget is one atomic load: requests never read
 // runtime statistics themselves (ReadMemStats stops the world).
 type Guard struct {
-	sizes   Sizes
-	every   time.Duration
-	live    atomic.Int64 // heap live at the last collection
-	total   atomic.Int64 // memory the runtime holds, less what it returned
-	over    atomic.Bool
-	samples []metrics.Sample
+	sizes Sizes
+	every time.Duration
+	live  atomic.Int64 // heap live at the last collection
+	total atomic.Int64 // memory the runtime holds, less what it returned
+	over  atomic.Bool
+	// idleReleases counts the times free memory was returned to the OS
+	// when the process went quiet after work (idle.go).
+	idleReleases prometheus.Counter
+	samples      []metrics.Sample
 }
 
 // NewGuard returns a guard of s, sampling every 10ms once Run starts, with
@@ -38,7 +41,9 @@ func NewGuard(s Sizes, reg prometheus.Registerer) *Guard {
 			budget.WithLabelValues(k).Set(float64(v))
 		}
 	}
-	reg.MustRegister(budget,
+	g.idleReleases = prometheus.NewCounter(prometheus.CounterOpts{Name: "herd_memory_idle_releases_total",
+		Help: "Times the process, quiet after work, collected and returned its free memory to the OS"})
+	reg.MustRegister(budget, g.idleReleases,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herd_memory_heap_live_bytes", Help: "Live heap as of the last garbage collection, as the memory guard last sampled it"},
 			func() float64 { return float64(g.live.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herd_memory_runtime_bytes", Help: "Memory the Go runtime holds from the OS (what GOMEMLIMIT bounds), as the memory guard last sampled it"},
@@ -61,12 +66,20 @@ func (g *Guard) Sizes() Sizes { return g.sizes }
 func (g *Guard) Run(ctx context.Context) error {
 	t := time.NewTicker(g.every)
 	defer t.Stop()
+	idle := time.NewTicker(time.Second)
+	defer idle.Stop()
+	r := newIdleRelease()
+	r.releasesInc = g.idleReleases.Inc
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 			g.sample()
+		case now := <-idle.C:
+			if r.tick(now, r.read(), time.Second) {
+				g.sample()
+			}
 		}
 	}
 }

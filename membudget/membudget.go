@@ -55,8 +55,11 @@ type Sizes struct {
 	// once (each of the public and the server pools), bytes of request
 	// bodies admitted and not yet answered (they wait for JetStream's
 	// acknowledgement holding their body), and connections served at once.
+	// CollectorBodies bounds the bodies being read and held until
+	// answered: the bodies in flight are among them, so the two overlap.
 	CollectorDecode   int64
 	CollectorInFlight int64
+	CollectorBodies   int64
 	CollectorConns    int
 
 	// Writer: bytes of stream messages in one batch, and bytes a pull may
@@ -105,6 +108,9 @@ func Derive(limit int64, parts Parts) (Sizes, error) {
 	if parts.Collector {
 		s.CollectorDecode = clamp(g/32, 1<<20, 16<<20)
 		s.CollectorInFlight = clamp(g/10, 2<<20, 256<<20)
+		// Bodies being read and held: fasthttp would otherwise hold one
+		// whole body per connection while it arrives.
+		s.CollectorBodies = clamp(g/8, 2<<20, 256<<20)
 		// An idle connection costs about 10 KiB (fasthttp's read and write
 		// buffers and its context); one in use costs its body too.
 		s.CollectorConns = int(clamp(g/(32<<10), 256, 4096))
@@ -153,6 +159,7 @@ func (s Sizes) Attrs() []any {
 	}
 	add("collector_decode", s.CollectorDecode)
 	add("collector_in_flight", s.CollectorInFlight)
+	add("collector_bodies", s.CollectorBodies)
 	if s.CollectorConns > 0 {
 		a = append(a, "collector_conns", s.CollectorConns)
 	}
@@ -175,7 +182,8 @@ func (s Sizes) parts() map[string]int64 {
 	return map[string]int64{
 		"limit": s.Limit, "gomemlimit": s.GoLimit, "heap_high": s.HeapHigh,
 		"collector_decode": s.CollectorDecode, "collector_in_flight": s.CollectorInFlight,
-		"writer_batch": int64(s.WriterBatch), "writer_pull": int64(s.WriterPull),
+		"collector_bodies": s.CollectorBodies,
+		"writer_batch":     int64(s.WriterBatch), "writer_pull": int64(s.WriterPull),
 		"archiver_file": int64(s.ArchiverFile), "archiver_buffer": int64(s.ArchiverBuffer), "archiver_pull": int64(s.ArchiverPull),
 		"nats_memory": s.NATSMemory, "nats_stream_queue": s.NATSStreamQueue, "nats_client_pending": s.NATSClientPending,
 	}

@@ -100,6 +100,7 @@ func (m *memory) collector(cfg *collector.Config) {
 	cfg.Memory = m.guard
 	cfg.DecodeBytes = m.sizes.CollectorDecode
 	cfg.InFlightBytes = m.sizes.CollectorInFlight
+	cfg.BodyBytes = m.sizes.CollectorBodies
 	cfg.MaxConns = m.sizes.CollectorConns
 }
 

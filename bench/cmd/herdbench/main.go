@@ -38,6 +38,7 @@ func run() int {
 	singleConns := fs.Int("single-conns", 64, "closed loop, 1-event requests: connections")
 	batchConns := fs.Int("batch-conns", 16, "closed loop, batches: connections")
 	batchSize := fs.Int("batch-size", 50, "events per batch request")
+	onlyCgroup := fs.Bool("only-cgroup", os.Getenv("BENCH_ONLY_CGROUP") != "", "run only the phase under a 512 MB cgroup memory limit, after a backlog of 10,000 (BENCH_ONLY_CGROUP)")
 	writers := fs.Int("writers", 2, "herd --writers")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -48,6 +49,9 @@ func run() int {
 	o := harness.Options{}
 	if *quick {
 		o = harness.Quick()
+	}
+	if *onlyCgroup {
+		o.OnlyCgroup, o.Backlog = true, 10_000
 	}
 	if *backlog > 0 {
 		o.Backlog = *backlog

@@ -68,6 +68,11 @@ type Options struct {
 	// ProfileDir, when set, receives CPU profiles of herd under each load.
 	ProfileDir string
 
+	// OnlyCgroup runs the cgroup phase alone: a small backlog drained,
+	// then the batch closed loop against herd up under a 512 MB cgroup
+	// limit, and the check that nothing accepted was lost.
+	OnlyCgroup bool
+
 	Log *slog.Logger
 }
 
@@ -210,6 +215,17 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	// herd up's archiver archives the same backlog into the lake, standing
 	// aside while the writer is far behind; the ceiling is measured once it
 	// has everything.
+	if o.OnlyCgroup {
+		if err := b.cgroupPhase(ctx); err != nil {
+			return nil, err
+		}
+		lost, err := b.verify(ctx)
+		if err != nil {
+			return nil, err
+		}
+		b.rep.finish()
+		return b.rep, lost
+	}
 	b.settle(ctx, 2*time.Minute)
 	if err := b.rawCopy(ctx); err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -27,10 +28,13 @@ type Memory struct {
 // CgroupRun is the heaviest closed loop offered to herd up inside a cgroup
 // whose memory is limited.
 type CgroupRun struct {
-	How        string  `json:"how"` // systemd-run or the cgroup directory
-	LimitMB    float64 `json:"limit_mb"`
-	PeakMB     float64 `json:"peak_mb"` // memory.peak, or herd up's VmHWM
-	OOMKills   int64   `json:"oom_kills"`
+	How      string  `json:"how"` // systemd-run or the cgroup directory
+	LimitMB  float64 `json:"limit_mb"`
+	PeakMB   float64 `json:"peak_mb"` // memory.peak, or herd up's VmHWM
+	OOMKills int64   `json:"oom_kills"`
+	// LimitHits is how often usage reached the limit (v1
+	// memory.failcnt, v2 memory.events max): reclaim, not a kill.
+	LimitHits  int64   `json:"limit_hits"`
 	Survived   bool    `json:"survived"`
 	Accepted   int64   `json:"accepted"`
 	Lost       int64   `json:"lost"`
@@ -53,35 +57,22 @@ func (b *bench) idleRSS(ctx context.Context) {
 	}
 }
 
-// cgroupWay finds how this machine can limit a process's memory: a cgroup
-// v2 hierarchy with the memory controller that this process may write (a
-// private directory is made in it), or else systemd-run --scope when
-// systemd runs. It returns the directory to make, or "" for systemd-run,
-// or an error saying why neither is there.
-func cgroupWay() (dir string, err error) {
-	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
-		c, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
-		if err != nil || !strings.Contains(" "+string(c)+" ", " memory") {
-			continue
-		}
-		d := filepath.Join(root, "herdbench-"+strconv.Itoa(os.Getpid()))
-		if err := os.Mkdir(d, 0o755); err != nil {
-			continue
-		}
-		if err := os.WriteFile(filepath.Join(d, "memory.max"), []byte(strconv.Itoa(cgroupLimit)), 0); err != nil {
-			os.Remove(d)
-			continue
-		}
-		_ = os.WriteFile(filepath.Join(d, "memory.swap.max"), []byte("0"), 0)
-		return d, nil
+// cgroupWay finds how this machine can limit a process's memory: a private
+// cgroup made in a writable v2 or v1 memory hierarchy, or else
+// systemd-run --scope when systemd runs (then the cgroup is nil). It
+// returns an error saying why neither is there.
+func cgroupWay() (*cgroup, error) {
+	cg, err := makeCgroup("herdbench-"+strconv.Itoa(os.Getpid()), cgroupLimit)
+	if err == nil {
+		return cg, nil
 	}
-	if _, err := exec.LookPath("systemd-run"); err == nil {
+	if _, lerr := exec.LookPath("systemd-run"); lerr == nil {
 		out, _ := exec.Command("systemctl", "is-system-running").Output()
 		if s := strings.TrimSpace(string(out)); s == "running" || s == "degraded" {
-			return "", nil
+			return nil, nil
 		}
 	}
-	return "", errors.New("no writable cgroup v2 hierarchy with the memory controller, and systemd is not running (systemd-run --scope needs it)")
+	return nil, fmt.Errorf("no private memory cgroup (%v), and systemd is not running (systemd-run --scope needs it)", err)
 }
 
 // cgroupPhase restarts herd up inside a cgroup limited to 512 MB and
@@ -89,15 +80,17 @@ func cgroupWay() (dir string, err error) {
 // records the cgroup's OOM kills, whether herd up survived, and (through
 // the run's final check) that nothing it accepted was lost.
 func (b *bench) cgroupPhase(ctx context.Context) error {
-	dir, err := cgroupWay()
+	cg, err := cgroupWay()
 	if err != nil {
 		b.rep.Memory.Skipped = err.Error()
 		b.log.Warn("cgroup phase skipped", "why", err)
 		return nil
 	}
-	if dir != "" {
-		defer os.Remove(dir)
-	}
+	defer func() {
+		if err := cg.remove(); err != nil {
+			b.log.Warn("cgroup left behind", "err", err)
+		}
+	}()
 	b.settle(ctx, 60*time.Second)
 	v, err := metrics(ctx, b.adminURL, acceptedMetric, rowsMetric)
 	if err != nil {
@@ -107,12 +100,15 @@ func (b *bench) cgroupPhase(ctx context.Context) error {
 	b.accepted += v[0]
 	b.priorRows += v[1]
 	run := &CgroupRun{How: "systemd-run --scope -p MemoryMax=512M", LimitMB: cgroupLimit >> 20}
-	if dir != "" {
-		run.How = dir
-		b.wrap = nil
-		b.afterStart = func(pid int) error {
-			return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+	if cg != nil {
+		run.How = cg.dir
+		if cg.v1 {
+			run.How += " (cgroup v1)"
 		}
+		b.wrap = nil
+		// herd up joins the cgroup before it reads its flags: no load
+		// reaches it before.
+		b.afterStart = cg.add
 	} else {
 		b.wrap = []string{"systemd-run", "--scope", "--quiet", "--collect", "-p", "MemoryMax=" + strconv.Itoa(cgroupLimit), "-p", "MemorySwapMax=0"}
 	}
@@ -124,34 +120,37 @@ func (b *bench) cgroupPhase(ctx context.Context) error {
 	if err := waitReady(ctx, b.herd, b.adminURL+"/readyz", time.Minute); err != nil {
 		return err
 	}
-	cg := dir
-	if cg == "" {
+	if cg == nil {
 		cg = cgroupOf(b.herd.pid())
 	}
+	b.log.Info("herd up runs in a memory-limited cgroup", "how", run.How, "limit_mb", run.LimitMB)
 	name := "cgroup_batch"
 	args := append(b.common(b.collector, "cgroup", b.o.BatchConns*2, b.o.Phase), "--mode", "closed", "--batch", strconv.Itoa(b.o.BatchSize))
 	p, err := b.loadPhase(ctx, name, b.herd.pid(), b.adminURL, false, b.o.Phase, args...)
-	if err != nil {
+	if err != nil && !b.herd.exited() {
 		return err
 	}
-	run.EventsPerS = p.Load.EventsPerSec
-	run.PeakMB = p.PeakRSSMB
-	if cg != "" {
-		if v, err := os.ReadFile(filepath.Join(cg, "memory.peak")); err == nil {
-			if n, err := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64); err == nil {
-				run.PeakMB = float64(n) / (1 << 20)
-			}
+	if p != nil {
+		run.EventsPerS = p.Load.EventsPerSec
+		run.PeakMB = p.PeakRSSMB
+	}
+	if cg != nil {
+		if n, err := cg.peak(); err == nil {
+			run.PeakMB = float64(n) / (1 << 20)
 		}
-		if v, err := os.ReadFile(filepath.Join(cg, "memory.events")); err == nil {
-			for _, line := range strings.Split(string(v), "\n") {
-				if n, ok := strings.CutPrefix(line, "oom_kill "); ok {
-					run.OOMKills, _ = strconv.ParseInt(n, 10, 64)
-				}
-			}
+		run.LimitHits = cg.limitHits()
+		if n, ok := cg.oomKills(); ok {
+			run.OOMKills = n
 		}
 	}
 	run.Survived = !b.herd.exited()
+	if !run.Survived && run.OOMKills == 0 && killedBySIGKILL(b.herd.err) {
+		// A kernel that does not count OOM kills: a SIGKILL nobody
+		// here sent is one.
+		run.OOMKills = 1
+	}
 	b.rep.Memory.Cgroup = run
+	b.log.Info("cgroup phase", "peak_mb", run.PeakMB, "limit_hits", run.LimitHits, "oom_kills", run.OOMKills, "survived", run.Survived, "events_per_s", run.EventsPerS)
 	if !run.Survived {
 		return fmt.Errorf("herd up died under the cgroup's %d MB limit (OOM kills %d); see %s", cgroupLimit>>20, run.OOMKills, filepath.Join(b.logs, b.herd.name+".log"))
 	}
@@ -159,23 +158,34 @@ func (b *bench) cgroupPhase(ctx context.Context) error {
 	return b.restartHerd(ctx, true)
 }
 
-// cgroupOf returns the cgroup v2 directory of pid, or "".
-func cgroupOf(pid int) string {
+// killedBySIGKILL says whether a process's Wait error is death by SIGKILL.
+func killedBySIGKILL(err error) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
+// cgroupOf returns the cgroup v2 directory of pid (where systemd-run put
+// it), or nil.
+func cgroupOf(pid int) *cgroup {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
-		return ""
+		return nil
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if p, ok := strings.CutPrefix(line, "0::"); ok {
 			for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
 				d := filepath.Join(root, p)
 				if _, err := os.Stat(filepath.Join(d, "memory.events")); err == nil {
-					return d
+					return &cgroup{dir: d}
 				}
 			}
 		}
 	}
-	return ""
+	return nil
 }
 
 // procField reads one kB field of /proc/PID/status, in bytes.
