@@ -46,6 +46,8 @@ type session struct {
 	running  string // X-Query-Id of the query in flight
 	live     int    // open live-event streams
 	closed   bool
+
+	gone chan struct{} // closed when the session ends: its live streams stop
 }
 
 func (ss *session) close() {
@@ -55,6 +57,9 @@ func (ss *session) close() {
 		return
 	}
 	ss.closed = true
+	if ss.gone != nil {
+		close(ss.gone)
+	}
 	ss.state.Unlock()
 	// A query in flight is cancelled first so Close need not wait for it.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -158,6 +163,16 @@ func (s *sessions) get(tok string) (*session, bool) {
 	ss.lastSeen = now
 	ss.state.Unlock()
 	return ss, false
+}
+
+// alive reports whether ss is still in the table and not expired: a
+// long request (a live stream) asks again while it runs.
+func (s *sessions) alive(ss *session) bool {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	cur, ok := s.m[ss.key]
+	s.mu.Unlock()
+	return ok && cur == ss && !s.expired(ss, now)
 }
 
 func (s *sessions) count() int {
@@ -449,7 +464,7 @@ func (s *Server) signIn(ctx context.Context, user, password string) (*session, e
 	if err != nil {
 		return nil, errorf(http.StatusUnauthorized, "connect as %s: %v", user, err)
 	}
-	ss := &session{user: user, csrf: randomToken(), created: s.cfg.Now(), conn: conn}
+	ss := &session{user: user, csrf: randomToken(), created: s.cfg.Now(), conn: conn, gone: make(chan struct{})}
 	ss.lastSeen = ss.created
 	ss.admin, err = s.isAdmin(ctx, user)
 	if err != nil {
