@@ -80,6 +80,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		ss.state.Unlock()
 	}()
 	res, err := s.run(r.Context(), ss.conn, req.SQL, req.Write, limit, timeout)
+	releaseLocks(ss.conn)
 	if err != nil && ss.conn.IsClosed() {
 		// Postgres ended the connection (a restart, idle_session_timeout):
 		// the session cannot run anything more.
@@ -93,6 +94,20 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	}
 	s.m.queries.WithLabelValues("ok").Inc()
 	writeJSON(w, http.StatusOK, res)
+}
+
+// releaseLocks ends every session-level advisory lock the statement took
+// (pg_advisory_lock survives the transaction's rollback): a console
+// session holding one for hours would stop the scheduled queries, rollups
+// and syncs that try-lock the same key. Settings the person made (SET
+// search_path) and their temporary tables are kept.
+func releaseLocks(conn *pgx.Conn) {
+	if conn.IsClosed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = conn.Exec(ctx, "SELECT pg_catalog.pg_advisory_unlock_all()")
 }
 
 // pgError turns a Postgres error into the 400 the client shows.

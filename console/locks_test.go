@@ -1,0 +1,43 @@
+package console_test
+
+import (
+	"context"
+	"testing"
+)
+
+// TestQueryLeavesNoAdvisoryLock: a session advisory lock taken through
+// /api/query (it survives the transaction's rollback) is released when
+// the request ends, so herd's scheduler can take the same key.
+func TestQueryLeavesNoAdvisoryLock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := start(t, envOptions{})
+	a := e.signIn(t, e.A)
+	// The saved-query schedule's key, and a transaction-level one too.
+	a.json("POST", "/api/query", map[string]any{"sql": "select pg_advisory_lock(7522544528317904238)"}, 200, nil)
+	a.json("POST", "/api/query", map[string]any{"sql": "select pg_advisory_lock_shared(42), pg_advisory_lock(1, 2)", "write": true}, 200, nil)
+	conn, err := e.P.DB.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for _, q := range []string{"SELECT pg_try_advisory_lock(7522544528317904238)", "SELECT pg_try_advisory_lock(42)", "SELECT pg_try_advisory_lock(1, 2)"} {
+		var got bool
+		if err := conn.QueryRow(ctx, q).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if !got {
+			t.Fatalf("%s: false, the console session still holds the lock", q)
+		}
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
+		t.Fatal(err)
+	}
+	// The session's own settings are kept.
+	a.json("POST", "/api/query", map[string]any{"sql": "set application_name = 'kept'", "write": true}, 200, nil)
+	var res result
+	a.json("POST", "/api/query", map[string]any{"sql": "show application_name"}, 200, &res)
+	if len(res.Rows) != 1 || res.Rows[0][0] != "kept" {
+		t.Fatalf("application_name after a query: %v, want kept", res.Rows)
+	}
+}
