@@ -2,7 +2,10 @@ package console_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // TestQueryLeavesNoAdvisoryLock: a session advisory lock taken through
@@ -39,5 +42,29 @@ func TestQueryLeavesNoAdvisoryLock(t *testing.T) {
 	a.json("POST", "/api/query", map[string]any{"sql": "show application_name"}, 200, &res)
 	if len(res.Rows) != 1 || res.Rows[0][0] != "kept" {
 		t.Fatalf("application_name after a query: %v, want kept", res.Rows)
+	}
+}
+
+// TestExpiredPasswordRefused: on a server that trusts the connection,
+// a role whose password is past VALID UNTIL, or that may not log in, is
+// refused although the password matches.
+func TestExpiredPasswordRefused(t *testing.T) {
+	t.Parallel()
+	e := start(t, envOptions{})
+	c := e.client(t)
+	if st, _ := c.login(e.A.Name, e.A.Password); st != http.StatusOK {
+		t.Fatalf("sign-in before: %d", st)
+	}
+	exec(t, e.P.DB, "ALTER ROLE "+pgx.Identifier{e.A.Name}.Sanitize()+" VALID UNTIL '2001-01-01'")
+	if st, _ := e.client(t).login(e.A.Name, e.A.Password); st != http.StatusUnauthorized {
+		t.Fatalf("sign-in with an expired password: %d, want 401", st)
+	}
+	exec(t, e.P.DB, "ALTER ROLE "+pgx.Identifier{e.B.Name}.Sanitize()+" NOLOGIN")
+	if st, _ := e.client(t).login(e.B.Name, e.B.Password); st != http.StatusUnauthorized {
+		t.Fatalf("sign-in as a NOLOGIN role: %d, want 401", st)
+	}
+	exec(t, e.P.DB, "ALTER ROLE "+pgx.Identifier{e.Admin.Name}.Sanitize()+" VALID UNTIL 'infinity'")
+	if st, _ := e.client(t).login(e.Admin.Name, e.Admin.Password); st != http.StatusOK {
+		t.Fatalf("sign-in valid until infinity: %d, want 200", st)
 	}
 }

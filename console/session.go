@@ -493,13 +493,17 @@ func (s *Server) isAdmin(ctx context.Context, user string) (bool, error) {
 // has none, and errWrongLogin when it does not match or no such role logs in.
 func (s *Server) checkVerifier(ctx context.Context, user, password string) (bool, error) {
 	var stored *string
-	var login bool
-	err := s.cfg.DB.QueryRow(ctx, `SELECT rolpassword, rolcanlogin FROM pg_authid WHERE rolname = $1`, user).Scan(&stored, &login)
+	var login, expired bool
+	// An expired password (VALID UNTIL in the past) no longer signs in,
+	// as Postgres's own password check refuses it.
+	err := s.cfg.DB.QueryRow(ctx, `SELECT rolpassword, rolcanlogin,
+			coalesce(rolvaliduntil OPERATOR(pg_catalog.<) pg_catalog.now(), false)
+		FROM pg_catalog.pg_authid WHERE rolname OPERATOR(pg_catalog.=) $1`, user).Scan(&stored, &login, &expired)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42501" {
 		return false, nil // not a superuser: only the server's own check is left
 	}
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !login) {
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (!login || expired)) {
 		// As long as a real check, so the answer's time does not tell
 		// which names exist.
 		verifyPassword(dummyVerifier, user, password)
