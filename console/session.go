@@ -339,6 +339,17 @@ func network(ip netip.Addr) string {
 	return p.String()
 }
 
+// address is the client's key for the per-address limit: an IPv4
+// address itself, an IPv6 one by its /64, which one host usually holds
+// whole (one address per attempt would otherwise never run out).
+func address(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if ip.Is4() {
+		return ip.String()
+	}
+	return network(ip)
+}
+
 func (b *bucket) level(now time.Time, l *limiter) float64 {
 	return math.Min(l.burst, b.tokens+float64(now.Sub(b.at))/float64(l.refill))
 }
@@ -376,7 +387,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	// sending wrong passwords cannot lock the person out.
 	ip := s.clientIP(r)
 	nameKeys := []string{"user:" + req.User + "@" + network(ip)}
-	ok, wait := s.limiter.take("ip:" + ip.String())
+	ok, wait := s.limiter.take("ip:" + address(ip))
 	if ok {
 		ok, wait = s.limiter.allow(nameKeys...)
 	}
