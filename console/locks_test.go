@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,4 +112,30 @@ func TestLoginLimitIPv6ByNetwork(t *testing.T) {
 	if st, _ := c.login(e.B.Name, e.B.Password); st != http.StatusOK {
 		t.Fatalf("another /64: %d, want 200", st)
 	}
+}
+
+// TestCopyRefused: COPY FROM STDIN would leave the session's connection
+// waiting for data in COPY mode, holding its lock; every spelling of it is
+// refused at once with a 400, and the session still runs queries.
+func TestCopyRefused(t *testing.T) {
+	t.Parallel()
+	e := start(t, envOptions{})
+	a := e.signIn(t, e.A)
+	a.write("CREATE TABLE " + pgx.Identifier{e.A.Name, "copied"}.Sanitize() + " (x int)")
+	for _, sql := range []string{
+		"COPY " + pgx.Identifier{e.A.Name, "copied"}.Sanitize() + " FROM STDIN",
+		"  -- load\n/* a /* nested */ comment */ copy " + pgx.Identifier{e.A.Name, "copied"}.Sanitize() + " from stdin",
+		"copy (select 1) to stdout",
+	} {
+		for _, write := range []bool{false, true} {
+			start := time.Now()
+			st, body, _ := a.do("POST", "/api/query", map[string]any{"sql": sql, "write": write, "timeout_ms": 2000}, nil)
+			if st != http.StatusBadRequest || !strings.Contains(string(body), "COPY") {
+				t.Fatalf("%q write=%v: %d %s after %s, want 400", sql, write, st, body, time.Since(start))
+			}
+		}
+	}
+	var res result
+	a.json("POST", "/api/query", map[string]any{"sql": "select count(*) from " + pgx.Identifier{e.A.Name, "copied"}.Sanitize()}, 200, &res)
+	a.json("POST", "/api/query", map[string]any{"sql": "select 'copy' as copy_is_a_word"}, 200, nil)
 }

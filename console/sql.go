@@ -61,6 +61,10 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	if req.TimeoutMS > 0 {
 		timeout = min(time.Duration(req.TimeoutMS)*time.Millisecond, maxQueryTimeout)
 	}
+	if firstKeyword(req.SQL) == "copy" {
+		writeError(w, http.StatusBadRequest, "COPY cannot run in the console (it would wait for data the browser never sends): use SELECT, or psql's \\copy")
+		return
+	}
 	id := r.Header.Get("X-Query-Id")
 	if len(id) > 100 {
 		writeError(w, http.StatusBadRequest, "X-Query-Id is longer than 100 characters")
@@ -79,7 +83,13 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		ss.running = ""
 		ss.state.Unlock()
 	}()
-	res, err := s.run(r.Context(), ss.conn, req.SQL, req.Write, limit, timeout)
+	// Postgres ends the statement at its timeout; the deadline bounds
+	// the request even when it does not (a statement that waits on the
+	// client): past it the query is cancelled, and if that does not
+	// answer either, the connection is closed.
+	qctx, qcancel := context.WithTimeout(r.Context(), timeout+requestMargin)
+	res, err := s.run(qctx, ss.conn, req.SQL, req.Write, limit, timeout)
+	qcancel()
 	releaseLocks(ss.conn)
 	if err != nil && ss.conn.IsClosed() {
 		// Postgres ended the connection (a restart, idle_session_timeout):
@@ -94,6 +104,55 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	}
 	s.m.queries.WithLabelValues("ok").Inc()
 	writeJSON(w, http.StatusOK, res)
+}
+
+// requestMargin is how long past its statement timeout a query request
+// may take before it is cancelled from herd's side.
+const requestMargin = 10 * time.Second
+
+// firstKeyword is the statement's first word, lowercased, past blanks
+// and comments.
+func firstKeyword(sql string) string {
+	for {
+		sql = strings.TrimLeft(sql, " \t\r\n\f")
+		switch {
+		case strings.HasPrefix(sql, "--"):
+			i := strings.IndexByte(sql, '\n')
+			if i < 0 {
+				return ""
+			}
+			sql = sql[i+1:]
+		case strings.HasPrefix(sql, "/*"):
+			// Block comments nest.
+			depth, i := 0, 0
+			for i < len(sql) {
+				if strings.HasPrefix(sql[i:], "/*") {
+					depth++
+					i += 2
+				} else if strings.HasPrefix(sql[i:], "*/") {
+					depth--
+					i += 2
+					if depth == 0 {
+						break
+					}
+				} else {
+					i++
+				}
+			}
+			if depth != 0 {
+				return ""
+			}
+			sql = sql[i:]
+		default:
+			end := strings.IndexFunc(sql, func(r rune) bool {
+				return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+			})
+			if end < 0 {
+				end = len(sql)
+			}
+			return strings.ToLower(sql[:end])
+		}
+	}
 }
 
 // releaseLocks ends every session-level advisory lock the statement took
