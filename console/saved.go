@@ -154,7 +154,7 @@ func (s *Server) saveQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	if err := s.store.SaveShared(r.Context(), req.Name, req.SQL, iv, ss.user); err != nil {
-		if errors.Is(err, queries.ErrTaken) {
+		if errors.Is(err, queries.ErrTaken) || errors.Is(err, queries.ErrScheduleFull) {
 			writeError(w, http.StatusConflict, err.Error())
 			return
 		}
