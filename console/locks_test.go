@@ -139,3 +139,25 @@ func TestCopyRefused(t *testing.T) {
 	a.json("POST", "/api/query", map[string]any{"sql": "select count(*) from " + pgx.Identifier{e.A.Name, "copied"}.Sanitize()}, 200, &res)
 	a.json("POST", "/api/query", map[string]any{"sql": "select 'copy' as copy_is_a_word"}, 200, nil)
 }
+
+// TestOthersRunsLimited: someone other than its saver runs a shared
+// query at most once a minute (each run is a snapshot counted against
+// the saver's bytes); the saver is not limited.
+func TestOthersRunsLimited(t *testing.T) {
+	t.Parallel()
+	e := start(t, envOptions{})
+	a := e.signIn(t, e.A)
+	b := e.signIn(t, e.B)
+	a.json("POST", "/api/queries", map[string]any{"name": "shared-a", "sql": "select 1 as x"}, 201, nil)
+	b.json("POST", "/api/queries/shared-a/run", nil, 200, nil)
+	for i := 0; i < 3; i++ {
+		st, body, hdr := b.do("POST", "/api/queries/shared-a/run", nil, nil)
+		if st != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
+			t.Fatalf("B's run %d within a minute: %d %s, want 429 with Retry-After", i+2, st, body)
+		}
+	}
+	a.json("POST", "/api/queries/shared-a/run", nil, 200, nil)
+	a.json("POST", "/api/queries/shared-a/run", nil, 200, nil)
+	e.Clock.Advance(61 * time.Second)
+	b.json("POST", "/api/queries/shared-a/run", nil, 200, nil)
+}

@@ -3,6 +3,8 @@ package console
 import (
 	"encoding/csv"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -215,6 +217,14 @@ func (s *Server) runQuery(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if user := sessionOf(r).user; user != savedBy {
+		if wait := s.othersRun(name); wait > 0 {
+			secs := int(math.Ceil(wait.Seconds()))
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			writeError(w, http.StatusTooManyRequests, fmt.Sprintf("query %s was run by someone other than %s less than a minute ago: its latest snapshot is fresh; run it again in %d seconds", name, savedBy, secs))
+			return
+		}
+	}
 	release, err := s.runs.acquire(sessionOf(r).user)
 	if err != nil {
 		s.fail(w, r, err)
@@ -353,4 +363,31 @@ func csvCell(v string) string {
 		return v
 	}
 	return "'" + v
+}
+
+// othersRunEvery is how often people other than its saver may run a
+// query: each run stores a snapshot counted against the saver's bytes,
+// so runs by others, unbounded, would push the saver's older snapshots
+// of their other queries out.
+const othersRunEvery = time.Minute
+
+// othersRun reserves a run of name by someone other than its saver, or
+// says how long until one is allowed.
+func (s *Server) othersRun(name string) time.Duration {
+	now := s.cfg.Now()
+	s.othersMu.Lock()
+	defer s.othersMu.Unlock()
+	if s.othersRuns == nil {
+		s.othersRuns = map[string]time.Time{}
+	}
+	if at, ok := s.othersRuns[name]; ok && now.Sub(at) < othersRunEvery {
+		return othersRunEvery - now.Sub(at)
+	}
+	for n, at := range s.othersRuns {
+		if now.Sub(at) >= othersRunEvery {
+			delete(s.othersRuns, n)
+		}
+	}
+	s.othersRuns[name] = now
+	return 0
 }
