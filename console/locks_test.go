@@ -161,3 +161,22 @@ func TestOthersRunsLimited(t *testing.T) {
 	e.Clock.Advance(61 * time.Second)
 	b.json("POST", "/api/queries/shared-a/run", nil, 200, nil)
 }
+
+// TestHugeRowRefused: one value larger than the session connection's
+// message limit is refused before it is read, with a 400 that says so.
+func TestHugeRowRefused(t *testing.T) {
+	t.Parallel()
+	e := start(t, envOptions{adjust: func(c *console.Config) { c.MaxResultBytes = 1 << 20 }})
+	a := e.signIn(t, e.A)
+	st, body, _ := a.do("POST", "/api/query", map[string]any{"sql": "select repeat(chr(120), 3000000)"}, nil)
+	if st != http.StatusBadRequest || !strings.Contains(string(body), "row too large") {
+		t.Fatalf("a 3 MB value with a 1 MiB limit: %d %.200s, want 400 row too large", st, body)
+	}
+	// A row within the limit is read as before, on a new session.
+	a = e.signIn(t, e.A)
+	var res result
+	a.json("POST", "/api/query", map[string]any{"sql": "select repeat(chr(120), 500000) as x"}, 200, &res)
+	if len(res.Rows) != 1 || len(res.Rows[0][0].(string)) != 500000 {
+		t.Fatalf("a 500 kB value: %d rows", len(res.Rows))
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"math"
 	"net/http"
 	"net/netip"
@@ -24,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 const cookieName = "herd_session"
@@ -462,6 +464,15 @@ func (s *Server) signIn(ctx context.Context, user, password string) (*session, e
 	cc.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 5 * time.Second}
 	}
+	// One message (a row) larger than this is refused before it is
+	// read: the byte limit of a result counts rows only once they are
+	// in memory.
+	maxBody := s.maxRowBytes()
+	cc.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		f := pgproto3.NewFrontend(r, w)
+		f.SetMaxBodyLen(maxBody)
+		return f
+	}
 	cc.RequireAuth = "!none"
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil && strings.Contains(err.Error(), errNoAuthAsked) {
@@ -483,6 +494,12 @@ func (s *Server) signIn(ctx context.Context, user, password string) (*session, e
 		return nil, err
 	}
 	return ss, nil
+}
+
+// maxRowBytes is the largest message the session's connection reads: the
+// result byte limit plus room for the row's framing, at least 1 MiB.
+func (s *Server) maxRowBytes() int {
+	return max(s.cfg.MaxResultBytes, 1<<20) + 64<<10
 }
 
 // isAdmin reports whether user is a member of herd_admin, as herd's own

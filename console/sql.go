@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -91,6 +92,15 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	res, err := s.run(qctx, ss.conn, req.SQL, req.Write, limit, timeout)
 	qcancel()
 	releaseLocks(ss.conn)
+	var big *pgproto3.ExceededMaxBodyLenErr
+	if errors.As(err, &big) {
+		// The rest of the message was never read: the connection cannot
+		// go on, and the session ends with it.
+		s.sessions.remove(ss)
+		s.m.queries.WithLabelValues("error").Inc()
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("row too large (> %d MiB, the most the console reads in one row): select less of it (substr, fewer columns); your session ended with it, sign in again", s.maxRowBytes()>>20))
+		return
+	}
 	if err != nil && ss.conn.IsClosed() {
 		// Postgres ended the connection (a restart, idle_session_timeout):
 		// the session cannot run anything more.
