@@ -217,6 +217,12 @@ func (s *Server) runQuery(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	release, err := s.runs.acquire(sessionOf(r).user)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer release()
 	if user := sessionOf(r).user; user != savedBy {
 		if wait := s.othersRun(name); wait > 0 {
 			secs := int(math.Ceil(wait.Seconds()))
@@ -225,12 +231,6 @@ func (s *Server) runQuery(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	release, err := s.runs.acquire(sessionOf(r).user)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	defer release()
 	run, err := s.store.RunAs(r.Context(), name, savedBy)
 	if errors.Is(err, queries.ErrNotFound) || errors.Is(err, queries.ErrChanged) {
 		s.fail(w, r, errorf(http.StatusConflict, "query %s changed while it was to run: open it again", name))
