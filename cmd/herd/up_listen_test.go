@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"net/http"
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,8 +20,10 @@ import (
 func TestUpPrintsBoundPort(t *testing.T) {
 	dbURL := pgtest.New(t)
 	up := exec.Command(herdBinary(t), "up", "--data-dir", t.TempDir(), "--database-url", dbURL, "--listen", "127.0.0.1:0",
-		"--admin-listen", "127.0.0.1:0", "--nats-listen", "", "--write-key", "listen-test-key-0123456789")
-	up.Env = bareEnv()
+		"--admin-listen", "127.0.0.1:0", "--console-listen", "127.0.0.1:0", "--nats-listen", "")
+	up.Env = append(bareEnv(), "HERD_WRITE_KEY=listen-test-key-0123456789")
+	var stderr syncWriter
+	up.Stderr = &stderr
 	out, err := up.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +59,7 @@ func TestUpPrintsBoundPort(t *testing.T) {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				t.Fatal("herd up ended before printing its URLs")
+				t.Fatalf("herd up ended before printing its URLs:\n%s", stderr.String())
 			}
 			if m := demo.FindStringSubmatch(l); m != nil {
 				demoURL = m[1]
@@ -84,4 +88,21 @@ func TestUpPrintsBoundPort(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET %s: %d", demoURL, resp.StatusCode)
 	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
