@@ -113,14 +113,15 @@ export function resultTable(columns, rows) {
 // gets a leading ' so a spreadsheet shows it instead of evaluating it;
 // numbers are written as they are.
 export function csvSafe(t) {
-  return /^[=+\-@\t\r]/.test(t) ? "'" + t : t;
+  if (!/^[=+\-@\t\r]/.test(t) || /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(t)) return t;
+  return "'" + t;
 }
 
 export function toCSV(columns, rows) {
   const q = (v) => {
     let t = cellText(v);
     if (t === null) return '';
-    if (typeof v !== 'number') t = csvSafe(t);
+    t = csvSafe(t);
     return /[",\n\r]/.test(t) || /^\s|\s$/.test(t) ? '"' + t.replace(/"/g, '""') + '"' : t;
   };
   const lines = [columns.map((c) => q(c.name)).join(',')];
