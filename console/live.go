@@ -24,6 +24,10 @@ import (
 // maxViewers bounds the live-event streams of the whole console.
 const maxViewers = 64
 
+// liveRecheck is how many seconds pass between checks of an open live
+// stream's herd_admin membership.
+const liveRecheck = 2
+
 // viewerBuffer is how many events wait for a slow browser before the
 // rest are counted as dropped.
 const viewerBuffer = 256
@@ -271,11 +275,15 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) {
 	defer second.Stop()
 	sent := 0
 	var dropped int64
+	ticks := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.done:
+			return
+		case <-ss.gone:
+			// Signed out, or closed for the per-user cap.
 			return
 		case <-beat.C:
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
@@ -284,6 +292,21 @@ func (s *Server) liveEvents(w http.ResponseWriter, r *http.Request) {
 			_ = rc.Flush()
 		case <-second.C:
 			sent = 0
+			// The session and the membership are checked again while the
+			// stream runs: expiry, sign-out and REVOKE end it.
+			if !s.sessions.alive(ss) {
+				s.sessions.expire()
+				return
+			}
+			if ticks++; ticks%liveRecheck == 0 {
+				ok, err := s.isAdmin(ctx, ss.user)
+				if err != nil || !ok {
+					if err != nil && ctx.Err() == nil {
+						s.log.Warn("live events: membership check failed, stream ended", "user", ss.user, "err", err)
+					}
+					return
+				}
+			}
 			dropped += v.dropped.Swap(0)
 			if dropped > 0 {
 				if _, err := fmt.Fprintf(w, "event: dropped\ndata: {\"count\":%d}\n\n", dropped); err != nil {

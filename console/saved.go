@@ -3,6 +3,8 @@ package console
 import (
 	"encoding/csv"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -154,7 +156,7 @@ func (s *Server) saveQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	if err := s.store.SaveShared(r.Context(), req.Name, req.SQL, iv, ss.user); err != nil {
-		if errors.Is(err, queries.ErrTaken) {
+		if errors.Is(err, queries.ErrTaken) || errors.Is(err, queries.ErrScheduleFull) {
 			writeError(w, http.StatusConflict, err.Error())
 			return
 		}
@@ -221,6 +223,14 @@ func (s *Server) runQuery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	if user := sessionOf(r).user; user != savedBy {
+		if wait := s.othersRun(name); wait > 0 {
+			secs := int(math.Ceil(wait.Seconds()))
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			writeError(w, http.StatusTooManyRequests, fmt.Sprintf("query %s was run by someone other than %s less than a minute ago: its latest snapshot is fresh; run it again in %d seconds", name, savedBy, secs))
+			return
+		}
+	}
 	run, err := s.store.RunAs(r.Context(), name, savedBy)
 	if errors.Is(err, queries.ErrNotFound) || errors.Is(err, queries.ErrChanged) {
 		s.fail(w, r, errorf(http.StatusConflict, "query %s changed while it was to run: open it again", name))
@@ -312,13 +322,17 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, name, format s
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.csv"`)
 		cw := csv.NewWriter(w)
-		_ = cw.Write(run.Columns)
+		head := make([]string, len(run.Columns))
+		for i, c := range run.Columns {
+			head[i] = csvCell(c)
+		}
+		_ = cw.Write(head)
 		rec := make([]string, len(run.Columns))
 		for _, row := range run.Rows {
 			for i := range rec {
 				rec[i] = ""
 				if i < len(row) && row[i] != nil {
-					rec[i] = *row[i]
+					rec[i] = csvCell(*row[i])
 				}
 			}
 			_ = cw.Write(rec)
@@ -336,4 +350,44 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request, name, format s
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"name": name, "sql": sql, "saved_by": savedBy, "every": every(secs),
 		"run": toRunJSON(run), "runs": runs})
+}
+
+// csvCell keeps a spreadsheet from evaluating a text cell as a formula:
+// one that starts with = + - @, a tab or a carriage return gets a leading
+// '. Numbers ("-3", "+1.5e3") are written as they are.
+func csvCell(v string) string {
+	if v == "" || !strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+		return v
+	}
+	if _, err := strconv.ParseFloat(v, 64); err == nil && strings.Trim(v, "0123456789.eE+-") == "" {
+		return v
+	}
+	return "'" + v
+}
+
+// othersRunEvery is how often people other than its saver may run a
+// query: each run stores a snapshot counted against the saver's bytes,
+// so runs by others, unbounded, would push the saver's older snapshots
+// of their other queries out.
+const othersRunEvery = time.Minute
+
+// othersRun reserves a run of name by someone other than its saver, or
+// says how long until one is allowed.
+func (s *Server) othersRun(name string) time.Duration {
+	now := s.cfg.Now()
+	s.othersMu.Lock()
+	defer s.othersMu.Unlock()
+	if s.othersRuns == nil {
+		s.othersRuns = map[string]time.Time{}
+	}
+	if at, ok := s.othersRuns[name]; ok && now.Sub(at) < othersRunEvery {
+		return othersRunEvery - now.Sub(at)
+	}
+	for n, at := range s.othersRuns {
+		if now.Sub(at) >= othersRunEvery {
+			delete(s.othersRuns, n)
+		}
+	}
+	s.othersRuns[name] = now
+	return 0
 }

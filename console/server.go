@@ -135,6 +135,9 @@ type Server struct {
 	closeOnce sync.Once
 	done      chan struct{}
 
+	othersMu   sync.Mutex
+	othersRuns map[string]time.Time // query name: when someone other than its saver last ran it
+
 	pipeMu     sync.Mutex
 	pipeCached []byte
 	pipeAt     time.Time

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"math"
 	"net/http"
 	"net/netip"
@@ -24,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 const cookieName = "herd_session"
@@ -46,6 +48,8 @@ type session struct {
 	running  string // X-Query-Id of the query in flight
 	live     int    // open live-event streams
 	closed   bool
+
+	gone chan struct{} // closed when the session ends: its live streams stop
 }
 
 func (ss *session) close() {
@@ -55,6 +59,9 @@ func (ss *session) close() {
 		return
 	}
 	ss.closed = true
+	if ss.gone != nil {
+		close(ss.gone)
+	}
 	ss.state.Unlock()
 	// A query in flight is cancelled first so Close need not wait for it.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -158,6 +165,16 @@ func (s *sessions) get(tok string) (*session, bool) {
 	ss.lastSeen = now
 	ss.state.Unlock()
 	return ss, false
+}
+
+// alive reports whether ss is still in the table and not expired: a
+// long request (a live stream) asks again while it runs.
+func (s *sessions) alive(ss *session) bool {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	cur, ok := s.m[ss.key]
+	s.mu.Unlock()
+	return ok && cur == ss && !s.expired(ss, now)
 }
 
 func (s *sessions) count() int {
@@ -324,6 +341,17 @@ func network(ip netip.Addr) string {
 	return p.String()
 }
 
+// address is the client's key for the per-address limit: an IPv4
+// address itself, an IPv6 one by its /64, which one host usually holds
+// whole (one address per attempt would otherwise never run out).
+func address(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if ip.Is4() {
+		return ip.String()
+	}
+	return network(ip)
+}
+
 func (b *bucket) level(now time.Time, l *limiter) float64 {
 	return math.Min(l.burst, b.tokens+float64(now.Sub(b.at))/float64(l.refill))
 }
@@ -361,7 +389,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	// sending wrong passwords cannot lock the person out.
 	ip := s.clientIP(r)
 	nameKeys := []string{"user:" + req.User + "@" + network(ip)}
-	ok, wait := s.limiter.take("ip:" + ip.String())
+	ok, wait := s.limiter.take("ip:" + address(ip))
 	if ok {
 		ok, wait = s.limiter.allow(nameKeys...)
 	}
@@ -436,6 +464,15 @@ func (s *Server) signIn(ctx context.Context, user, password string) (*session, e
 	cc.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 5 * time.Second}
 	}
+	// One message (a row) larger than this is refused before it is
+	// read: the byte limit of a result counts rows only once they are
+	// in memory.
+	maxBody := s.maxRowBytes()
+	cc.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		f := pgproto3.NewFrontend(r, w)
+		f.SetMaxBodyLen(maxBody)
+		return f
+	}
 	cc.RequireAuth = "!none"
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil && strings.Contains(err.Error(), errNoAuthAsked) {
@@ -449,7 +486,7 @@ func (s *Server) signIn(ctx context.Context, user, password string) (*session, e
 	if err != nil {
 		return nil, errorf(http.StatusUnauthorized, "connect as %s: %v", user, err)
 	}
-	ss := &session{user: user, csrf: randomToken(), created: s.cfg.Now(), conn: conn}
+	ss := &session{user: user, csrf: randomToken(), created: s.cfg.Now(), conn: conn, gone: make(chan struct{})}
 	ss.lastSeen = ss.created
 	ss.admin, err = s.isAdmin(ctx, user)
 	if err != nil {
@@ -457,6 +494,12 @@ func (s *Server) signIn(ctx context.Context, user, password string) (*session, e
 		return nil, err
 	}
 	return ss, nil
+}
+
+// maxRowBytes is the largest message the session's connection reads: the
+// result byte limit plus room for the row's framing, at least 1 MiB.
+func (s *Server) maxRowBytes() int {
+	return max(s.cfg.MaxResultBytes, 1<<20) + 64<<10
 }
 
 // isAdmin reports whether user is a member of herd_admin, as herd's own
@@ -478,13 +521,17 @@ func (s *Server) isAdmin(ctx context.Context, user string) (bool, error) {
 // has none, and errWrongLogin when it does not match or no such role logs in.
 func (s *Server) checkVerifier(ctx context.Context, user, password string) (bool, error) {
 	var stored *string
-	var login bool
-	err := s.cfg.DB.QueryRow(ctx, `SELECT rolpassword, rolcanlogin FROM pg_authid WHERE rolname = $1`, user).Scan(&stored, &login)
+	var login, expired bool
+	// An expired password (VALID UNTIL in the past) no longer signs in,
+	// as Postgres's own password check refuses it.
+	err := s.cfg.DB.QueryRow(ctx, `SELECT rolpassword, rolcanlogin,
+			coalesce(rolvaliduntil OPERATOR(pg_catalog.<) pg_catalog.now(), false)
+		FROM pg_catalog.pg_authid WHERE rolname OPERATOR(pg_catalog.=) $1`, user).Scan(&stored, &login, &expired)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42501" {
 		return false, nil // not a superuser: only the server's own check is left
 	}
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !login) {
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (!login || expired)) {
 		// As long as a real check, so the answer's time does not tell
 		// which names exist.
 		verifyPassword(dummyVerifier, user, password)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -61,6 +62,10 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	if req.TimeoutMS > 0 {
 		timeout = min(time.Duration(req.TimeoutMS)*time.Millisecond, maxQueryTimeout)
 	}
+	if firstKeyword(req.SQL) == "copy" {
+		writeError(w, http.StatusBadRequest, "COPY cannot run in the console (it would wait for data the browser never sends): use SELECT, or psql's \\copy")
+		return
+	}
 	id := r.Header.Get("X-Query-Id")
 	if len(id) > 100 {
 		writeError(w, http.StatusBadRequest, "X-Query-Id is longer than 100 characters")
@@ -79,7 +84,23 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		ss.running = ""
 		ss.state.Unlock()
 	}()
-	res, err := s.run(r.Context(), ss.conn, req.SQL, req.Write, limit, timeout)
+	// Postgres ends the statement at its timeout; the deadline bounds
+	// the request even when it does not (a statement that waits on the
+	// client): past it the query is cancelled, and if that does not
+	// answer either, the connection is closed.
+	qctx, qcancel := context.WithTimeout(r.Context(), timeout+requestMargin)
+	res, err := s.run(qctx, ss.conn, req.SQL, req.Write, limit, timeout)
+	qcancel()
+	releaseLocks(ss.conn)
+	var big *pgproto3.ExceededMaxBodyLenErr
+	if errors.As(err, &big) {
+		// The rest of the message was never read: the connection cannot
+		// go on, and the session ends with it.
+		s.sessions.remove(ss)
+		s.m.queries.WithLabelValues("error").Inc()
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("row too large (> %d MiB, the most the console reads in one row): select less of it (substr, fewer columns); your session ended with it, sign in again", s.maxRowBytes()>>20))
+		return
+	}
 	if err != nil && ss.conn.IsClosed() {
 		// Postgres ended the connection (a restart, idle_session_timeout):
 		// the session cannot run anything more.
@@ -93,6 +114,69 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	}
 	s.m.queries.WithLabelValues("ok").Inc()
 	writeJSON(w, http.StatusOK, res)
+}
+
+// requestMargin is how long past its statement timeout a query request
+// may take before it is cancelled from herd's side.
+const requestMargin = 10 * time.Second
+
+// firstKeyword is the statement's first word, lowercased, past blanks
+// and comments.
+func firstKeyword(sql string) string {
+	for {
+		sql = strings.TrimLeft(sql, " \t\r\n\f")
+		switch {
+		case strings.HasPrefix(sql, "--"):
+			i := strings.IndexByte(sql, '\n')
+			if i < 0 {
+				return ""
+			}
+			sql = sql[i+1:]
+		case strings.HasPrefix(sql, "/*"):
+			// Block comments nest.
+			depth, i := 0, 0
+			for i < len(sql) {
+				if strings.HasPrefix(sql[i:], "/*") {
+					depth++
+					i += 2
+				} else if strings.HasPrefix(sql[i:], "*/") {
+					depth--
+					i += 2
+					if depth == 0 {
+						break
+					}
+				} else {
+					i++
+				}
+			}
+			if depth != 0 {
+				return ""
+			}
+			sql = sql[i:]
+		default:
+			end := strings.IndexFunc(sql, func(r rune) bool {
+				return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+			})
+			if end < 0 {
+				end = len(sql)
+			}
+			return strings.ToLower(sql[:end])
+		}
+	}
+}
+
+// releaseLocks ends every session-level advisory lock the statement took
+// (pg_advisory_lock survives the transaction's rollback): a console
+// session holding one for hours would stop the scheduled queries, rollups
+// and syncs that try-lock the same key. Settings the person made (SET
+// search_path) and their temporary tables are kept.
+func releaseLocks(conn *pgx.Conn) {
+	if conn.IsClosed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = conn.Exec(ctx, "SELECT pg_catalog.pg_advisory_unlock_all()")
 }
 
 // pgError turns a Postgres error into the 400 the client shows.

@@ -28,6 +28,16 @@ type Config struct {
 	// saved: past it the role's oldest snapshots are deleted, the latest
 	// of each query last (default 256 MiB).
 	RoleBytes int64
+	// ScheduledTimeout is the statement timeout of a scheduled run
+	// (default 1m): a tick runs many queries one after another.
+	ScheduledTimeout time.Duration
+	// DuePerRole is how many due queries of one role a tick runs (default
+	// 3), taken in turn across roles; the rest wait for the next tick, so
+	// one role's many slow queries cannot delay everyone else's for hours.
+	DuePerRole int
+	// ScheduledPerRole is how many scheduled queries (every) one role may
+	// keep (default 20).
+	ScheduledPerRole int
 }
 
 func (c Config) withDefaults() Config {
@@ -45,6 +55,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RoleBytes <= 0 {
 		c.RoleBytes = 256 << 20
+	}
+	if c.ScheduledTimeout <= 0 {
+		c.ScheduledTimeout = time.Minute
+	}
+	if c.DuePerRole <= 0 {
+		c.DuePerRole = 3
+	}
+	if c.ScheduledPerRole <= 0 {
+		c.ScheduledPerRole = 20
 	}
 	return c
 }
@@ -66,6 +85,8 @@ type Run struct {
 	Truncated bool
 	Error     string
 	RunAs     string // the role the result was computed as: the query's saver
+
+	timeout time.Duration // statement timeout of this run
 }
 
 // Store saves and runs queries.
@@ -163,6 +184,14 @@ func (s *Store) save(ctx context.Context, name, sql string, every time.Duration,
 		var iv any
 		if every > 0 {
 			iv = every
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM herd.saved_queries
+				WHERE saved_by = coalesce($1, current_user) AND run_every IS NOT NULL AND name <> $2`, nullable(role), name).Scan(&n); err != nil {
+				return err
+			}
+			if n >= s.cfg.ScheduledPerRole {
+				return fmt.Errorf("%w: %d are scheduled, the most a role may keep: save this one without an interval, or take the interval off another", ErrScheduleFull, n)
+			}
 		}
 		var saver any
 		if role != "" {
@@ -190,8 +219,11 @@ func (s *Store) save(ctx context.Context, name, sql string, every time.Duration,
 // snapshot. A query that fails is stored too, with its error (and returned
 // as a Run, not as an error): the page then says the latest run failed.
 func (s *Store) Run(ctx context.Context, name string) (Run, error) {
-	return s.run(ctx, name, "")
+	return s.run(ctx, name, "", s.cfg.Timeout)
 }
+
+// ErrScheduleFull means the role keeps as many scheduled queries as it may.
+var ErrScheduleFull = errors.New("too many scheduled queries")
 
 // ErrChanged means the saved query is no longer the expected role's.
 var ErrChanged = errors.New("saved by another role now")
@@ -203,10 +235,10 @@ func (s *Store) RunAs(ctx context.Context, name, saver string) (Run, error) {
 	if saver == "" {
 		return Run{}, fmt.Errorf("run query %s: %w", name, ErrChanged)
 	}
-	return s.run(ctx, name, saver)
+	return s.run(ctx, name, saver, s.cfg.Timeout)
 }
 
-func (s *Store) run(ctx context.Context, name, want string) (Run, error) {
+func (s *Store) run(ctx context.Context, name, want string, timeout time.Duration) (Run, error) {
 	var sql, saver string
 	var self bool
 	err := s.db.QueryRow(ctx, "SELECT sql, saved_by, saved_by = current_user FROM herd.saved_queries WHERE name = $1", name).Scan(&sql, &saver, &self)
@@ -219,7 +251,7 @@ func (s *Store) run(ctx context.Context, name, want string) (Run, error) {
 	if want != "" && (saver != want || self) {
 		return Run{}, fmt.Errorf("run query %s: %w", name, ErrChanged)
 	}
-	r := Run{Query: name, SQL: sql, Started: time.Now(), RunAs: saver}
+	r := Run{Query: name, SQL: sql, Started: time.Now(), RunAs: saver, timeout: timeout}
 	run := s.execute
 	if !self {
 		run = func(ctx context.Context, r *Run) error { return s.executeAs(ctx, r, saver) }
@@ -275,7 +307,7 @@ func (s *Store) run(ctx context.Context, name, want string) (Run, error) {
 // results so every type is stored as Postgres prints it.
 func (s *Store) execute(ctx context.Context, r *Run) error {
 	return pgx.BeginTxFunc(ctx, s.db, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", s.cfg.Timeout.Milliseconds())); err != nil {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", r.timeout.Milliseconds())); err != nil {
 			return err
 		}
 		rr := tx.Conn().PgConn().ExecParams(ctx, r.SQL, nil, nil, nil, nil)
@@ -319,21 +351,50 @@ func (s *Store) execute(ctx context.Context, r *Run) error {
 	})
 }
 
-// RunDue runs every saved query with an interval whose last run is at
-// least that old. It is the job herd up adds to the rollup scheduler.
+// RunDue runs the saved queries with an interval whose last run is at
+// least that old, the longest overdue first: at most DuePerRole of each
+// saver's, taken in turn across savers, each with ScheduledTimeout. The
+// rest are still due at the next tick.
 func (s *Store) RunDue(ctx context.Context) error {
-	rows, _ := s.db.Query(ctx, `SELECT q.name FROM herd.saved_queries q
-		WHERE q.run_every IS NOT NULL AND coalesce(
-			(SELECT max(started_at) FROM herd.query_runs r WHERE r.query_name = q.name), '-infinity') + q.run_every <= now()
-		ORDER BY q.name`)
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	rows, _ := s.db.Query(ctx, `SELECT name, saved_by FROM (
+			SELECT q.name, q.saved_by, coalesce((SELECT max(started_at) FROM herd.query_runs r WHERE r.query_name = q.name), '-infinity') + q.run_every AS due
+			FROM herd.saved_queries q WHERE q.run_every IS NOT NULL) d
+		WHERE due <= now() ORDER BY due, name`)
+	type due struct{ name, role string }
+	all, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (due, error) {
+		var d due
+		err := row.Scan(&d.name, &d.role)
+		return d, err
+	})
 	if err != nil {
 		return fmt.Errorf("find due queries: %w", err)
 	}
+	var roles []string
+	byRole := map[string][]string{}
+	for _, d := range all {
+		if _, ok := byRole[d.role]; !ok {
+			roles = append(roles, d.role)
+		}
+		byRole[d.role] = append(byRole[d.role], d.name)
+	}
+	var names []string
+	for i := 0; i < s.cfg.DuePerRole; i++ {
+		for _, role := range roles {
+			if i < len(byRole[role]) {
+				names = append(names, byRole[role][i])
+			}
+		}
+	}
+	if left := len(all) - len(names); left > 0 {
+		s.log.Info("saved query schedule: queries left for the next tick", "run", len(names), "left", left, "per_role", s.cfg.DuePerRole)
+	}
 	var errs []error
 	for _, n := range names {
-		if _, err := s.Run(ctx, n); err != nil {
+		if _, err := s.run(ctx, n, "", s.cfg.ScheduledTimeout); err != nil {
 			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -424,4 +485,11 @@ func History(ctx context.Context, db Querier, name string, limit int) ([]RunSumm
 		return nil
 	})
 	return out, err
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }

@@ -92,7 +92,7 @@ func (s *Store) executeAs(ctx context.Context, r *Run, role string) error {
 		return fmt.Errorf("role %s, which saved this query, no longer exists; save it again (herd queries save --as ROLE)", role)
 	}
 	ident := pgx.Identifier{role}.Sanitize()
-	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", s.cfg.Timeout.Milliseconds())); err != nil {
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", r.timeout.Milliseconds())); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+ident); err != nil {

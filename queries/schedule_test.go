@@ -1,7 +1,12 @@
 package queries
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -51,4 +56,47 @@ func TestRunScheduled(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestSkippedTickNamesHolder: a tick skipped because another session
+// holds the schedule's lock is logged at WARN with that session's pid and
+// role.
+func TestSkippedTickNamesHolder(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db, _, _ := setup(t, Config{})
+	var buf syncBuffer
+	store := New(db, slog.New(slog.NewTextHandler(&buf, nil)), Config{})
+	other, err := db.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Release()
+	var pid int32
+	if err := other.QueryRow(ctx, "SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock($1)) l", scheduleLockKey).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	store.runScheduledOnce(ctx)
+	out := buf.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, fmt.Sprintf("holder_pid=%d", pid)) || !strings.Contains(out, "holder_user=postgres") {
+		t.Fatalf("log of a skipped tick: %q, want a WARN naming pid %d and user postgres", out, pid)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -48,6 +48,7 @@ func (s *streamFlags) config() stream.Config {
 // collectorFlags configure the HTTP collector.
 type collectorFlags struct {
 	listen         string
+	bound          string // the address listened on, once listening (port 0 resolved)
 	publicURL      string
 	trustedProxies string
 	anonymizeIP    bool

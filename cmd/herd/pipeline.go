@@ -222,6 +222,7 @@ func startCollector(ctx context.Context, e *env, g *group, a *admin, nc *nats.Co
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cf.listen, err)
 	}
+	cf.bound = dialAddr(ln.Addr())
 	a.check("nats", func(context.Context) error {
 		if !c.Ready() {
 			return errors.New("not connected or sources not loaded")
@@ -465,6 +466,9 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	host := f.collectorFlags.listen
 	if strings.HasPrefix(host, ":") {
 		host = "localhost" + host
+	}
+	if b := f.collectorFlags.bound; b != "" && strings.HasSuffix(host, ":0") {
+		host = b // port 0: the one the system chose
 	}
 	if err := writeInstance(f, dbURL, ns, adm, sc, setup); err != nil {
 		g.cancel()

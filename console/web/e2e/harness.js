@@ -40,8 +40,25 @@ export function freePort() {
   });
 }
 
-export function psql(url, sql) {
-  return execFileSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', url, '-c', sql], { encoding: 'utf8', timeout: 30000 });
+export function psql(url, sql, timeout = 30000) {
+  return execFileSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', url, '-c', sql], { encoding: 'utf8', timeout });
+}
+
+// cleanup runs a cleanup step a few times, waiting longer each time (a
+// loaded machine can take minutes to end a database's sessions), and
+// never fails the suite: a leftover is dropped by the next run.
+async function cleanup(what, fn) {
+  for (let i = 1; ; i++) {
+    try {
+      return fn();
+    } catch (e) {
+      if (i === 4) {
+        console.error(`cleanup: ${what} failed, left for the next run: ${e.message}`);
+        return;
+      }
+      await sleep(2000 * i);
+    }
+  }
 }
 
 export function herd(args, env = {}) {
@@ -57,8 +74,12 @@ export function createDatabase() {
   for (const old of psql(PG, "select datname from pg_database where datname like 'herd\\_console\\_e2e\\_%'").split('\n').filter(Boolean)) {
     const pid = +old.split('_')[3];
     if (alive(pid)) continue;
-    psql(PG, `drop database if exists ${old} with (force)`);
-    dropRoles(pid);
+    try {
+      psql(PG, `drop database if exists ${old} with (force)`, 120000);
+      dropRoles(pid);
+    } catch (e) {
+      console.error(`cleanup: leftover ${old} not dropped: ${e.message}`);
+    }
   }
   for (const r of psql(PG, "select rolname from pg_roles where rolname like 'herd\\_analysts\\_herd\\_console\\_e2e\\_%'").split('\n').filter(Boolean)) {
     const pid = +r.split('_')[5];
@@ -71,9 +92,10 @@ export function createDatabase() {
     url,
     query: (sql) => JSON.parse(psql(url, `select coalesce(json_agg(t), '[]') from (${sql}) t`)),
     exec: (sql) => psql(url, sql),
-    drop: () => {
-      psql(PG, `drop database if exists ${name} with (force)`);
-      dropRoles(process.pid);
+    // drop is a cleanup step: it retries and never throws.
+    drop: async () => {
+      await cleanup(`drop database ${name}`, () => psql(PG, `drop database if exists ${name} with (force)`, 120000));
+      await cleanup('drop roles', () => dropRoles(process.pid));
     },
   };
 }
@@ -137,10 +159,15 @@ export async function startHerd({ databaseUrl, writeKey, dir, extra = [] }) {
     console: consoleUrl,
     dir,
     log: () => readFileSync(logFile, 'utf8'),
+    // stop ends herd up and waits until it has exited (its connections
+    // closed), so the database can be dropped after it.
     async stop({ keep = false } = {}) {
       if (exited === null) {
         proc.kill('SIGINT');
-        await until('herd to stop', () => exited !== null, 30000).catch(() => proc.kill('SIGKILL'));
+        await until('herd to stop', () => exited !== null, 60000).catch(async () => {
+          proc.kill('SIGKILL');
+          await until('herd to be killed', () => exited !== null, 30000).catch(() => {});
+        });
       }
       if (!keep) rmSync(dir, { recursive: true, force: true });
     },

@@ -109,10 +109,19 @@ export function resultTable(columns, rows) {
   return wrap;
 }
 
+// A text cell that starts like a formula (= + - @, tab, carriage return)
+// gets a leading ' so a spreadsheet shows it instead of evaluating it;
+// numbers are written as they are.
+export function csvSafe(t) {
+  if (!/^[=+\-@\t\r]/.test(t) || /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(t)) return t;
+  return "'" + t;
+}
+
 export function toCSV(columns, rows) {
   const q = (v) => {
-    const t = cellText(v);
+    let t = cellText(v);
     if (t === null) return '';
+    t = csvSafe(t);
     return /[",\n\r]/.test(t) || /^\s|\s$/.test(t) ? '"' + t.replace(/"/g, '""') + '"' : t;
   };
   const lines = [columns.map((c) => q(c.name)).join(',')];
