@@ -64,8 +64,8 @@ func TestUpHoldsMemoryBudgetSlowBodies(t *testing.T) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &syncWriter{w: &logs}, &syncWriter{w: &logs}
+	var logs syncWriter // one lock for both streams
+	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -194,16 +194,4 @@ func TestUpHoldsMemoryBudgetSlowBodies(t *testing.T) {
 	if statuses["200"] == 0 {
 		t.Errorf("no slow body was accepted: the test shows nothing about what herd up reads")
 	}
-}
-
-// syncWriter serializes writes from the process's stdout and stderr.
-type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
