@@ -83,6 +83,13 @@ func (h *hub) join(v *viewer) error {
 			_ = sub.SetPendingLimits(4096, 64<<20)
 			h.subs = append(h.subs, sub)
 		}
+		// Subscribe only queues the interest: a round trip makes sure the
+		// server holds it before the stream answers, so that an event
+		// accepted after the viewer saw the stream open is shown.
+		if err := h.nc.FlushTimeout(5 * time.Second); err != nil {
+			h.unsubscribe()
+			return fmt.Errorf("subscribe to live events: %w", err)
+		}
 	}
 	h.viewers[v] = struct{}{}
 	return nil
