@@ -1,8 +1,7 @@
 package intercom
 
 import (
-	"errors"
-
+	"github.com/herdhq/herd/saas"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -38,26 +37,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		m.requests = register(reg, m.requests)
-		m.retries = register(reg, m.retries)
-		m.rows = register(reg, m.rows)
-		m.webhooks = register(reg, m.webhooks)
-		m.lastSuccess = register(reg, m.lastSuccess)
+		m.requests = saas.Register(reg, m.requests)
+		m.retries = saas.Register(reg, m.retries)
+		m.rows = saas.Register(reg, m.rows)
+		m.webhooks = saas.Register(reg, m.webhooks)
+		m.lastSuccess = saas.Register(reg, m.lastSuccess)
 	}
 	return m
-}
-
-// register registers c, or returns the collector already registered under
-// its name, so that a second Syncer in one process shares the metrics.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic("herd_intercom metrics: " + err.Error())
-	}
-	return c
 }

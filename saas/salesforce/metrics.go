@@ -1,8 +1,7 @@
 package salesforce
 
 import (
-	"errors"
-
+	"github.com/herdhq/herd/saas"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -39,12 +38,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		m.requests = register(reg, m.requests)
-		m.retries = register(reg, m.retries)
-		m.rows = register(reg, m.rows)
-		m.tokens = register(reg, m.tokens)
-		m.lastSuccess = register(reg, m.lastSuccess)
-		register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		m.requests = saas.Register(reg, m.requests)
+		m.retries = saas.Register(reg, m.retries)
+		m.rows = saas.Register(reg, m.rows)
+		m.tokens = saas.Register(reg, m.tokens)
+		m.lastSuccess = saas.Register(reg, m.lastSuccess)
+		saas.Register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herd_salesforce_api_usage_ratio",
 			Help: "Share of the org's DailyApiRequests used, as last read from Salesforce (all clients, not only herd).",
 		}, func() float64 {
@@ -61,19 +60,4 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}))
 	}
 	return m
-}
-
-// register registers c, or returns the collector already registered under
-// its name, so that a second Syncer in one process shares the metrics.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic("herd_salesforce metrics: " + err.Error())
-	}
-	return c
 }
