@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
+	"github.com/herdhq/herd/saas"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -161,29 +161,7 @@ func (s *Syncer) state(ctx context.Context, object string) (state, error) {
 // setState writes the given columns of object's row in front.sync_state.
 // Column names come from this package, never from input.
 func setState(ctx context.Context, q querier, object string, cols map[string]any) error {
-	names := []string{"object"}
-	vals := []string{"$1"}
-	sets := []string{"updated_at = now()"}
-	args := []any{object}
-	for c, v := range cols {
-		id := pgx.Identifier{c}.Sanitize()
-		args = append(args, v)
-		names = append(names, id)
-		vals = append(vals, fmt.Sprintf("$%d", len(args)))
-		sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%s", id, id))
-	}
-	_, err := q.Exec(ctx, `INSERT INTO front.sync_state (`+strings.Join(names, ", ")+`) VALUES (`+strings.Join(vals, ", ")+`)
-		ON CONFLICT (object) DO UPDATE SET `+strings.Join(sets, ", "), args...)
-	if err != nil {
-		return fmt.Errorf("update front.sync_state for %s: %w", object, err)
-	}
-	return nil
+	return saas.SetSyncState(ctx, q, "front", object, cols)
 }
 
-func (s *Syncer) dbNow(ctx context.Context) (time.Time, error) {
-	var t time.Time
-	if err := s.db.QueryRow(ctx, "SELECT now()").Scan(&t); err != nil {
-		return t, fmt.Errorf("read the warehouse clock: %w", err)
-	}
-	return t, nil
-}
+func (s *Syncer) dbNow(ctx context.Context) (time.Time, error) { return saas.DBNow(ctx, s.db) }

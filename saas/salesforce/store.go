@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/herdhq/herd/saas"
 	"io"
 	"strings"
 	"time"
@@ -242,21 +243,5 @@ func (s *Syncer) state(ctx context.Context, object string) (state, error) {
 // setState writes the given columns of object's sync_state row. Column
 // names come from this package, never from input.
 func (s *Syncer) setState(ctx context.Context, object string, cols map[string]any) error {
-	names := []string{"object"}
-	vals := []string{"$1"}
-	sets := []string{"updated_at = now()"}
-	args := []any{object}
-	for c, v := range cols {
-		id := pgx.Identifier{c}.Sanitize()
-		args = append(args, v)
-		names = append(names, id)
-		vals = append(vals, fmt.Sprintf("$%d", len(args)))
-		sets = append(sets, id+" = EXCLUDED."+id)
-	}
-	_, err := s.db.Exec(ctx, `INSERT INTO salesforce.sync_state (`+strings.Join(names, ", ")+`) VALUES (`+strings.Join(vals, ", ")+`)
-		ON CONFLICT (object) DO UPDATE SET `+strings.Join(sets, ", "), args...)
-	if err != nil {
-		return fmt.Errorf("update salesforce.sync_state for %s: %w", object, err)
-	}
-	return nil
+	return saas.SetSyncState(ctx, s.db, "salesforce", object, cols)
 }
