@@ -1,7 +1,6 @@
 package saas
 
 import (
-	"errors"
 	"log/slog"
 	"math"
 	"sync"
@@ -164,20 +163,4 @@ func (f *Freshness) Applied(updated time.Time) {
 		f.newestApplied = updated
 	}
 	f.mu.Unlock()
-}
-
-// Register registers c on reg, or returns the collector already registered
-// under its name, so that a second connector of one source in a process
-// shares its metrics.
-func Register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic("herd metrics: " + err.Error())
-	}
-	return c
 }
