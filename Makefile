@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/herd
 
-.PHONY: run build test vet gotest sdk sdk-test e2e console console-e2e bench chaos fuzz clean services
+.PHONY: run build test vet gotest sdk sdk-test e2e console console-e2e bench chaos memtest fuzz clean services
 
 build:
 	$(GO) build -o $(BIN) ./cmd/herd
@@ -60,6 +60,10 @@ bench:
 ## chaos: kill and restart herd's components under load; one line per fault (the short form runs in make test)
 chaos:
 	$(GO) test -tags chaos -count=1 -v -run TestChaosFull -timeout 30m ./chaos
+
+## memtest: herd up under a 128 MiB budget, flooded, alone on the machine (about a minute)
+memtest:
+	HERD_MEMTEST=1 $(GO) test -count=1 -v -run '^TestUpHoldsMemoryBudget$$' ./cmd/herd
 
 ## fuzz: each fuzz target for FUZZTIME (default 60s)
 FUZZTIME ?= 60s
