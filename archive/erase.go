@@ -205,7 +205,7 @@ func encodeErased(recs []record, first, last uint64, gone []uint64) ([]byte, err
 	}
 	var buf bytes.Buffer
 	w := parquet.NewGenericWriter[record](&buf,
-		parquet.Compression(&parquet.Zstd),
+		parquet.Compression(lakeZstd),
 		parquet.CreatedBy("herd", "", ""),
 		parquet.KeyValueMetadata("herd.first_seq", strconv.FormatUint(first, 10)),
 		parquet.KeyValueMetadata("herd.last_seq", strconv.FormatUint(last, 10)),

@@ -247,7 +247,7 @@ func encodeFile(ctx context.Context, recs []record) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	w := parquet.NewGenericWriter[record](&buf,
-		parquet.Compression(&parquet.Zstd),
+		parquet.Compression(lakeZstd),
 		parquet.CreatedBy("herd", "", ""),
 		parquet.KeyValueMetadata("herd.first_seq", strconv.FormatInt(lo, 10)),
 		parquet.KeyValueMetadata("herd.last_seq", strconv.FormatInt(hi, 10)),
