@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"runtime"
@@ -108,6 +109,12 @@ type Config struct {
 	// within DecodeWait is answered 503 with Retry-After (bodies.go).
 	// Default DefaultBodyBytes.
 	BodyBytes int64
+	// StreamByteRate bounds the bytes per second all sources together may
+	// put on the stream, encoded: the memory budget's share for embedded
+	// NATS's block caches, which hold the last seconds of stream bytes.
+	// Past it requests are answered 503 with Retry-After (memory.go).
+	// 0 is unbounded.
+	StreamByteRate float64
 }
 
 // Static is a file served by the collector.
@@ -187,10 +194,12 @@ type Collector struct {
 	limits   *limiters
 	work     *workPool
 	rejects  *rejectBudget
-	packers  sync.Map  // event subject → *packer
-	inFlight inFlight  // memory.go
-	bodies   *bodyGate // bodies.go
-	ready    atomic.Bool
+	packers  sync.Map // event subject → *packer
+	inFlight inFlight // memory.go
+	// streamBytes is the bucket of StreamByteRate (memory.go); nil: none.
+	streamBytes *byteBucket
+	bodies      *bodyGate // bodies.go
+	ready       atomic.Bool
 	// lastLimitWarn is when the per-client limit was last logged (unix ns).
 	lastLimitWarn atomic.Int64
 	// suppressed holds the bucket keys of suppressed ids (suppress.go).
@@ -209,6 +218,10 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	c.rejects = newRejectBudget(cfg.RejectRate)
 	c.work = newWorkPool(cfg.DecodeBytes, cfg.DecodeWait)
 	c.inFlight.register(cfg.InFlightBytes, reg)
+	if cfg.StreamByteRate > 0 {
+		c.streamBytes = &byteBucket{rate: cfg.StreamByteRate, burst: math.Max(cfg.StreamByteRate, minByteBurst)}
+		c.streamBytes.tokens = c.streamBytes.burst
+	}
 	c.bodies = newBodyGate(max(cfg.BodyBytes, maxBodyBytes), cfg.DecodeWait, reg)
 	c.static = make(map[string]Static, len(cfg.Static))
 	for path, st := range cfg.Static {

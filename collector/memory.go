@@ -2,7 +2,9 @@ package collector
 
 import (
 	"fmt"
+	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
@@ -28,7 +30,7 @@ func (f *inFlight) register(limit int64, reg prometheus.Registerer) {
 	f.limit = limit
 	f.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "herd_collector_memory_refused_requests_total",
-		Help: "Requests answered 503 because the memory budget was reached, by what reached it (heap: the live heap past its bound; in_flight: request bytes awaiting JetStream past InFlightBytes).",
+		Help: "Requests answered 503 because the memory budget was reached, by what reached it (heap: the live heap past its bound; in_flight: request bytes awaiting JetStream past InFlightBytes; stream_rate: bytes put on the stream past StreamByteRate).",
 	}, []string{"reason"})
 	if reg != nil {
 		reg.MustRegister(f.refused, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -64,4 +66,54 @@ func (c *Collector) admit(ctx *fasthttp.RequestCtx, n int64) func() {
 		f.n.Add(n)
 	}
 	return func() { f.n.Add(-n) }
+}
+
+// admitStream holds a request about to publish while the stream byte rate
+// is spent. Requests pay for what they published once it is encoded
+// (chargeStream), so the bucket may run into debt; a request that finds it
+// in debt waits until the rate has paid it back, up to DecodeWait: a client
+// sending faster than the rate is slowed rather than refused, and
+// refusals (each a round trip the client repeats) stay few. Past that it
+// answers 503 with Retry-After and returns false. The bytes put on the
+// stream over a stretch are the rate over it plus the burst plus what the
+// requests admitted at once publish (bounded by the bytes in flight).
+func (c *Collector) admitStream(ctx *fasthttp.RequestCtx, now time.Time) bool {
+	b := c.streamBytes
+	if b == nil {
+		return true
+	}
+	b.mu.Lock()
+	b.refill(now)
+	wait := time.Duration(-b.tokens / b.rate * float64(time.Second))
+	b.mu.Unlock()
+	if wait > c.cfg.DecodeWait {
+		c.inFlight.refused.WithLabelValues("stream_rate").Inc()
+		ctx.Response.Header.Set("Retry-After", retryAfter(wait))
+		replyError(ctx, fasthttp.StatusServiceUnavailable, fmt.Sprintf("collector at the stream byte rate its memory budget allows (%s/s; raise --memory-limit for more); nothing was stored; retry after %ss", formatBytes(b.rate), retryAfter(wait)))
+		return false
+	}
+	if wait > 0 {
+		c.m.streamWaits.Inc()
+		time.Sleep(wait)
+	}
+	return true
+}
+
+// chargeStream takes the n bytes a request published from the stream
+// byte rate's bucket.
+func (c *Collector) chargeStream(n int, now time.Time) {
+	if b := c.streamBytes; b != nil && n > 0 {
+		b.mu.Lock()
+		b.refill(now)
+		b.tokens -= float64(n)
+		b.mu.Unlock()
+	}
+}
+
+// formatBytes writes a byte count in MiB, or KiB below one.
+func formatBytes(n float64) string {
+	if n < 1<<20 {
+		return strconv.FormatFloat(n/(1<<10), 'f', 0, 64) + " KiB"
+	}
+	return strconv.FormatFloat(n/(1<<20), 'f', 1, 64) + " MiB"
 }

@@ -29,6 +29,8 @@ type metrics struct {
 	// busy counts requests answered 503 for want of decode room.
 	connsRefused prometheus.Counter
 	busy         prometheus.Counter
+	// streamWaits counts requests that waited for the stream byte rate.
+	streamWaits prometheus.Counter
 	// routes caches requests' and duration's children.
 	routes routeCache
 }
@@ -48,6 +50,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		publish: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "herd_collector_publish_seconds", Help: "Time from first publish to the last JetStream acknowledgement of a request.",
 			Buckets: []float64{.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .5, 1, 3},
+		}),
+		streamWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_collector_stream_rate_waits_total",
+			Help: "Requests that waited for the stream byte rate the memory budget sets before they were published.",
 		}),
 		overBudget: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herd_collector_over_budget_events_total", Help: "Events refused because their request would have stored more than its budget (twice its body, plus 512 bytes an event and 64 KiB).",
@@ -73,7 +79,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.events, m.publish, m.frameEvents, m.overBudget, m.unrecorded, m.decompressed, m.panics, m.connsRefused, m.busy)
+		reg.MustRegister(m.requests, m.duration, m.events, m.publish, m.frameEvents, m.overBudget, m.unrecorded, m.decompressed, m.panics, m.connsRefused, m.busy, m.streamWaits)
 	}
 	m.routes.m = m
 	return m

@@ -85,7 +85,26 @@ type Sizes struct {
 	NATSMemory        int64
 	NATSStreamQueue   int64
 	NATSClientPending int64
+
+	// NATSBlockCache is the share held by embedded NATS's block caches:
+	// JetStream keeps each message block it wrote or read in memory until
+	// NATSCacheLife has passed without access, so what it holds follows the
+	// bytes put on the stream (and read back) over that time, not any
+	// setting. StreamRate is the bytes per second the collector may put on
+	// the stream so that those caches stay within the share: past it, it
+	// answers 503 with Retry-After. Zero when NATS is not in the process.
+	NATSBlockCache int64
+	StreamRate     int64
 }
+
+// NATSCacheLife is how long JetStream's file store keeps a message block's
+// cache after its last access (nats-server's cache expiry, not
+// configurable), and NATSBlock the size of one block of herd's stream: the
+// one being written is held whole.
+const (
+	NATSCacheLife = 10
+	NATSBlock     = 8 << 20
+)
 
 // Derive divides limit among parts. The shares are fixed fractions of what
 // the runtime may use (GoLimit), chosen so that the buffers together hold
@@ -146,6 +165,15 @@ func Derive(limit int64, parts Parts) (Sizes, error) {
 		// pulls: it must hold both, or the server cuts it off as slow.
 		s.NATSClientPending = clamp(2*int64(s.WriterPull+s.ArchiverPull), 8<<20, 64<<20)
 	}
+	if parts.NATS && parts.Collector {
+		// Two thirds of what the runtime may use: the block caches are most of
+		// herd up's live heap under load (a 128 MiB budget's flood held
+		// 96 MiB of them while every other buffer held 25). They hold
+		// about NATSCacheLife seconds of stream bytes, so the rate is the
+		// share over that time.
+		s.NATSBlockCache = g * 2 / 3
+		s.StreamRate = max(s.NATSBlockCache/NATSCacheLife, 1<<20)
+	}
 	return s, nil
 }
 
@@ -176,6 +204,10 @@ func (s Sizes) Attrs() []any {
 	add("nats_memory", s.NATSMemory)
 	add("nats_stream_queue", s.NATSStreamQueue)
 	add("nats_client_pending", s.NATSClientPending)
+	add("nats_block_cache", s.NATSBlockCache)
+	if s.StreamRate > 0 {
+		a = append(a, "stream_rate", Format(s.StreamRate)+"/s")
+	}
 	return a
 }
 
@@ -188,6 +220,7 @@ func (s Sizes) parts() map[string]int64 {
 		"writer_batch":     int64(s.WriterBatch), "writer_pull": int64(s.WriterPull),
 		"archiver_file": int64(s.ArchiverFile), "archiver_buffer": int64(s.ArchiverBuffer), "archiver_pull": int64(s.ArchiverPull),
 		"nats_memory": s.NATSMemory, "nats_stream_queue": s.NATSStreamQueue, "nats_client_pending": s.NATSClientPending,
+		"nats_block_cache": s.NATSBlockCache,
 	}
 }
 

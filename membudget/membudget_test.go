@@ -22,7 +22,10 @@ func TestDerive(t *testing.T) {
 		if s.ArchiverFile > s.ArchiverBuffer || s.WriterPull < s.WriterBatch || s.NATSClientPending < int64(s.WriterPull+s.ArchiverPull) {
 			t.Errorf("%s: inconsistent sizes %+v", Format(limit), s)
 		}
-		if limit > MinLimit && (s.WriterBatch < prev.WriterBatch || s.ArchiverBuffer < prev.ArchiverBuffer || s.CollectorInFlight < prev.CollectorInFlight || s.CollectorConns < prev.CollectorConns) {
+		if s.StreamRate <= 0 || s.StreamRate*NATSCacheLife > s.NATSBlockCache || s.NATSBlockCache >= s.GoLimit {
+			t.Errorf("%s: stream rate %d/s for block caches of %s", Format(limit), s.StreamRate, Format(s.NATSBlockCache))
+		}
+		if limit > MinLimit && (s.StreamRate < prev.StreamRate || s.WriterBatch < prev.WriterBatch || s.ArchiverBuffer < prev.ArchiverBuffer || s.CollectorInFlight < prev.CollectorInFlight || s.CollectorConns < prev.CollectorConns) {
 			t.Errorf("%s got smaller buffers than %s", Format(limit), Format(prev.Limit))
 		}
 		prev = s
@@ -31,7 +34,7 @@ func TestDerive(t *testing.T) {
 		t.Error("a budget below MinLimit was accepted")
 	}
 	s, _ := Derive(DefaultLimit, Parts{Collector: true})
-	if s.WriterBatch != 0 || s.ArchiverBuffer != 0 || s.NATSMemory != 0 || s.CollectorInFlight == 0 {
+	if s.WriterBatch != 0 || s.ArchiverBuffer != 0 || s.NATSMemory != 0 || s.StreamRate != 0 || s.CollectorInFlight == 0 {
 		t.Errorf("collector alone: %+v", s)
 	}
 }
