@@ -71,10 +71,9 @@ func (m *memoryFlags) setup(e *env, a *admin, parts membudget.Parts) (*memory, e
 
 // run samples the heap for the collector's back-pressure until ctx ends.
 // Shortly after start it collects twice and returns what is free to the
-// OS: starting leaves tens of MiB in pools that only a second collection
-// empties (the collector's static files are compressed once at the best
-// brotli level, whose encoder buffers stay pooled), and an idle process
-// would otherwise carry them until the runtime's two-minute collection.
+// OS: starting leaves garbage (compressing the static files once, building
+// the enrichment tables) that an idle process would otherwise carry until
+// the runtime's two-minute collection.
 func (m *memory) run(g *group) {
 	if m == nil {
 		return
