@@ -239,7 +239,7 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg Config, log
 // DrainTimeout) and returns.
 func (a *Archiver) Run(ctx context.Context) error {
 	// Everything this loop encodes is paced; the pacer is the loop's own.
-	ctx = withPacer(ctx, newPacer(a.cfg.EncodeShare))
+	ctx = withPacer(ctx, newPacer(ctx, a.cfg.EncodeShare))
 	cons, err := EnsureConsumer(ctx, a.js, a.cfg, a.log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -594,6 +594,7 @@ func (a *Archiver) flush(ctx context.Context, st *partState) error {
 	sort.SliceStable(f.entries, func(i, j int) bool { return f.entries[i].seq < f.entries[j].seq })
 	recs := make([]record, 0, len(f.entries))
 	pace := pacerOf(ctx)
+	pace.start()
 	for i, e := range f.entries {
 		if i%encodeChunk == 0 {
 			pace.step()

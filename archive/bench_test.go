@@ -91,7 +91,7 @@ func BenchmarkEncodeBesideRequests(b *testing.B) {
 			for b.Loop() {
 				ctx := context.Background()
 				if mode == "paced" {
-					ctx = withPacer(ctx, newPacer(DefaultEncodeShare))
+					ctx = withPacer(ctx, newPacer(ctx, DefaultEncodeShare))
 				}
 				stop := make(chan struct{})
 				got := make(chan []time.Duration)

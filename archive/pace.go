@@ -24,18 +24,40 @@ const DefaultEncodeShare = 0.25
 // paceSlice is how long encoding runs before it yields.
 const paceSlice = time.Millisecond
 
+// maxSlice bounds what one step counts as work: a longer gap since the
+// last step is the goroutine kept off the processor or idle, and paying for
+// it in full would pause a flush for minutes after a quiet spell.
+const maxSlice = 20 * paceSlice
+
 // pacer paces one goroutine's CPU-bound work. The zero value (and nil) only
 // yields.
 type pacer struct {
 	share float64 // of one core; 0 or >= 1: yield only, no pauses
 	began time.Time
 	now   func() time.Time    // time.Now; tests replace it
-	sleep func(time.Duration) // time.Sleep; tests replace it
+	sleep func(time.Duration) // a pause that ends with the pacer's context; tests replace it
 	slept time.Duration       // total paused, for tests and metrics
 }
 
-func newPacer(share float64) *pacer {
-	return &pacer{share: share, now: time.Now, sleep: time.Sleep}
+// newPacer paces at share of a core; its pauses end when ctx does, so
+// that a stopping archiver drains at once.
+func newPacer(ctx context.Context, share float64) *pacer {
+	return &pacer{share: share, now: time.Now, sleep: func(d time.Duration) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}}
+}
+
+// start marks the beginning of a unit of work (a file's encoding): the
+// time before it, idle or not, is not paid for.
+func (p *pacer) start() {
+	if p != nil {
+		p.began = p.now()
+	}
 }
 
 // step marks a point where the work may be paused: between small units (a
@@ -49,7 +71,7 @@ func (p *pacer) step() {
 		p.began = now
 		return
 	}
-	ran := now.Sub(p.began)
+	ran := min(now.Sub(p.began), maxSlice)
 	if ran < paceSlice {
 		return
 	}

@@ -11,7 +11,7 @@ import (
 // long as it runs, in pauses after slices of about paceSlice.
 func TestPacerShare(t *testing.T) {
 	clock := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	p := newPacer(0.25)
+	p := newPacer(context.Background(), 0.25)
 	p.now = func() time.Time { return clock }
 	var pauses []time.Duration
 	p.sleep = func(d time.Duration) { pauses = append(pauses, d); clock = clock.Add(d) }
@@ -28,11 +28,45 @@ func TestPacerShare(t *testing.T) {
 		t.Fatalf("paused %s for %s of work at share 0.25: want %s", p.slept, 200*unit, want)
 	}
 	// At share 1 it only yields.
-	p = newPacer(1)
+	p = newPacer(context.Background(), 1)
 	p.sleep = func(time.Duration) { t.Fatal("paused at share 1") }
 	for range 3 {
 		p.step()
 		time.Sleep(paceSlice)
+	}
+}
+
+// TestPacerAfterQuietSpell: the time before a unit of work starts, and a
+// gap within it longer than a slice, is not paid for with a pause (after a
+// minute idle the first step used to pause for three), and a pause ends
+// when the pacer's context does.
+func TestPacerAfterQuietSpell(t *testing.T) {
+	clock := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	ctx, cancel := context.WithCancel(context.Background())
+	p := newPacer(ctx, 0.25)
+	p.now = func() time.Time { return clock }
+	real := p.sleep
+	var pauses []time.Duration
+	p.sleep = func(d time.Duration) { pauses = append(pauses, d); clock = clock.Add(d) }
+	p.step()
+	clock = clock.Add(2 * paceSlice)
+	p.step()
+	clock = clock.Add(time.Minute) // quiet: no file to encode
+	p.start()
+	clock = clock.Add(paceSlice / 2)
+	p.step()
+	clock = clock.Add(40 * time.Second) // kept off the processor
+	p.step()
+	if want := []time.Duration{6 * paceSlice, 3 * maxSlice}; len(pauses) != 2 || pauses[0] != want[0] || pauses[1] != want[1] {
+		t.Fatalf("pauses %v, want %v", pauses, want)
+	}
+	done := make(chan struct{})
+	go func() { real(time.Hour); close(done) }()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a pause outlived the pacer's context")
 	}
 }
 
@@ -48,7 +82,7 @@ func TestPacedEncodeSameFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newPacer(0.5)
+	p := newPacer(context.Background(), 0.5)
 	p.sleep = func(time.Duration) {}
 	paced, err := encodeFile(withPacer(context.Background(), p), recs)
 	if err != nil {
