@@ -74,6 +74,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fs := newFlagSet(c)
+	// --help goes to stdout once: the flag package would print it to the
+	// flag set's output (stderr) before saying help was asked for.
+	for _, a := range rest {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "--h" || a == "-help" || a == "--help" {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return 0
+		}
+	}
 	fs.SetOutput(stderr)
 	// Flags may follow positional arguments (herd sources create NAME --kind server).
 	var positional []string
