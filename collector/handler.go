@@ -262,6 +262,11 @@ func (c *Collector) track(ctx *fasthttp.RequestCtx, batch bool, pathType string)
 		return
 	}
 	defer admitted()
+	// Past the stream byte rate the request waits here, before it takes
+	// decode room that other requests need.
+	if !c.admitStream(ctx, now) {
+		return
+	}
 	limit := MaxEventBytes
 	if batch {
 		limit = MaxBatchBytes
@@ -387,12 +392,6 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 		c.rateLimited(ctx, "source_bytes", wait, fmt.Sprintf("source %s has stored what its byte rate allows (this request may store up to %d bytes)", src.Name, budget))
 		return
 	}
-	// The stream as a whole, when the memory budget bounds its byte rate,
-	// is paid once the events are encoded.
-	if !c.admitStream(ctx, now) {
-		c.limits.refundBytes(src, budget, now)
-		return
-	}
 
 	p := c.newPublish()
 	defer p.release()
@@ -431,7 +430,7 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 	// Published bytes stay charged whatever JetStream answers: they may be
 	// stored even when the acknowledgement does not come in time.
 	c.limits.refundBytes(src, budget-published, now)
-	c.chargeStream(published, now)
+	c.chargeStream(published, now) // admitted in track, paid now
 	if err := p.wait(c.cfg.PublishTimeout); err != nil {
 		c.log.Warn("publish to JetStream", "err", err, "events", accepted)
 		ctx.Response.Header.Set("Retry-After", "2")

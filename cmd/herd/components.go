@@ -61,9 +61,12 @@ type collectorFlags struct {
 	limitLoopback  bool
 	rejectRate     float64
 	byteRate       float64
+	fs             *flag.FlagSet // to tell a --browser-byte-rate given from the default
+	byteRateGiven  bool
 }
 
 func (c *collectorFlags) bind(fs *flag.FlagSet) {
+	c.fs = fs
 	fs.StringVar(&c.listen, "listen", ":8080", "address of the tracking API, the SDK and (herd up) the demo page at / and /demo, which shows the default source's write key and is served only while that source is a live browser source")
 	fs.StringVar(&c.publicURL, "public-url", "", "URL clients use to reach the collector, in the settings answer and the demo page (default: each request's Host, answered with private caching only)")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host are believed")
@@ -73,7 +76,7 @@ func (c *collectorFlags) bind(fs *flag.FlagSet) {
 	fs.Float64Var(&c.ipRateLimit, "ip-rate-limit", 100, "requests per second to the event endpoints per client (an IPv4 address or an IPv6 /64; behind a proxy, set --trusted-proxies), answered 429 before the body is decompressed, decoded or its key looked up; 0: off")
 	fs.BoolVar(&c.limitLoopback, "ip-rate-limit-loopback", false, "apply --ip-rate-limit to loopback clients (127.0.0.0/8, ::1) too; off by default because behind a local proxy not listed in --trusted-proxies every client is 127.0.0.1")
 	fs.Float64Var(&c.rejectRate, "reject-rate", collector.DefaultRejectRate, "bytes per second of refused events and requests each source may record in herd.rejects (burst: 32 s worth, at least 256 KiB); past it they are only counted (herd_collector_rejects_unrecorded_total) and summarised")
-	fs.Float64Var(&c.byteRate, "browser-byte-rate", 8<<20, "bytes per second each browser source may put on the stream, encoded (its write key is public; bursts of 8 s worth, at least 4 MiB), answered 429 past it; server sources are bounded by --rate-limit alone; 0: unlimited")
+	fs.Float64Var(&c.byteRate, "browser-byte-rate", 8<<20, "bytes per second each browser source may put on the stream, encoded (its write key is public; bursts of 8 s worth, at least 4 MiB), answered 429 past it; server sources are bounded by --rate-limit alone; 0: unlimited. Unless given, at most half the stream byte rate --memory-limit sets")
 	fs.BoolVar(&c.enrich, "enrich", true, "parse user agents, flag bots, look up geo and classify referrers (false: basic columns only)")
 	fs.StringVar(&c.geoIPDB, "geoip-db", "", "MaxMind City or Country .mmdb file; reloaded when it changes (empty: geo columns stay NULL)")
 	fs.StringVar(&c.asnDB, "asn-db", "", "MaxMind ASN .mmdb file (optional)")
@@ -83,6 +86,9 @@ func (c *collectorFlags) bind(fs *flag.FlagSet) {
 func (c *collectorFlags) config(sc stream.Config) (collector.Config, error) {
 	cfg := collector.Config{Stream: sc, PublicURL: c.publicURL, AnonymizeIP: c.anonymizeIP, PublishTimeout: c.publishTimeout,
 		RateLimit: c.rateLimit, IPRateLimit: c.ipRateLimit, ExemptLoopback: !c.limitLoopback, RejectRate: c.rejectRate, BrowserByteRate: c.byteRate}
+	if c.fs != nil {
+		c.fs.Visit(func(f *flag.Flag) { c.byteRateGiven = c.byteRateGiven || f.Name == "browser-byte-rate" })
+	}
 	for _, s := range strings.Split(c.trustedProxies, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue

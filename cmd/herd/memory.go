@@ -97,7 +97,9 @@ func (m *memory) nats() stream.Limits {
 	return stream.Limits{MaxMemory: m.sizes.NATSMemory, StreamQueue: m.sizes.NATSStreamQueue, ClientPending: m.sizes.NATSClientPending}
 }
 
-func (m *memory) collector(cfg *collector.Config) {
+// collector sizes the collector's buffers; byteRateGiven says whether
+// --browser-byte-rate was given (the default is capped, a given one kept).
+func (m *memory) collector(cfg *collector.Config, byteRateGiven bool) {
 	if m == nil {
 		return
 	}
@@ -107,6 +109,12 @@ func (m *memory) collector(cfg *collector.Config) {
 	cfg.BodyBytes = m.sizes.CollectorBodies
 	cfg.MaxConns = m.sizes.CollectorConns
 	cfg.StreamByteRate = float64(m.sizes.StreamRate)
+	// A browser source's key is public: by default it may take at most
+	// half of the stream byte rate, so that one abused key cannot make
+	// every other source wait or be refused.
+	if half := cfg.StreamByteRate / 2; half > 0 && cfg.BrowserByteRate > half && !byteRateGiven {
+		cfg.BrowserByteRate = half
+	}
 }
 
 func (m *memory) writer(cfg *writer.Config) {
