@@ -5,11 +5,9 @@ package collector
 
 import (
 	"bytes"
-
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/andybalholm/brotli"
 	"log/slog"
 	"math"
 	"net"
@@ -19,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/andybalholm/brotli"
 	"github.com/herdhq/herd"
 	"github.com/herdhq/herd/stream"
 	"github.com/nats-io/nats.go"

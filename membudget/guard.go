@@ -41,6 +41,11 @@ func NewGuard(s Sizes, reg prometheus.Registerer) *Guard {
 			budget.WithLabelValues(k).Set(float64(v))
 		}
 	}
+	if s.StreamRate > 0 {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herd_memory_stream_rate_bytes_per_second",
+			Help: "Bytes a second the collector may put on the stream, set from --memory-limit so that embedded JetStream's block caches stay within their share; past it requests wait, then get 503"},
+			func() float64 { return float64(s.StreamRate) }))
+	}
 	g.idleReleases = prometheus.NewCounter(prometheus.CounterOpts{Name: "herd_memory_idle_releases_total",
 		Help: "Times the process, quiet after work, collected and returned its free memory to the OS"})
 	reg.MustRegister(budget, g.idleReleases,

@@ -97,14 +97,10 @@ type Sizes struct {
 	StreamRate     int64
 }
 
-// NATSCacheLife is how long JetStream's file store keeps a message block's
-// cache after its last access (nats-server's cache expiry, not
-// configurable), and NATSBlock the size of one block of herd's stream: the
-// one being written is held whole.
-const (
-	NATSCacheLife = 10
-	NATSBlock     = 8 << 20
-)
+// NATSCacheLife is how long, in seconds, JetStream's file store keeps a
+// message block's cache after its last access (nats-server's cache expiry,
+// not configurable).
+const NATSCacheLife = 10
 
 // Derive divides limit among parts. The shares are fixed fractions of what
 // the runtime may use (GoLimit), chosen so that the buffers together hold
@@ -117,9 +113,8 @@ func Derive(limit int64, parts Parts) (Sizes, error) {
 	s := Sizes{Limit: limit}
 	// The fixed part: what herd up holds beyond the runtime's count, 32 MiB
 	// measured idle (VmRSS less the runtime's total: the binary's text and
-	// data once warm, thread stacks, the kernel's share) and 48 MiB under a
-	// flood of connections (TestUpHoldsMemoryBudget peaked 178 MiB at a
-	// 128 MiB budget with 32 reserved, when run beside other tests), plus a tenth
+	// data once warm, thread stacks, the kernel's share) and up to 48 MiB
+	// under a flood of connections (thread stacks, sockets' buffers), plus a tenth
 	// for what the runtime keeps beyond its count (fragmentation, freed
 	// pages not yet returned).
 	s.Reserve = 48<<20 + limit/10
