@@ -35,6 +35,24 @@ type TrimResult struct {
 // starts, events before the first writer), and the collector would have
 // answered 200 for them. Trimming by acknowledged floors never does.
 func Trim(ctx context.Context, js jetstream.JetStream, c Config) (TrimResult, error) {
+	return (&Trimmer{}).Trim(ctx, js, c)
+}
+
+// Trimmer trims as Trim does, remembering the floor each family was last
+// purged below: a family whose floor has not moved since is not purged
+// again. A purge by subject makes the server read every block below the
+// floor to find the family's messages, and JetStream then keeps each block
+// it read in memory for 10 s; purging an idle stream every few seconds kept
+// its whole backlog resident. The zero value is ready; TrimLoop uses one.
+type Trimmer struct {
+	purged map[string]uint64
+}
+
+// Trim is Trim, skipping the families purged below their floor already.
+func (tr *Trimmer) Trim(ctx context.Context, js jetstream.JetStream, c Config) (TrimResult, error) {
+	if tr.purged == nil {
+		tr.purged = map[string]uint64{}
+	}
 	var res TrimResult
 	c.Defaults()
 	s, err := js.Stream(ctx, c.Name)
@@ -97,7 +115,7 @@ func Trim(ctx context.Context, js jetstream.JetStream, c Config) (TrimResult, er
 			}
 			covered = true
 		}
-		if !covered || floor == 0 {
+		if !covered || floor == 0 || tr.purged[fam] == floor {
 			continue
 		}
 		// What a passed-over consumer has not acknowledged up to the floor
@@ -125,6 +143,7 @@ func Trim(ctx context.Context, js jetstream.JetStream, c Config) (TrimResult, er
 		if err := s.Purge(ctx, jetstream.WithPurgeSubject(fam), jetstream.WithPurgeSequence(floor+1)); err != nil {
 			return res, fmt.Errorf("purge %s below %d: %w", fam, floor+1, err)
 		}
+		tr.purged[fam] = floor
 		after, err := s.Info(ctx)
 		if err != nil {
 			return res, err
@@ -143,13 +162,14 @@ func TrimLoop(ctx context.Context, js jetstream.JetStream, c Config, interval ti
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var tr Trimmer
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		r, err := Trim(ctx, js, c)
+		r, err := tr.Trim(ctx, js, c)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("trim acknowledged messages from the stream", "err", err)
 		}
