@@ -434,7 +434,10 @@ func (c *Collector) accept(ctx *fasthttp.RequestCtx, src *herd.Source, r *reques
 	if err := p.wait(c.cfg.PublishTimeout); err != nil {
 		c.log.Warn("publish to JetStream", "err", err, "events", accepted)
 		ctx.Response.Header.Set("Retry-After", "2")
-		replyError(ctx, fasthttp.StatusServiceUnavailable, "events not stored: "+err.Error()+"; retry")
+		// Some of the request's frames may have been stored before the
+		// failure: the reply must not say none were. A retry within the
+		// stream's duplicate window stores each messageId once.
+		replyError(ctx, fasthttp.StatusServiceUnavailable, fmt.Sprintf("not every event was acknowledged as stored (%v); retry within %s: events already stored are recognised by their messageId", err, c.cfg.Stream.DupeWindow))
 		return
 	}
 	c.m.events.WithLabelValues("accepted", "").Add(float64(accepted))
