@@ -26,10 +26,10 @@ flight and connections), GOMEMLIMIT is set from it (unless the environment
 sets GOMEMLIMIT), and when the live heap nears it the collector answers 503
 with Retry-After rather than taking more. With embedded NATS (herd up) it
 also sets the stream byte rate: JetStream keeps the blocks it wrote or read
-in the last 10 s in memory, so two thirds of the budget's heap go to those
+in the last 10 s in memory, so 60 % of the budget's heap goes to those
 caches and the collector puts at most that share ÷ 10 s of encoded events a
-second on the stream (10.2 MiB/s at the default 224MiB, some 11,000 events
-of 1 KB; 58 MiB/s at 1GiB); each browser source, whose key is public, gets
+second on the stream (9.2 MiB/s at the default 224MiB, some 10,000 events
+of 1 KB; 52 MiB/s at 1GiB); each browser source, whose key is public, gets
 at most half of it unless --browser-byte-rate is given. Requests past the rate wait
 up to a second, then get 503. The sizes are logged at start and
 exported as herd_memory_budget_bytes{part} and
