@@ -2,10 +2,10 @@ package collector
 
 import (
 	"fmt"
-	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/herdhq/herd/membudget"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
@@ -89,7 +89,7 @@ func (c *Collector) admitStream(ctx *fasthttp.RequestCtx, now time.Time) bool {
 	if wait > c.cfg.DecodeWait {
 		c.inFlight.refused.WithLabelValues("stream_rate").Inc()
 		ctx.Response.Header.Set("Retry-After", retryAfter(wait))
-		replyError(ctx, fasthttp.StatusServiceUnavailable, fmt.Sprintf("collector at the stream byte rate its memory budget allows (%s/s; raise --memory-limit for more); nothing was stored; retry after %ss", formatBytes(b.rate), retryAfter(wait)))
+		replyError(ctx, fasthttp.StatusServiceUnavailable, fmt.Sprintf("collector at the stream byte rate its memory budget allows (%s/s; raise --memory-limit for more); nothing was stored; retry after %ss", membudget.Format(int64(b.rate)), retryAfter(wait)))
 		return false
 	}
 	if wait > 0 {
@@ -108,12 +108,4 @@ func (c *Collector) chargeStream(n int, now time.Time) {
 		b.tokens -= float64(n)
 		b.mu.Unlock()
 	}
-}
-
-// formatBytes writes a byte count in MiB, or KiB below one.
-func formatBytes(n float64) string {
-	if n < 1<<20 {
-		return strconv.FormatFloat(n/(1<<10), 'f', 0, 64) + " KiB"
-	}
-	return strconv.FormatFloat(n/(1<<20), 'f', 1, 64) + " MiB"
 }
