@@ -221,8 +221,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	c.work = newWorkPool(cfg.DecodeBytes, cfg.DecodeWait)
 	c.inFlight.register(cfg.InFlightBytes, reg)
 	if cfg.StreamByteRate > 0 {
-		c.streamBytes = &byteBucket{rate: cfg.StreamByteRate, burst: math.Max(cfg.StreamByteRate, minByteBurst)}
-		c.streamBytes.tokens = c.streamBytes.burst
+		c.streamBytes = newByteBucket(cfg.StreamByteRate, math.Max(cfg.StreamByteRate, minByteBurst))
 	}
 	c.bodies = newBodyGate(max(cfg.BodyBytes, maxBodyBytes), cfg.DecodeWait, reg)
 	c.static = make(map[string]Static, len(cfg.Static))

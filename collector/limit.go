@@ -87,8 +87,7 @@ func (l *limiters) byteBucket(s *herd.Source) *byteBucket {
 	defer l.mu.Unlock()
 	b := l.bytes[s.ID]
 	if b == nil {
-		b = &byteBucket{rate: l.byteRate, burst: math.Max(8*l.byteRate, minByteBurst)}
-		b.tokens = b.burst
+		b = newByteBucket(l.byteRate, math.Max(8*l.byteRate, minByteBurst))
 		l.bytes[s.ID] = b
 	}
 	return b
@@ -107,6 +106,11 @@ type byteBucket struct {
 	rate, burst float64
 	tokens      float64
 	last        time.Time
+}
+
+// newByteBucket is a bucket of rate bytes a second, full at burst.
+func newByteBucket(rate, burst float64) *byteBucket {
+	return &byteBucket{rate: rate, burst: burst, tokens: burst}
 }
 
 func (b *byteBucket) refill(now time.Time) {
@@ -130,6 +134,23 @@ func (b *byteBucket) reserve(n float64, now time.Time) (bool, time.Duration) {
 	}
 	b.tokens -= n
 	return true, 0
+}
+
+// owed is how long until the bucket is out of debt: zero when it holds
+// bytes. A bucket charged after the fact (charge) runs into debt.
+func (b *byteBucket) owed(now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	return max(time.Duration(-b.tokens/b.rate*float64(time.Second)), 0)
+}
+
+// charge takes n bytes already spent, into debt if need be.
+func (b *byteBucket) charge(n float64, now time.Time) {
+	b.mu.Lock()
+	b.refill(now)
+	b.tokens -= n
+	b.mu.Unlock()
 }
 
 // refund gives back n reserved bytes that were not published.

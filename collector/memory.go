@@ -82,10 +82,7 @@ func (c *Collector) admitStream(ctx *fasthttp.RequestCtx, now time.Time) bool {
 	if b == nil {
 		return true
 	}
-	b.mu.Lock()
-	b.refill(now)
-	wait := time.Duration(-b.tokens / b.rate * float64(time.Second))
-	b.mu.Unlock()
+	wait := b.owed(now)
 	if wait > c.cfg.DecodeWait {
 		c.inFlight.refused.WithLabelValues("stream_rate").Inc()
 		ctx.Response.Header.Set("Retry-After", retryAfter(wait))
@@ -103,9 +100,6 @@ func (c *Collector) admitStream(ctx *fasthttp.RequestCtx, now time.Time) bool {
 // byte rate's bucket.
 func (c *Collector) chargeStream(n int, now time.Time) {
 	if b := c.streamBytes; b != nil && n > 0 {
-		b.mu.Lock()
-		b.refill(now)
-		b.tokens -= float64(n)
-		b.mu.Unlock()
+		b.charge(float64(n), now)
 	}
 }

@@ -62,7 +62,16 @@ type collectorFlags struct {
 	rejectRate     float64
 	byteRate       float64
 	fs             *flag.FlagSet // to tell a --browser-byte-rate given from the default
-	byteRateGiven  bool
+}
+
+// byteRateGiven says whether --browser-byte-rate was given (by flag or
+// environment) rather than left at its default.
+func (c *collectorFlags) byteRateGiven() bool {
+	given := false
+	if c.fs != nil {
+		c.fs.Visit(func(f *flag.Flag) { given = given || f.Name == "browser-byte-rate" })
+	}
+	return given
 }
 
 func (c *collectorFlags) bind(fs *flag.FlagSet) {
@@ -86,9 +95,6 @@ func (c *collectorFlags) bind(fs *flag.FlagSet) {
 func (c *collectorFlags) config(sc stream.Config) (collector.Config, error) {
 	cfg := collector.Config{Stream: sc, PublicURL: c.publicURL, AnonymizeIP: c.anonymizeIP, PublishTimeout: c.publishTimeout,
 		RateLimit: c.rateLimit, IPRateLimit: c.ipRateLimit, ExemptLoopback: !c.limitLoopback, RejectRate: c.rejectRate, BrowserByteRate: c.byteRate}
-	if c.fs != nil {
-		c.fs.Visit(func(f *flag.Flag) { c.byteRateGiven = c.byteRateGiven || f.Name == "browser-byte-rate" })
-	}
 	for _, s := range strings.Split(c.trustedProxies, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue

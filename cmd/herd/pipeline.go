@@ -194,7 +194,7 @@ func startCollector(ctx context.Context, e *env, g *group, a *admin, nc *nats.Co
 	}
 	addStatic(&cfg, demoKey)
 	addWebhooks(&cfg)
-	a.mem.collector(&cfg, cf.byteRateGiven)
+	a.mem.collector(&cfg, cf.byteRateGiven())
 	if cf.enrich {
 		en, err := enrich.New(enrich.Config{GeoIPDB: cf.geoIPDB, ASNDB: cf.asnDB}, e.log.With("component", "enrich"), a.reg)
 		if err != nil {
